@@ -1,0 +1,397 @@
+"""Ingestion: the one way messages from any connector are stored.
+
+`ingest_messages` dedupes on (connector, external_id) with a database constraint, threads each
+message into a Conversation, keeps Contacts current and, on commit, announces the new message ids
+with `listening.signals.messages_ingested` for the learning app.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from listening.connectors.base import InboundAuthor, InboundMessage
+from listening.exceptions import PayloadInvalid
+from listening.models import Connector, Contact, Conversation, Customer, Direction, Message
+from listening.sanitize import capped_payload, clean_text
+from listening.signals import messages_ingested
+
+logger = logging.getLogger(__name__)
+
+EXTERNAL_ID_MAX = 255
+CHUNK = 500  # keeps IN (...) lists well under every backend's parameter limit
+
+
+@dataclass
+class IngestResult:
+    created_ids: list[int] = field(default_factory=list)
+    duplicates: int = 0
+
+    @property
+    def created(self) -> int:
+        return len(self.created_ids)
+
+    def merge(self, other: IngestResult) -> None:
+        self.created_ids.extend(other.created_ids)
+        self.duplicates += other.duplicates
+
+
+def ingest_messages(connector: Connector, messages: Iterable[InboundMessage]) -> IngestResult:
+    """Store normalised inbound messages exactly once.
+
+    Messages already stored for this connector (or repeated within the call) count as
+    duplicates. Safe to call concurrently with overlapping messages: the unique constraint on
+    (connector, external_id) decides, and each message is announced by exactly one caller.
+    Raises PayloadInvalid if a message cannot be stored as given (for example an id too long)."""
+    unique = _dedupe_and_validate(messages)
+    result = IngestResult(duplicates=unique.duplicates)
+    if not unique.messages:
+        _count_on_connector(connector, result)
+        return result
+    with transaction.atomic():
+        for start in range(0, len(unique.messages), CHUNK):
+            result.merge(_ingest_chunk(connector, unique.messages[start : start + CHUNK]))
+        _count_on_connector(connector, result)
+        if result.created_ids:
+            ids, connector_id = list(result.created_ids), connector.pk
+            transaction.on_commit(
+                lambda: messages_ingested.send(
+                    sender=Message, message_ids=ids, connector_id=connector_id
+                )
+            )
+    return result
+
+
+@dataclass
+class _Unique:
+    messages: list[InboundMessage]
+    duplicates: int
+
+
+def _dedupe_and_validate(messages: Iterable[InboundMessage]) -> _Unique:
+    seen: set[str] = set()
+    kept: list[InboundMessage] = []
+    duplicates = 0
+    for message in messages:
+        external_id = message.external_id
+        if not external_id or len(external_id) > EXTERNAL_ID_MAX:
+            raise PayloadInvalid(
+                f"message id must be 1 to {EXTERNAL_ID_MAX} characters, got {len(external_id)}"
+            )
+        if not message.author.external_id or len(message.author.external_id) > EXTERNAL_ID_MAX:
+            raise PayloadInvalid(f"author id of message {external_id[:40]!r} is empty or too long")
+        if len(message.thread_id) > EXTERNAL_ID_MAX or len(message.parent_external_id) > EXTERNAL_ID_MAX:
+            raise PayloadInvalid(f"thread or parent id of message {external_id[:40]!r} is too long")
+        if external_id in seen:
+            duplicates += 1
+            continue
+        seen.add(external_id)
+        kept.append(message)
+    # Oldest first, so a parent in the same batch is threaded before its replies.
+    kept.sort(key=lambda m: _aware(m.sent_at))
+    return _Unique(kept, duplicates)
+
+
+def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage]) -> IngestResult:
+    existing = set(
+        Message.objects.filter(
+            connector=connector, external_id__in=[m.external_id for m in chunk]
+        ).values_list("external_id", flat=True)
+    )
+    fresh = [m for m in chunk if m.external_id not in existing]
+    result = IngestResult(duplicates=len(chunk) - len(fresh))
+    if not fresh:
+        return result
+    contact_ids = _upsert_contacts(fresh)
+    parents = _known_parents(connector, fresh)
+    thread_keys = _thread_keys(fresh, parents)
+    conversation_ids = _upsert_conversations(connector, fresh, thread_keys, contact_ids)
+
+    batch = uuid.uuid4()
+    now = timezone.now()
+    rows = []
+    for message in fresh:
+        raw, truncated = capped_payload(message.raw, settings.RAW_PAYLOAD_MAX_BYTES)
+        parent = parents.get(message.parent_external_id)
+        rows.append(
+            Message(
+                connector=connector,
+                external_id=message.external_id,
+                channel=message.channel,
+                direction=Direction.OUTBOUND if message.direction == "out" else Direction.INBOUND,
+                conversation_id=conversation_ids[thread_keys[message.external_id]],
+                author_id=contact_ids[(message.channel, message.author.external_id)],
+                text=clean_text(message.text, settings.MESSAGE_TEXT_MAX_CHARS),
+                url=_short(message.url, 1000),
+                sent_at=_aware(message.sent_at),
+                received_at=now,
+                parent_id=parent[0] if parent else None,
+                parent_external_id=message.parent_external_id,
+                raw=raw,
+                raw_truncated=truncated,
+                ingest_batch=batch,
+            )
+        )
+    # ignore_conflicts: a concurrent delivery of the same message may commit between our
+    # existence check and this insert; the constraint keeps one row and we skip ours.
+    Message.objects.bulk_create(rows, ignore_conflicts=True)
+    created = list(
+        Message.objects.filter(connector=connector, ingest_batch=batch).values_list(
+            "id", "external_id", "conversation_id", "author_id", "sent_at"
+        )
+    )
+    result.created_ids = [row[0] for row in created]
+    result.duplicates += len(rows) - len(created)
+    _link_parents(connector, created)
+    _bump_counters(Conversation, [(row[2], row[4]) for row in created], "last_message_at")
+    _bump_counters(Contact, [(row[3], row[4]) for row in created], "last_seen_at")
+    return result
+
+
+def _upsert_contacts(messages: Sequence[InboundMessage]) -> dict[tuple[str, str], int]:
+    """Create missing contacts, refresh changed profile fields; return (channel, id) -> pk."""
+    latest: dict[tuple[str, str], tuple[InboundAuthor, datetime]] = {}
+    for message in messages:
+        latest[(message.channel, message.author.external_id)] = (message.author, _aware(message.sent_at))
+    existing = _contacts_by_key(latest)
+    missing = [key for key in latest if key not in existing]
+    if missing:
+        Contact.objects.bulk_create(
+            [_new_contact(key, *latest[key]) for key in missing], ignore_conflicts=True
+        )
+        existing = _contacts_by_key(latest)
+    changed = []
+    for key, contact in existing.items():
+        if _refresh_contact(contact, latest[key][0]):
+            changed.append(contact)
+    if changed:
+        Contact.objects.bulk_update(changed, PROFILE_FIELDS)
+    verified = [c for c in existing.values() if (c.email_verified and c.email) or (c.phone_verified and c.phone)]
+    for contact in verified:
+        if contact.customer_id is None:
+            match_customer(contact)
+    return {key: contact.pk for key, contact in existing.items()}
+
+
+PROFILE_FIELDS = [
+    "handle", "display_name", "profile_url", "followers",
+    "email", "email_verified", "phone", "phone_verified",
+]
+
+
+def _contacts_by_key(keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Contact]:
+    by_channel: dict[str, list[str]] = defaultdict(list)
+    for channel, external_id in keys:
+        by_channel[channel].append(external_id)
+    query = Q()
+    for channel, ids in by_channel.items():
+        query |= Q(channel=channel, external_id__in=ids)
+    return {(c.channel, c.external_id): c for c in Contact.objects.filter(query)}
+
+
+def _author_fields(author: InboundAuthor) -> dict[str, Any]:
+    followers = author.followers
+    if followers is not None and not 0 <= followers < 2**62:
+        followers = None
+    return {
+        "handle": _short(author.handle, 255),
+        "display_name": _short(author.display_name, 255),
+        "profile_url": _short(author.profile_url, 500),
+        "followers": followers,
+        "email": _short(author.email, 254),
+        "email_verified": author.email_verified and bool(author.email),
+        "phone": _short(author.phone, 32),
+        "phone_verified": author.phone_verified and bool(author.phone),
+    }
+
+
+def _new_contact(key: tuple[str, str], author: InboundAuthor, seen_at: datetime) -> Contact:
+    return Contact(
+        channel=key[0], external_id=key[1], first_seen_at=seen_at, last_seen_at=seen_at,
+        **_author_fields(author),
+    )
+
+
+def _refresh_contact(contact: Contact, author: InboundAuthor) -> bool:
+    """Apply what the source now says about the author; blank values never erase known ones."""
+    changed = False
+    for name, value in _author_fields(author).items():
+        if value in ("", None, False) or getattr(contact, name) == value:
+            continue
+        setattr(contact, name, value)
+        changed = True
+    return changed
+
+
+def _known_parents(connector: Connector, messages: Sequence[InboundMessage]) -> dict[str, tuple[int, str]]:
+    """Stored parents of these messages: parent external id -> (pk, conversation external id)."""
+    wanted = {m.parent_external_id for m in messages if m.parent_external_id}
+    if not wanted:
+        return {}
+    rows = Message.objects.filter(connector=connector, external_id__in=wanted).values_list(
+        "external_id", "id", "conversation__external_id"
+    )
+    return {external_id: (pk, thread) for external_id, pk, thread in rows}
+
+
+def _thread_keys(
+    messages: Sequence[InboundMessage], parents: dict[str, tuple[int, str]]
+) -> dict[str, str]:
+    """Conversation key per message: the source's thread id, else the parent's thread (stored or
+    earlier in this batch), else the message starts its own thread."""
+    keys: dict[str, str] = {}
+    for message in messages:
+        if message.thread_id:
+            key = message.thread_id
+        elif message.parent_external_id in parents:
+            key = parents[message.parent_external_id][1]
+        elif message.parent_external_id in keys:
+            key = keys[message.parent_external_id]
+        else:
+            key = message.external_id
+        keys[message.external_id] = key
+    return keys
+
+
+def _upsert_conversations(
+    connector: Connector,
+    messages: Sequence[InboundMessage],
+    thread_keys: dict[str, str],
+    contact_ids: dict[tuple[str, str], int],
+) -> dict[str, int]:
+    first: dict[str, InboundMessage] = {}
+    for message in messages:
+        first.setdefault(thread_keys[message.external_id], message)
+    existing = dict(
+        Conversation.objects.filter(connector=connector, external_id__in=list(first)).values_list(
+            "external_id", "id"
+        )
+    )
+    missing = [key for key in first if key not in existing]
+    if missing:
+        Conversation.objects.bulk_create(
+            [
+                Conversation(
+                    connector=connector,
+                    channel=first[key].channel,
+                    external_id=key,
+                    subject=_short(first[key].subject, 300),
+                    contact_id=contact_ids[(first[key].channel, first[key].author.external_id)]
+                    if first[key].direction != "out"
+                    else None,
+                    started_at=_aware(first[key].sent_at),
+                    last_message_at=_aware(first[key].sent_at),
+                )
+                for key in missing
+            ],
+            ignore_conflicts=True,
+        )
+        existing = dict(
+            Conversation.objects.filter(connector=connector, external_id__in=list(first)).values_list(
+                "external_id", "id"
+            )
+        )
+    return existing
+
+
+def _link_parents(connector: Connector, created: list[tuple]) -> None:
+    """Point replies at parents that arrived in the same call or after the reply."""
+    new_ids = {row[1]: row[0] for row in created}
+    orphans = list(
+        Message.objects.filter(
+            connector=connector, parent__isnull=True, parent_external_id__in=list(new_ids)
+        ).values_list("id", "parent_external_id")
+    )
+    if orphans:
+        Message.objects.filter(id__in=[pk for pk, _ in orphans]).update(
+            parent_id=Case(*[When(id=pk, then=Value(new_ids[parent])) for pk, parent in orphans])
+        )
+
+
+def _bump_counters(model: type, rows: list[tuple[int, datetime]], latest_field: str) -> None:
+    """Add to message_count and move the latest timestamp forward, atomically in SQL so
+    concurrent ingestions never lose an increment."""
+    counts: dict[int, int] = defaultdict(int)
+    latest: dict[int, datetime] = {}
+    for pk, when in rows:
+        if pk is None:
+            continue
+        counts[pk] += 1
+        latest[pk] = max(latest.get(pk, when), when)
+    if not counts:
+        return
+    added = Case(*[When(id=pk, then=Value(n)) for pk, n in counts.items()], default=Value(0))
+    newest = Case(
+        *[When(id=pk, then=Value(when)) for pk, when in latest.items()], default=F(latest_field)
+    )
+    model.objects.filter(id__in=list(counts)).update(
+        message_count=F("message_count") + added,
+        **{latest_field: Greatest(F(latest_field), newest)},
+    )
+
+
+def _count_on_connector(connector: Connector, result: IngestResult) -> None:
+    if not result.created and not result.duplicates:
+        return
+    updates: dict[str, Any] = {
+        "messages_received": F("messages_received") + result.created,
+        "duplicates_received": F("duplicates_received") + result.duplicates,
+    }
+    if result.created:
+        updates["last_success_at"] = timezone.now()
+    Connector.objects.filter(pk=connector.pk).update(**updates)
+
+
+def match_customer(contact: Contact) -> Customer:
+    """Attach a contact to the Customer sharing its verified email or phone, creating one if
+    none does. Unverified identifiers never merge people: anyone can type any email."""
+    query = Q()
+    if contact.email_verified and contact.email:
+        query |= Q(email__iexact=contact.email)
+    if contact.phone_verified and contact.phone:
+        query |= Q(phone=contact.phone)
+    customer = Customer.objects.filter(query).order_by("id").first() if query else None
+    if customer is None:
+        customer = Customer.objects.create(
+            display_name=contact.display_name or contact.handle,
+            email=contact.email if contact.email_verified else "",
+            phone=contact.phone if contact.phone_verified else "",
+        )
+    contact.customer = customer
+    Contact.objects.filter(pk=contact.pk).update(customer=customer)
+    return customer
+
+
+@transaction.atomic
+def merge_customers(target: Customer, *others: Customer) -> Customer:
+    """Fold `others` into `target`: their contacts move over, blanks on target are filled, and
+    the others are deleted. Used when an agent confirms two profiles are one person."""
+    for other in others:
+        if other.pk == target.pk:
+            continue
+        Contact.objects.filter(customer=other).update(customer=target)
+        for name in ("display_name", "email", "phone"):
+            if not getattr(target, name) and getattr(other, name):
+                setattr(target, name, getattr(other, name))
+        other.delete()
+    target.save()
+    return target
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _short(value: str, limit: int) -> str:
+    return clean_text(value, limit)

@@ -1,0 +1,134 @@
+"""Generic signed webhook, for any custom source: a website form, a chat widget, a CRM.
+
+The JSON schema and signing scheme are documented in README ("Generic webhook"). Deliveries are
+signed like Stripe's: HMAC-SHA256 over "<timestamp>.<raw body>" with the shared secret, sent as
+`X-CXM-Signature: sha256=<hex>` beside `X-CXM-Timestamp: <unix seconds>`; a timestamp outside
+the tolerance window is a replay and is refused. Replies are POSTed, signed the same way, to the
+connector's `callback_url`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from listening import http
+from listening.connectors.base import (
+    BaseConnector,
+    InboundAuthor,
+    InboundMessage,
+    OutboundReply,
+    WebhookRequest,
+    hmac_sha256_hex,
+    require_signature,
+)
+from listening.connectors.payload import from_iso, optional, require
+from listening.exceptions import NotSupported, PayloadInvalid, ReplayRejected, SignatureMissing
+
+SIGNATURE_HEADER = "x-cxm-signature"
+TIMESTAMP_HEADER = "x-cxm-timestamp"
+MAX_MESSAGES_PER_DELIVERY = 1000
+CHANNEL_RE = re.compile(r"^[a-z0-9_\-]{1,40}$")
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """Headers that sign `body`; used by senders (our replies, the demo source, tests)."""
+    digest = hmac_sha256_hex(secret, f"{timestamp}.".encode() + body)
+    return {"X-CXM-Timestamp": str(timestamp), "X-CXM-Signature": f"sha256={digest}"}
+
+
+class GenericWebhookConnector(BaseConnector):
+    kind = "webhook"
+    label = "Generic signed webhook"
+    channel = "web"
+    receives_webhooks = True
+    config_defaults = {"channel": "web", "tolerance_seconds": 300, "callback_url": ""}
+    credential_fields = ("signing_secret",)
+
+    def verify(self, request: WebhookRequest) -> None:
+        secret = self.secret("signing_secret")
+        timestamp = request.header(TIMESTAMP_HEADER)
+        signature = request.header(SIGNATURE_HEADER)
+        if not timestamp or not signature:
+            raise SignatureMissing(f"{TIMESTAMP_HEADER} and {SIGNATURE_HEADER} are required")
+        expected = "sha256=" + hmac_sha256_hex(secret, f"{timestamp}.".encode() + request.body)
+        require_signature(signature, expected)
+        # Checked after the signature so an attacker learns nothing from the window.
+        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > int(
+            self.config["tolerance_seconds"]
+        ):
+            raise ReplayRejected("timestamp is outside the replay window")
+
+    def parse_webhook(self, request: WebhookRequest) -> list[InboundMessage]:
+        payload = request.json()
+        if isinstance(payload, dict) and "messages" in payload:
+            items = payload["messages"]
+            if not isinstance(items, list):
+                raise PayloadInvalid("messages must be a list")
+        elif isinstance(payload, dict):
+            items = [payload]
+        else:
+            raise PayloadInvalid("body must be a message object or {\"messages\": [...]}")
+        if len(items) > MAX_MESSAGES_PER_DELIVERY:
+            raise PayloadInvalid(f"at most {MAX_MESSAGES_PER_DELIVERY} messages per delivery")
+        return [self._message(item, f"messages[{i}]") for i, item in enumerate(items)]
+
+    def _message(self, item: Any, path: str) -> InboundMessage:
+        author = require(item, "author", dict, path)
+        channel = optional(item, "channel", str, self.config["channel"], path)
+        if not CHANNEL_RE.match(channel):
+            raise PayloadInvalid(f"{path}.channel must be 1-40 of a-z, 0-9, _ and -")
+        sent_at = item.get("sent_at") if isinstance(item, dict) else None
+        return InboundMessage(
+            external_id=require(item, "id", str, path),
+            text=require(item, "text", str, path),
+            author=InboundAuthor(
+                external_id=require(author, "id", str, f"{path}.author"),
+                handle=optional(author, "handle", str, "", f"{path}.author"),
+                display_name=optional(author, "name", str, "", f"{path}.author"),
+                profile_url=optional(author, "url", str, "", f"{path}.author"),
+                followers=optional(author, "followers", int, None, f"{path}.author"),
+                email=optional(author, "email", str, "", f"{path}.author"),
+                email_verified=optional(author, "email_verified", bool, False, f"{path}.author"),
+                phone=optional(author, "phone", str, "", f"{path}.author"),
+                phone_verified=optional(author, "phone_verified", bool, False, f"{path}.author"),
+            ),
+            sent_at=from_iso(sent_at, f"{path}.sent_at") if sent_at else datetime.now(tz=UTC),
+            channel=channel,
+            thread_id=optional(item, "thread_id", str, "", path),
+            parent_external_id=optional(item, "in_reply_to", str, "", path),
+            subject=optional(item, "subject", str, "", path),
+            url=optional(item, "url", str, "", path),
+            raw=item,
+        )
+
+    def send(self, reply: OutboundReply) -> str:
+        callback = self.config.get("callback_url")
+        if not callback:
+            raise NotSupported("this webhook connector has no callback_url to send replies to")
+        body = json.dumps(
+            {
+                "type": "reply",
+                "id": reply.idempotency_key,
+                "text": reply.text,
+                "channel": reply.channel,
+                "recipient_id": reply.recipient_id,
+                "thread_id": reply.thread_id,
+                "in_reply_to": reply.in_reply_to,
+            }
+        ).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": reply.idempotency_key,
+            **sign(self.secret("signing_secret"), int(time.time()), body),
+        }
+        response = http.request("POST", callback, content=body, headers=headers)
+        try:
+            answered = response.json()
+        except ValueError:
+            answered = {}
+        external_id = answered.get("id") if isinstance(answered, dict) else None
+        return str(external_id or reply.idempotency_key)

@@ -1,0 +1,106 @@
+"""Outbound HTTP to providers: always with a timeout, and with failures mapped to the
+ProviderError family that drives health and backoff."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+from django.utils import timezone
+
+from listening.exceptions import (
+    ProviderAuthError,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+
+USER_AGENT = "CXM/0.1 (+https://github.com/cxm)"
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Parse Retry-After as seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - timezone.now()).total_seconds())
+
+
+def guard_url(url: str) -> None:
+    """Refuse URLs that point into our own network, unless private URLs are allowed."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ProviderRejected(f"not an http(s) URL: {url[:200]}")
+    if settings.ALLOW_PRIVATE_URLS:
+        return
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        raise ProviderUnavailable(f"cannot resolve {parts.hostname}: {exc}") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise ProviderRejected(f"{parts.hostname} resolves to a non-public address")
+
+
+def request(method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """Make one provider call and return the response if it succeeded (2xx or 304).
+
+    Raises ProviderUnavailable (network, timeout, 5xx), ProviderRateLimited (429),
+    ProviderAuthError (401, 403) or ProviderRejected (other 4xx). Messages never include the URL's
+    query string, which may carry tokens."""
+    guard_url(url)
+    kwargs.setdefault("timeout", settings.PROVIDER_HTTP_TIMEOUT)
+    headers = {"User-Agent": USER_AGENT, **kwargs.pop("headers", {})}
+    safe_url = redact_url(url)
+    try:
+        response = httpx.request(method, url, headers=headers, **kwargs)
+    except httpx.TimeoutException:
+        raise ProviderUnavailable(f"timed out calling {safe_url}") from None
+    except httpx.HTTPError as exc:
+        raise ProviderUnavailable(f"cannot reach {safe_url}: {type(exc).__name__}") from None
+    raise_for_status(response, safe_url)
+    return response
+
+
+def raise_for_status(response: httpx.Response, safe_url: str) -> None:
+    status = response.status_code
+    if status < 400:
+        return
+    detail = response.text[:200].replace("\n", " ")
+    reason = f"{safe_url} answered {status}: {detail}"
+    if status == 429:
+        raise ProviderRateLimited(
+            reason, retry_after=retry_after_seconds(response.headers.get("retry-after")), status=status
+        )
+    if status in (401, 403):
+        raise ProviderAuthError(reason, status=status)
+    if status >= 500:
+        raise ProviderUnavailable(
+            reason, retry_after=retry_after_seconds(response.headers.get("retry-after")), status=status
+        )
+    raise ProviderRejected(reason, status=status)
+
+
+def redact_url(url: str) -> str:
+    """Drop the query string and anything that looks like a token in the path."""
+    parts = urlsplit(url)
+    path = "/".join("***" if _looks_secret(segment) else segment for segment in parts.path.split("/"))
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def _looks_secret(segment: str) -> bool:
+    # Telegram puts the bot token in the path: /bot123456:AA.../sendMessage
+    return segment.startswith("bot") and ":" in segment

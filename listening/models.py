@@ -1,0 +1,187 @@
+"""The listening model: where messages come from (Connector), who wrote them (Contact, grouped
+into a Customer), the thread they belong to (Conversation) and the messages themselves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.utils import timezone
+
+from listening import crypto
+
+
+class Health(models.TextChoices):
+    OK = "ok", "OK"
+    DEGRADED = "degraded", "Degraded"
+    FAILING = "failing", "Failing"
+
+
+class Direction(models.TextChoices):
+    INBOUND = "in", "Inbound"
+    OUTBOUND = "out", "Outbound"
+
+
+class Connector(models.Model):
+    """A configured source of one kind (Telegram bot, Meta app, feed, ...).
+
+    `config` holds non-secret settings validated by the connector class; `credentials` are
+    encrypted at rest and only ever decrypted in memory (see listening.crypto)."""
+
+    kind = models.CharField(max_length=40, db_index=True)
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=80, unique=True)
+    enabled = models.BooleanField(default=True)
+    config = models.JSONField(default=dict, blank=True)
+    credentials_encrypted = models.TextField(blank=True, default="", editable=False)
+
+    # Polling state. The cursor only moves forward in the same transaction as the messages it
+    # covers, so a crash mid-page never loses or duplicates anything.
+    cursor = models.JSONField(default=dict, blank=True)
+    poll_interval_seconds = models.PositiveIntegerField(default=60)
+    next_poll_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    health = models.CharField(max_length=10, choices=Health.choices, default=Health.OK)
+    last_error = models.TextField(blank=True, default="")
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    messages_received = models.PositiveBigIntegerField(default=0)
+    duplicates_received = models.PositiveBigIntegerField(default=0)
+    deliveries_rejected = models.PositiveBigIntegerField(default=0)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+    def __repr__(self) -> str:
+        # Deliberately excludes config and credentials: reprs end up in logs and tracebacks.
+        return f"<Connector id={self.pk} kind={self.kind} slug={self.slug}>"
+
+    @property
+    def credentials(self) -> dict[str, Any]:
+        return crypto.decrypt_json(self.credentials_encrypted)
+
+    @credentials.setter
+    def credentials(self, value: dict[str, Any]) -> None:
+        self.credentials_encrypted = crypto.encrypt_json(value)
+
+    def get_backend(self):
+        """The connector class instance for this row (see listening.connectors registry)."""
+        from listening.connectors import get_connector_class
+
+        return get_connector_class(self.kind)(self)
+
+
+class Customer(models.Model):
+    """One person, possibly seen on several channels (each a Contact)."""
+
+    display_name = models.CharField(max_length=200, blank=True, default="")
+    email = models.EmailField(blank=True, default="", db_index=True)
+    phone = models.CharField(max_length=32, blank=True, default="", db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.display_name or self.email or self.phone or f"Customer {self.pk}"
+
+
+class Contact(models.Model):
+    """An author on one channel, identified by the channel's own id for them."""
+
+    channel = models.CharField(max_length=40)
+    external_id = models.CharField(max_length=255)
+    handle = models.CharField(max_length=255, blank=True, default="")
+    display_name = models.CharField(max_length=255, blank=True, default="")
+    profile_url = models.URLField(max_length=500, blank=True, default="")
+    followers = models.PositiveBigIntegerField(null=True, blank=True)
+    email = models.EmailField(blank=True, default="")
+    email_verified = models.BooleanField(default=False)
+    phone = models.CharField(max_length=32, blank=True, default="")
+    phone_verified = models.BooleanField(default=False)
+    customer = models.ForeignKey(
+        Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="contacts"
+    )
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    message_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "external_id"], name="contact_unique_per_channel")
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name or self.handle or self.external_id
+
+
+class Conversation(models.Model):
+    """A thread on the source: a DM thread, a reply chain, an email thread, a review."""
+
+    connector = models.ForeignKey(Connector, on_delete=models.CASCADE, related_name="conversations")
+    channel = models.CharField(max_length=40)
+    external_id = models.CharField(max_length=255)
+    subject = models.CharField(max_length=300, blank=True, default="")
+    contact = models.ForeignKey(
+        Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
+    )
+    started_at = models.DateTimeField()
+    last_message_at = models.DateTimeField(db_index=True)
+    message_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connector", "external_id"], name="conversation_unique_per_connector"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.subject or f"{self.channel} thread {self.external_id}"
+
+
+class Message(models.Model):
+    """One message, stored exactly once per (connector, external_id)."""
+
+    connector = models.ForeignKey(Connector, on_delete=models.CASCADE, related_name="messages")
+    external_id = models.CharField(max_length=255)
+    channel = models.CharField(max_length=40)
+    direction = models.CharField(max_length=3, choices=Direction.choices, default=Direction.INBOUND)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    author = models.ForeignKey(
+        Contact, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    text = models.TextField(blank=True, default="")
+    url = models.URLField(max_length=1000, blank=True, default="")
+    sent_at = models.DateTimeField(help_text="The source's timestamp.")
+    received_at = models.DateTimeField(default=timezone.now, help_text="When CXM stored it.")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies"
+    )
+    parent_external_id = models.CharField(max_length=255, blank=True, default="")
+    raw = models.JSONField(default=dict, blank=True)
+    raw_truncated = models.BooleanField(default=False)
+    # Marks the rows one ingestion call inserted, so that call can tell its own inserts from rows
+    # a concurrent delivery of the same message committed first (see actions.ingest_messages).
+    ingest_batch = models.UUIDField(null=True, blank=True, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["connector", "external_id"], name="message_unique_per_connector")
+        ]
+        indexes = [
+            models.Index(fields=["received_at"], name="message_received_idx"),
+            models.Index(fields=["sent_at"], name="message_sent_idx"),
+            models.Index(fields=["connector", "sent_at"], name="message_connector_sent_idx"),
+            models.Index(fields=["conversation", "sent_at"], name="message_conversation_sent_idx"),
+            models.Index(fields=["author", "sent_at"], name="message_author_sent_idx"),
+        ]
+        ordering = ["sent_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.channel}:{self.external_id}"

@@ -1,0 +1,124 @@
+"""Polling actions and connector health.
+
+A poll claims the connector with a lease (a conditional UPDATE, so two workers never poll the
+same connector at once), fetches outside any transaction, then stores each page's messages and
+the new cursor in one transaction. A crash mid-page therefore loses nothing and the retry stores
+nothing twice. Failures are recorded on the row and back off; they never raise into the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from cxm.exceptions import CXMError
+from listening.actions import IngestResult, ingest_messages
+from listening.connectors import UnknownConnectorKind, get_connector_class
+from listening.crypto import CredentialsUnreadable
+from listening.exceptions import ProviderError, ProviderRateLimited
+from listening.models import Connector, Health
+
+logger = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=5)
+MAX_BACKOFF_SECONDS = 3600
+FAILING_AFTER = 3  # consecutive failures before a connector shows as failing
+
+
+@dataclass
+class PollOutcome:
+    polled: bool
+    pages: int = 0
+    created: int = 0
+    duplicates: int = 0
+    error: str = ""
+
+
+def due_polling_connector_ids(now=None) -> list[int]:
+    """Enabled connectors whose kind polls and whose next poll time has come."""
+    now = now or timezone.now()
+    rows = Connector.objects.filter(enabled=True).filter(
+        Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now)
+    )
+    due = []
+    for row in rows.only("id", "kind", "config"):
+        try:
+            backend_class = get_connector_class(row.kind)
+        except UnknownConnectorKind:
+            continue
+        if backend_class.polls and backend_class.wants_polling(row.config or {}):
+            due.append(row.pk)
+    return due
+
+
+def poll_connector(connector_id: int, *, max_pages: int = 20, force: bool = False) -> PollOutcome:
+    """Poll one connector from its cursor, storing what is new. Never raises ProviderError."""
+    now = timezone.now()
+    claimable = Connector.objects.filter(pk=connector_id, enabled=True)
+    if not force:
+        claimable = claimable.filter(Q(next_poll_at__isnull=True) | Q(next_poll_at__lte=now))
+    if not claimable.update(next_poll_at=now + LEASE):
+        return PollOutcome(polled=False)
+    connector = Connector.objects.get(pk=connector_id)
+    outcome = PollOutcome(polled=True)
+    try:
+        backend = connector.get_backend()
+        for _ in range(max_pages):
+            page = backend.poll(dict(connector.cursor or {}))
+            with transaction.atomic():
+                stored: IngestResult = ingest_messages(connector, page.messages)
+                Connector.objects.filter(pk=connector.pk).update(cursor=page.cursor)
+            connector.cursor = page.cursor
+            outcome.pages += 1
+            outcome.created += stored.created
+            outcome.duplicates += stored.duplicates
+            if not page.more:
+                break
+    except (ProviderError, CXMError, CredentialsUnreadable) as exc:
+        outcome.error = str(exc)
+        record_failure(connector, exc)
+        return outcome
+    record_success(connector)
+    return outcome
+
+
+def record_success(connector: Connector) -> None:
+    now = timezone.now()
+    Connector.objects.filter(pk=connector.pk).update(
+        health=Health.OK,
+        consecutive_failures=0,
+        last_success_at=now,
+        next_poll_at=now + timedelta(seconds=connector.poll_interval_seconds),
+    )
+
+
+def record_failure(connector: Connector, exc: Exception) -> None:
+    """Store the failure on the row and schedule the next try with exponential backoff and
+    jitter, never sooner than the provider's Retry-After."""
+    failures = connector.consecutive_failures + 1
+    delay = backoff_seconds(connector.poll_interval_seconds, failures)
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after:
+        delay = max(delay, retry_after)
+    now = timezone.now()
+    reason = f"{type(exc).__name__}: {exc}"[:2000]
+    level = logging.INFO if isinstance(exc, ProviderRateLimited) else logging.WARNING
+    logger.log(level, "connector %s poll failed (%d in a row): %s", connector.pk, failures, reason)
+    Connector.objects.filter(pk=connector.pk).update(
+        health=Health.FAILING if failures >= FAILING_AFTER else Health.DEGRADED,
+        consecutive_failures=F("consecutive_failures") + 1,
+        last_error=reason,
+        last_error_at=now,
+        next_poll_at=now + timedelta(seconds=delay),
+    )
+
+
+def backoff_seconds(interval: int, failures: int) -> float:
+    base = min(MAX_BACKOFF_SECONDS, max(1, interval) * 2 ** min(failures, 16))
+    return base * random.uniform(0.8, 1.2)

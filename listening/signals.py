@@ -1,0 +1,6 @@
+from django.dispatch import Signal
+
+# Sent on commit after new messages are stored, with `message_ids` (list[int]) and
+# `connector_id` (int). The learning app subscribes to classify them. Receivers get ids, never
+# ORM objects, and must be quick: enqueue work, do not do it.
+messages_ingested = Signal()

@@ -1,0 +1,22 @@
+"""Celery shells around listening actions. Tasks take ids and are idempotent."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from listening import polling
+
+
+@shared_task(name="listening.poll_due_connectors", ignore_result=True)
+def poll_due_connectors(**kwargs) -> int:
+    """Beat entry point: enqueue a poll for each connector that is due."""
+    due = polling.due_polling_connector_ids()
+    for connector_id in due:
+        poll_connector.delay(connector_id)
+    return len(due)
+
+
+@shared_task(name="listening.poll_connector", ignore_result=True)
+def poll_connector(connector_id: int, **kwargs) -> dict:
+    outcome = polling.poll_connector(connector_id)
+    return outcome.__dict__

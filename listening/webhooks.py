@@ -1,0 +1,86 @@
+"""The webhook action: find the connector, answer handshakes, verify, parse and ingest."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import F
+
+from listening.actions import IngestResult, ingest_messages
+from listening.connectors import UnknownConnectorKind
+from listening.connectors.base import WebhookRequest
+from listening.crypto import CredentialsUnreadable
+from listening.exceptions import (
+    ConnectorDisabled,
+    ConnectorNotFound,
+    DeliveryRejected,
+    MethodNotAllowed,
+    PayloadInvalid,
+    PayloadTooLarge,
+    SecretNotConfigured,
+)
+from listening.models import Connector
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class WebhookOutcome:
+    status: int
+    content_type: str
+    body: str | dict
+    result: IngestResult | None = None
+
+
+def find_connector(ref: str) -> Connector:
+    query = Connector.objects.filter(pk=int(ref)) if ref.isdigit() else Connector.objects.filter(slug=ref)
+    connector = query.first()
+    if connector is None:
+        raise ConnectorNotFound("no connector with this id or slug")
+    if not connector.enabled:
+        raise ConnectorDisabled("this connector is paused")
+    return connector
+
+
+def receive_webhook(ref: str, request: WebhookRequest) -> WebhookOutcome:
+    """Handle one delivery to /hooks/<ref>/. Raises a DeliveryRejected subclass (4xx) for
+    anything unknown, unsigned, oversized or malformed, having stored nothing."""
+    if len(request.body) > settings.WEBHOOK_MAX_BYTES:
+        raise PayloadTooLarge(f"body is over the {settings.WEBHOOK_MAX_BYTES}-byte limit")
+    connector = find_connector(ref)
+    try:
+        backend = connector.get_backend()
+    except UnknownConnectorKind:
+        raise ConnectorNotFound("this connector's kind is not installed") from None
+    if not backend.receives_webhooks:
+        raise MethodNotAllowed(f"{connector.kind} connectors do not receive webhooks")
+    try:
+        handshake = backend.handshake(request)
+        if handshake is not None:
+            status, content_type, body = handshake
+            return WebhookOutcome(status, content_type, body)
+        if request.method != "POST":
+            raise MethodNotAllowed("webhooks are delivered with POST")
+        backend.verify(request)
+        messages = backend.parse_webhook(request)
+        result = ingest_messages(connector, messages)
+    except CredentialsUnreadable:
+        _count_rejection(connector)
+        raise SecretNotConfigured("this connector's secret cannot be read; re-enter it") from None
+    except DeliveryRejected:
+        _count_rejection(connector)
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        # A payload shape the parser did not foresee: reject it with a reason rather than a 500.
+        logger.warning("connector %s: unparseable delivery: %r", connector.pk, exc)
+        _count_rejection(connector)
+        raise PayloadInvalid(f"payload has an unexpected shape ({type(exc).__name__})") from None
+    return WebhookOutcome(
+        200, "application/json", {"stored": result.created, "duplicates": result.duplicates}, result
+    )
+
+
+def _count_rejection(connector: Connector) -> None:
+    Connector.objects.filter(pk=connector.pk).update(deliveries_rejected=F("deliveries_rejected") + 1)
