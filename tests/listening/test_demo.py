@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.core.management import call_command
+
+from listening.demo import DemoTraffic
+from listening.models import Conversation, Message
+from tests.listening.helpers import signed_webhook_post
+
+
+def test_demo_traffic_is_varied():
+    traffic = DemoTraffic(seed=7)
+    sample = [traffic.next() for _ in range(400)]
+    lanes = {m.lane_hint for m in sample}
+    assert {"complaint", "question", "praise", "ambivalence", "churn", "spam", "follow_up"} <= lanes
+    assert len({m.language for m in sample}) >= 5
+    texts = [m.payload["text"] for m in sample]
+    assert any(len(t) > 400 for t in texts)  # long messages
+    assert any(re.search("[\U0001F300-\U0001FAFF]", t) for t in texts)  # emoji
+    assert len({m.payload["id"] for m in sample}) == 400
+
+
+def test_demo_messages_are_accepted_by_the_generic_webhook(client, make_connector):
+    connector = make_connector("webhook", credentials={"signing_secret": "s3cret"})
+    traffic = DemoTraffic(seed=3)
+    payloads = [traffic.next().payload for _ in range(60)]
+    response = signed_webhook_post(client, connector, {"messages": payloads})
+    assert response.status_code == 200, response.content
+    assert response.json()["stored"] == 60
+    follow_ups = Message.objects.exclude(parent_external_id="")
+    assert follow_ups.exists()
+    assert all(m.parent is not None and m.conversation_id == m.parent.conversation_id for m in follow_ups)
+    assert Conversation.objects.count() < 60
+
+
+@pytest.mark.django_db(transaction=True)
+def test_demo_traffic_command_posts_to_a_running_server(live_server):
+    call_command("setup_demo", password="demo-pass-123")
+    call_command("demo_traffic", url=live_server.url, count=5, rate=50, seed=1, wait=10)
+    assert Message.objects.filter(connector__slug="demo-web").count() == 5
+
+
+def test_setup_demo_is_rerunnable_and_keeps_the_secret(db, django_user_model):
+    call_command("setup_demo", password="first-pass-1")
+    from listening.models import Connector
+
+    secret = Connector.objects.get(slug="demo-web").credentials["signing_secret"]
+    call_command("setup_demo", password="second-pass-2")
+    assert Connector.objects.get(slug="demo-web").credentials["signing_secret"] == secret
+    agent = django_user_model.objects.get(username="agent")
+    assert agent.check_password("second-pass-2") and not agent.is_superuser
+    assert agent.has_perm("listening.view_message") and not agent.has_perm("listening.change_connector")
