@@ -7,6 +7,8 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-for-the
 os.environ.setdefault("CXM_CREDENTIALS_KEYS", "dGVzdC1jcmVkZW50aWFscy1rZXktMzItYnl0ZXMtb2s=")
 os.environ.setdefault("CXM_ALLOW_PRIVATE_URLS", "1")
 os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+# Tasks run inline in tests; tests/reliability starts a real worker and turns this off there.
+os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
 
 from cxm.settings import *  # noqa: E402,F403
 

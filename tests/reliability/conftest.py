@@ -1,0 +1,75 @@
+"""A real Celery worker on the Redis at REDIS_URL, reading the test database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from django.db import connection
+
+from cxm.celery import app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _test_database_url() -> str:
+    settings = connection.settings_dict
+    if connection.vendor == "postgresql":
+        user = settings.get("USER") or "postgres"
+        host, port = settings.get("HOST") or "127.0.0.1", settings.get("PORT") or 5432
+        return f"postgres://{user}@{host}:{port}/{settings['NAME']}"
+    return f"sqlite:///{settings['NAME']}"
+
+
+@pytest.fixture
+def celery_worker(transactional_db) -> Iterator[subprocess.Popen]:
+    """Start `celery worker` on a queue of its own; tasks sent from the test go to it."""
+    redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15"
+    try:
+        redis.Redis.from_url(redis_url, socket_connect_timeout=2).ping()
+    except redis.RedisError:
+        pytest.skip(f"needs a Redis server at {redis_url} (set REDIS_URL)")
+    queue = f"cxm-test-{os.getpid()}-{time.monotonic_ns()}"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "cxm.settings_test",
+        "DATABASE_URL": _test_database_url(),
+        "TEST_DATABASE_NAME": "unused",
+        "CELERY_TASK_ALWAYS_EAGER": "0",
+        "CXM_DEFAULT_QUEUE": queue,
+        "REDIS_URL": redis_url,
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "cxm", "worker", "-P", "solo", "-Q", queue,
+         "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "warning"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    previous = (app.conf.task_always_eager, app.conf.task_default_queue, app.conf.broker_url)
+    app.conf.task_always_eager, app.conf.task_default_queue, app.conf.broker_url = False, queue, redis_url
+    try:
+        yield worker
+    finally:
+        app.conf.task_always_eager, app.conf.task_default_queue, app.conf.broker_url = previous
+        worker.terminate()
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        # Close connections the worker test opened so the test database can be dropped.
+        connection.close()
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.25):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
