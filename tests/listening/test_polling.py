@@ -1,0 +1,104 @@
+"""The polling action: leases, due selection, health and backoff (kind-independent)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from listening.models import Connector, Health, Message
+from listening.polling import FAILING_AFTER, backoff_seconds, due_polling_connector_ids, poll_connector
+from tests.fakes.http import Reply
+
+FEED = (
+    b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+    b"<item><guid>a</guid><title>One</title></item><item><guid>b</guid><title>Two</title></item>"
+    b"</channel></rss>"
+)
+
+
+@pytest.fixture
+def feed(fake_provider):
+    state = {"status": 200}
+
+    @fake_provider.route("GET", "/feed")
+    def serve(request):
+        if state["status"] != 200:
+            return Reply(state["status"], "down")
+        return Reply(200, FEED, {"Content-Type": "application/rss+xml"})
+
+    fake_provider.state = state
+    return fake_provider
+
+
+def test_due_selection_skips_webhook_kinds_disabled_and_not_yet_due(make_connector, feed):
+    url = feed.url + "/feed"
+    due = make_connector("rss", config={"url": url})
+    later = make_connector("rss", config={"url": url}, next_poll_at=timezone.now() + timedelta(hours=1))
+    paused = make_connector("rss", config={"url": url}, enabled=False)
+    hook = make_connector("webhook")
+    ids = due_polling_connector_ids()
+    assert due.pk in ids
+    assert not {later.pk, paused.pk, hook.pk} & set(ids)
+
+
+def test_poll_schedules_next_poll_and_lease_blocks_a_second_poll(make_connector, feed):
+    connector = make_connector("rss", config={"url": feed.url + "/feed"}, poll_interval_seconds=120)
+    outcome = poll_connector(connector.pk)
+    assert (outcome.polled, outcome.created) == (True, 2)
+    connector.refresh_from_db()
+    assert connector.health == Health.OK and connector.last_success_at is not None
+    assert 110 <= (connector.next_poll_at - timezone.now()).total_seconds() <= 121
+    assert poll_connector(connector.pk).polled is False  # not due yet
+    assert len(feed.calls("/feed")) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_polls_of_one_connector_poll_once(make_connector, feed):
+    connector = make_connector("rss", config={"url": feed.url + "/feed"})
+    barrier = threading.Barrier(3)
+    outcomes = []
+
+    def run():
+        barrier.wait()
+        outcomes.append(poll_connector(connector.pk).polled)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    [t.start() for t in threads]
+    [t.join(60) for t in threads]
+    assert sorted(outcomes) == [False, False, True]
+    assert len(feed.calls("/feed")) == 1
+    assert Message.objects.filter(connector=connector).count() == 2
+
+
+def test_failures_degrade_then_fail_and_back_off(make_connector, feed):
+    feed.state["status"] = 503
+    connector = make_connector("rss", config={"url": feed.url + "/feed"}, poll_interval_seconds=60)
+    delays = []
+    for attempt in range(1, FAILING_AFTER + 1):
+        outcome = poll_connector(connector.pk, force=True)
+        assert outcome.polled and "503" in outcome.error
+        connector.refresh_from_db()
+        delays.append((connector.next_poll_at - connector.last_error_at).total_seconds())
+        assert connector.consecutive_failures == attempt
+        assert connector.health == (Health.FAILING if attempt >= FAILING_AFTER else Health.DEGRADED)
+    assert delays[0] < delays[1] < delays[2]
+    feed.state["status"] = 200
+    assert poll_connector(connector.pk, force=True).created == 2
+    connector.refresh_from_db()
+    assert (connector.health, connector.consecutive_failures) == (Health.OK, 0)
+    assert "503" in connector.last_error  # the last error stays visible for admins
+
+
+def test_backoff_is_capped_and_jittered():
+    values = {round(backoff_seconds(60, 30)) for _ in range(20)}
+    assert max(values) <= 3600 * 1.2 and len(values) > 1
+
+
+def test_poll_of_unknown_or_disabled_connector_does_nothing(make_connector, feed):
+    paused = make_connector("rss", config={"url": feed.url + "/feed"}, enabled=False)
+    assert poll_connector(paused.pk).polled is False
+    assert poll_connector(999_999).polled is False
+    assert Connector.objects.get(pk=paused.pk).next_poll_at is None
