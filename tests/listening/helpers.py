@@ -36,3 +36,28 @@ def signed_webhook_post(client, connector, payload, *, secret: str = "s3cret", t
         content_type="application/json",
         headers=headers,
     )
+
+
+def run_concurrently(target, count: int, timeout: float = 60.0) -> list:
+    """Run `target()` in `count` threads released at the same instant; return their results.
+    Each thread closes its own database connection, so the test database can be dropped."""
+    import threading
+
+    from django.db import connection
+
+    barrier = threading.Barrier(count)
+    results: list = []
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            results.append(target())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return results

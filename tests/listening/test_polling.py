@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -11,6 +10,7 @@ from django.utils import timezone
 from listening.models import Connector, Health, Message
 from listening.polling import FAILING_AFTER, backoff_seconds, due_polling_connector_ids, poll_connector
 from tests.fakes.http import Reply
+from tests.listening.helpers import run_concurrently
 
 FEED = (
     b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
@@ -58,16 +58,7 @@ def test_poll_schedules_next_poll_and_lease_blocks_a_second_poll(make_connector,
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_polls_of_one_connector_poll_once(make_connector, feed):
     connector = make_connector("rss", config={"url": feed.url + "/feed"})
-    barrier = threading.Barrier(3)
-    outcomes = []
-
-    def run():
-        barrier.wait()
-        outcomes.append(poll_connector(connector.pk).polled)
-
-    threads = [threading.Thread(target=run) for _ in range(3)]
-    [t.start() for t in threads]
-    [t.join(60) for t in threads]
+    outcomes = run_concurrently(lambda: poll_connector(connector.pk).polled, 3)
     assert sorted(outcomes) == [False, False, True]
     assert len(feed.calls("/feed")) == 1
     assert Message.objects.filter(connector=connector).count() == 2

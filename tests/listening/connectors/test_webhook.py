@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
@@ -15,7 +14,7 @@ from listening.connectors.webhook import sign
 from listening.exceptions import NotSupported
 from listening.models import Message
 from tests.fakes.http import Reply
-from tests.listening.helpers import signed_webhook_post
+from tests.listening.helpers import run_concurrently, signed_webhook_post
 
 
 def delivery(*ids: str, author: str = "cust-1", **extra) -> dict:
@@ -139,18 +138,7 @@ def test_webhook_same_delivery_three_times_stores_once(client, connector):
 def test_webhook_concurrent_duplicate_deliveries_store_once(make_connector):
     connector = make_connector("webhook", slug="race", credentials={"signing_secret": "s3cret"})
     payload = delivery(*[f"c{i}" for i in range(20)])
-    statuses: list[int] = []
-    barrier = threading.Barrier(4)
-
-    def deliver() -> None:
-        barrier.wait()
-        statuses.append(signed_webhook_post(Client(), connector, payload).status_code)
-
-    threads = [threading.Thread(target=deliver) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    statuses = run_concurrently(lambda: signed_webhook_post(Client(), connector, payload).status_code, 4)
     assert statuses == [200] * 4
     assert Message.objects.filter(connector=connector).count() == 20
     connector.refresh_from_db()
@@ -178,7 +166,11 @@ message_like = st.fixed_dictionaries(
 
 
 @hsettings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=json_values | message_like | st.fixed_dictionaries({"messages": st.lists(message_like, max_size=3) | json_values}))
+@given(
+    body=json_values
+    | message_like
+    | st.fixed_dictionaries({"messages": st.lists(message_like, max_size=3) | json_values})
+)
 def test_webhook_hostile_bodies_never_500(client, connector, body):
     response = signed_webhook_post(client, connector, json.dumps(body).encode())
     assert response.status_code in (200, 400), response.content
