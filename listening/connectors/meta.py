@@ -1,0 +1,224 @@
+"""Meta: Messenger, Instagram messaging and the WhatsApp Cloud API, through one Meta app.
+
+Setup: in the app's Webhooks settings the callback URL is /hooks/<slug>/ and the verify token
+is this connector's `verify_token`; subscribe the page (`messages`, `message_echoes`,
+`messaging_postbacks`), the Instagram account (`messages`) and/or the WhatsApp Business Account
+(`messages`). Meta signs each delivery with the app secret: X-Hub-Signature-256 is
+"sha256=<hex HMAC-SHA256(app_secret, raw body)>". Replies go out through the Graph API with
+`access_token` (a Page token for Messenger and Instagram, a system-user token with
+whatsapp_business_messaging for WhatsApp).
+
+Conventions (see meta_payloads for the parsing):
+- external ids are Meta's message ids (mid, wamid); threads are "<page or IG account id>:<PSID>"
+  and "<phone_number_id>:<wa_id>", so a reply knows which page or number to answer from;
+- echoes of what the page sent (from CXM or from Meta Business Suite) are stored as outbound;
+- a WhatsApp wa_id becomes the contact's phone, unverified (it never merges customers).
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from typing import Any
+
+import httpx
+from django.conf import settings
+
+from listening import http
+from listening.connectors.base import (
+    BaseConnector,
+    InboundMessage,
+    OutboundReply,
+    WebhookRequest,
+    hmac_sha256_hex,
+    require_signature,
+)
+from listening.connectors.meta_payloads import CHANNELS, parse_delivery
+from listening.exceptions import (
+    ConfigInvalid,
+    NotSupported,
+    PayloadInvalid,
+    ProviderAuthError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderUnavailable,
+    SignatureInvalid,
+)
+
+SIGNATURE_HEADER = "x-hub-signature-256"
+GRAPH_VERSION_RE = re.compile(r"v\d{1,3}\.\d{1,2}")
+NUMERIC_ID_RE = re.compile(r"\d{1,40}")
+CHALLENGE_RE = re.compile(r"[\w.\-]{1,256}")  # Meta sends digits; anything else is not Meta
+
+# Graph error codes (https://developers.facebook.com/docs/graph-api/guides/error-handling and
+# the WhatsApp Cloud API error-code reference), matched before the HTTP status, because Graph
+# answers most of them with a plain 400.
+RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, 80007, 130429, 131048, 131056})
+AUTH_CODES = frozenset({0, 10, 102, 190})  # and 200-299, the permission family
+UNAVAILABLE_CODES = frozenset({1, 2, 131000, 131016})
+WINDOW_CLOSED_CODE = 131047  # WhatsApp "re-engagement message"
+WINDOW_CLOSED_SUBCODES = frozenset({2018278, 2534022})  # code 10 on Messenger, Instagram
+WINDOW_CLOSED_REASON = (
+    "the 24-hour customer service window is closed (the customer last wrote more than 24 hours "
+    "ago): only an approved template message can reach them now"
+)
+
+
+class MetaConnector(BaseConnector):
+    kind = "meta"
+    label = "Meta: Messenger, Instagram and WhatsApp"
+    channel = "whatsapp"
+    receives_webhooks = True
+    config_defaults = {
+        "api_base": "https://graph.facebook.com",
+        "graph_version": "v21.0",
+        "phone_number_id": "",  # WhatsApp sender when a thread does not name one
+        "page_id": "",  # the Page whose token this is; replies to other pages' threads are refused
+    }
+    credential_fields = ("app_secret", "verify_token", "access_token")
+
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        config = super().validate_config(config)
+        if not isinstance(config["graph_version"], str) or not GRAPH_VERSION_RE.fullmatch(config["graph_version"]):
+            raise ConfigInvalid("graph_version must look like v21.0")
+        if not isinstance(config["api_base"], str) or not config["api_base"].startswith(("https://", "http://")):
+            raise ConfigInvalid("api_base must be an http(s) URL")
+        for key in ("phone_number_id", "page_id"):
+            if config[key] and not (isinstance(config[key], str) and NUMERIC_ID_RE.fullmatch(config[key])):
+                raise ConfigInvalid(f"{key} must be a numeric id, as a string")
+        return config
+
+    # --- Webhooks ------------------------------------------------------------------------------
+    def handshake(self, request: WebhookRequest) -> tuple[int, str, str] | None:
+        """Meta's subscription check: GET ?hub.mode=subscribe&hub.verify_token=..&hub.challenge=.."""
+        if request.method != "GET":
+            return None
+        expected = self.secret("verify_token")
+        provided = request.query.get("hub.verify_token", "")
+        # The token is the only proof the caller is Meta: checked first, in constant time.
+        if not provided or not hmac.compare_digest(provided.encode(), expected.encode()):
+            raise SignatureInvalid("hub.verify_token does not match this connector's verify token")
+        if request.query.get("hub.mode") != "subscribe":
+            raise PayloadInvalid("hub.mode must be subscribe")
+        challenge = request.query.get("hub.challenge", "")
+        if not CHALLENGE_RE.fullmatch(challenge):
+            raise PayloadInvalid("hub.challenge is missing or malformed")
+        return 200, "text/plain", challenge
+
+    def verify(self, request: WebhookRequest) -> None:
+        secret = self.secret("app_secret")  # fails closed (403) when none is configured
+        expected = "sha256=" + hmac_sha256_hex(secret, request.body)
+        require_signature(request.header(SIGNATURE_HEADER), expected)
+
+    def parse_webhook(self, request: WebhookRequest) -> list[InboundMessage]:
+        try:
+            payload = request.json()
+        except RecursionError:
+            raise PayloadInvalid("body is nested too deeply") from None
+        except PayloadInvalid:
+            raise
+        except ValueError as exc:  # json accepts the syntax but not the value (a 5000-digit int)
+            raise PayloadInvalid(f"body is not valid JSON: {str(exc)[:120]}") from None
+        return parse_delivery(payload)
+
+    # --- Replies -------------------------------------------------------------------------------
+    def send(self, reply: OutboundReply) -> str:
+        token = self.credentials.get("access_token")
+        if not token:
+            raise ProviderAuthError("this connector has no access_token configured")
+        if reply.channel not in CHANNELS.values():
+            raise NotSupported(f"meta connectors cannot reply on {reply.channel!r}")
+        business, _, customer = reply.thread_id.partition(":")
+        recipient = reply.recipient_id or customer
+        if not recipient:
+            raise ProviderRejected("the reply has no recipient")
+        if reply.channel == "whatsapp":
+            path = self._whatsapp_path(business if customer else "")
+            sent = self._graph_post(path, whatsapp_body(recipient, reply), str(token)).get("messages")
+            # {"messaging_product": "whatsapp", "contacts": [...], "messages": [{"id": "wamid..."}]}
+            first = sent[0] if isinstance(sent, list) and sent and isinstance(sent[0], dict) else {}
+            external_id = first.get("id")
+        else:
+            page_id = str(self.config.get("page_id") or "")
+            if reply.channel == "messenger" and page_id and customer and business != page_id:
+                raise ProviderRejected(f"thread {reply.thread_id!r} belongs to another page than {page_id}")
+            body = {"recipient": {"id": recipient}, "messaging_type": "RESPONSE", "message": {"text": reply.text}}
+            # {"recipient_id": "<PSID>", "message_id": "m_..."}
+            external_id = self._graph_post("me/messages", body, str(token)).get("message_id")
+        if not external_id or not isinstance(external_id, str):
+            # Not retryable: the message may well have gone out, and it must never go twice.
+            raise ProviderRejected("the Graph API accepted the message but returned no message id")
+        return external_id
+
+    def _whatsapp_path(self, thread_number: str) -> str:
+        phone_number_id = thread_number or str(self.config.get("phone_number_id") or "")
+        if not NUMERIC_ID_RE.fullmatch(phone_number_id):
+            raise ProviderRejected(
+                f"no valid WhatsApp phone_number_id to send from ({phone_number_id[:40]!r}): "
+                "the thread names none and the config sets none"
+            )
+        return f"{phone_number_id}/messages"
+
+    def _graph_post(self, path: str, body: dict[str, Any], token: str) -> dict[str, Any]:
+        """One Graph API call. Not listening.http.request: Graph errors must be classified by the
+        error code in the body, which that helper does not hand back."""
+        url = f"{str(self.config['api_base']).rstrip('/')}/{self.config['graph_version']}/{path}"
+        http.guard_url(url)
+        safe_url = http.redact_url(url)
+        headers = {"User-Agent": http.USER_AGENT, "Authorization": f"Bearer {token}"}
+        try:
+            response = httpx.post(url, json=body, headers=headers, timeout=settings.PROVIDER_HTTP_TIMEOUT)
+        except httpx.TimeoutException:
+            raise ProviderUnavailable(f"timed out calling {safe_url}") from None
+        except httpx.HTTPError as exc:
+            raise ProviderUnavailable(f"cannot reach {safe_url}: {type(exc).__name__}") from None
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if response.status_code >= 400:
+            raise graph_error(response, answer, safe_url)
+        return answer if isinstance(answer, dict) else {}
+
+
+def whatsapp_body(recipient: str, reply: OutboundReply) -> dict[str, Any]:
+    """A text message; `to` takes a phone number (wa_id), `recipient` a business-scoped user id."""
+    body: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        ("to" if recipient.isdigit() else "recipient"): recipient,
+        "type": "text",
+        "text": {"body": reply.text},
+    }
+    if reply.in_reply_to:
+        body["context"] = {"message_id": reply.in_reply_to}
+    return body
+
+
+def graph_error(response: httpx.Response, answer: Any, safe_url: str) -> ProviderError:
+    """Map a Graph API error response to the ProviderError that drives retries and health."""
+    status = response.status_code
+    error = answer.get("error") if isinstance(answer, dict) else None
+    error = error if isinstance(error, dict) else {}
+    code, subcode = _int(error.get("code")), _int(error.get("error_subcode"))
+    data = error.get("error_data") if isinstance(error.get("error_data"), dict) else {}
+    said = " ".join(str(part) for part in (error.get("message"), data.get("details")) if part)
+    reason = f"{safe_url} answered {status}: Graph error {code}/{subcode}: {said or response.text[:200]}"
+    if error.get("fbtrace_id"):
+        reason += f" (fbtrace_id {error['fbtrace_id']})"
+    retry_after = http.retry_after_seconds(response.headers.get("retry-after"))
+    if code == WINDOW_CLOSED_CODE or (code == 10 and subcode in WINDOW_CLOSED_SUBCODES):
+        return ProviderRejected(f"{WINDOW_CLOSED_REASON}. {reason}", status=status)
+    if status == 429 or code in RATE_LIMIT_CODES:
+        return ProviderRateLimited(reason, retry_after=retry_after, status=status)
+    if code in AUTH_CODES or 200 <= code <= 299 or status in (401, 403):
+        return ProviderAuthError(reason, status=status)
+    if status >= 500 or code in UNAVAILABLE_CODES:
+        return ProviderUnavailable(reason, retry_after=retry_after, status=status)
+    return ProviderRejected(reason, status=status)
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else -1
