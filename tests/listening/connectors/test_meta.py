@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import copy
 import json
-import threading
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from django.test import Client
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hsettings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from listening.connectors.base import OutboundReply, hmac_sha256_hex
 from listening.exceptions import (
@@ -34,6 +30,7 @@ from tests.fakes.meta import (
     WINDOW_CLOSED,
     FakeGraph,
 )
+from tests.listening.helpers import run_concurrently
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "meta"
 APP_SECRET, VERIFY_TOKEN, ACCESS_TOKEN = "0f1e2d3c4b5a69788796a5b4c3d2e1f0", "cxm-verify-7f3a", "EAAGtest-token"
@@ -393,21 +390,7 @@ def test_meta_same_delivery_three_times_stores_once(client, connector):
 def test_meta_concurrent_duplicate_deliveries_store_once(make_connector):
     connector = make_connector("meta", slug="meta-race", credentials=CREDENTIALS)
     body = json.dumps(whatsapp_batch(entries=2, changes=2, per_change=5)).encode()
-    barrier = threading.Barrier(4)
-    statuses: list[int] = []
-
-    def deliver() -> None:
-        try:
-            barrier.wait()
-            statuses.append(post(Client(), connector, body).status_code)
-        finally:
-            connection.close()  # this thread's own connection, so the test database can be dropped
-
-    threads = [threading.Thread(target=deliver) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    statuses = run_concurrently(lambda: post(Client(), connector, body).status_code, 4)
     assert statuses == [200] * 4
     assert Message.objects.filter(connector=connector).count() == 20
     connector.refresh_from_db()
