@@ -84,14 +84,10 @@ def _dedupe_and_validate(messages: Iterable[InboundMessage]) -> _Unique:
     duplicates = 0
     for message in messages:
         external_id = message.external_id
-        if not external_id or len(external_id) > EXTERNAL_ID_MAX:
-            raise PayloadInvalid(
-                f"message id must be 1 to {EXTERNAL_ID_MAX} characters, got {len(external_id)}"
-            )
-        if not message.author.external_id or len(message.author.external_id) > EXTERNAL_ID_MAX:
-            raise PayloadInvalid(f"author id of message {external_id[:40]!r} is empty or too long")
-        if len(message.thread_id) > EXTERNAL_ID_MAX or len(message.parent_external_id) > EXTERNAL_ID_MAX:
-            raise PayloadInvalid(f"thread or parent id of message {external_id[:40]!r} is too long")
+        _check_id(external_id, "message id")
+        _check_id(message.author.external_id, f"author id of message {external_id[:40]!r}")
+        _check_id(message.thread_id, f"thread id of message {external_id[:40]!r}", optional=True)
+        _check_id(message.parent_external_id, f"parent id of message {external_id[:40]!r}", optional=True)
         if external_id in seen:
             duplicates += 1
             continue
@@ -100,6 +96,17 @@ def _dedupe_and_validate(messages: Iterable[InboundMessage]) -> _Unique:
     # Oldest first, so a parent in the same batch is threaded before its replies.
     kept.sort(key=lambda m: _aware(m.sent_at))
     return _Unique(kept, duplicates)
+
+
+def _check_id(value: str, what: str, *, optional: bool = False) -> None:
+    """Ids are stored in indexed columns and compared exactly: refuse what PostgreSQL cannot store
+    (NUL, lone surrogates) instead of silently changing the id."""
+    if not value and optional:
+        return
+    if not value or len(value) > EXTERNAL_ID_MAX:
+        raise PayloadInvalid(f"{what} must be 1 to {EXTERNAL_ID_MAX} characters, got {len(value)}")
+    if "\x00" in value or clean_text(value) != value:
+        raise PayloadInvalid(f"{what} contains a NUL or an invalid character")
 
 
 def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage]) -> IngestResult:
@@ -116,6 +123,7 @@ def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage]) -> Inge
     parents = _known_parents(connector, fresh)
     thread_keys = _thread_keys(fresh, parents)
     conversation_ids = _upsert_conversations(connector, fresh, thread_keys, contact_ids)
+    _fill_missing_conversation_contacts(fresh, thread_keys, conversation_ids, contact_ids)
 
     batch = uuid.uuid4()
     now = timezone.now()
@@ -302,6 +310,26 @@ def _upsert_conversations(
             )
         )
     return existing
+
+
+def _fill_missing_conversation_contacts(
+    messages: Sequence[InboundMessage],
+    thread_keys: dict[str, str],
+    conversation_ids: dict[str, int],
+    contact_ids: dict[tuple[str, str], int],
+) -> None:
+    """A thread whose first stored message was our own (an echo of an outbound reply) gets its
+    customer from the first inbound message that arrives."""
+    customer_of: dict[int, int] = {}
+    for message in messages:
+        if message.direction != "out":
+            conversation = conversation_ids[thread_keys[message.external_id]]
+            customer_of.setdefault(conversation, contact_ids[(message.channel, message.author.external_id)])
+    if not customer_of:
+        return
+    lacking = Conversation.objects.filter(id__in=list(customer_of), contact__isnull=True).values_list("id", flat=True)
+    for conversation in lacking:
+        Conversation.objects.filter(id=conversation, contact__isnull=True).update(contact_id=customer_of[conversation])
 
 
 def _link_parents(connector: Connector, created: list[tuple]) -> None:

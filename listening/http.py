@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +16,7 @@ from django.utils import timezone
 
 from listening.exceptions import (
     ProviderAuthError,
+    ProviderError,
     ProviderRateLimited,
     ProviderRejected,
     ProviderUnavailable,
@@ -55,12 +57,16 @@ def guard_url(url: str) -> None:
             raise ProviderRejected(f"{parts.hostname} resolves to a non-public address")
 
 
-def request(method: str, url: str, **kwargs: Any) -> httpx.Response:
+ErrorMapper = Callable[[httpx.Response, str], ProviderError]
+
+
+def request(method: str, url: str, *, error_mapper: ErrorMapper | None = None, **kwargs: Any) -> httpx.Response:
     """Make one provider call and return the response if it succeeded (2xx or 304).
 
     Raises ProviderUnavailable (network, timeout, 5xx), ProviderRateLimited (429),
-    ProviderAuthError (401, 403) or ProviderRejected (other 4xx). Messages never include the URL's
-    query string, which may carry tokens."""
+    ProviderAuthError (401, 403) or ProviderRejected (other 4xx); a provider whose errors are
+    told apart by their body passes `error_mapper(response, safe_url)` to classify them instead.
+    Messages never include the URL's query string, which may carry tokens."""
     guard_url(url)
     kwargs.setdefault("timeout", settings.PROVIDER_HTTP_TIMEOUT)
     headers = {"User-Agent": USER_AGENT, **kwargs.pop("headers", {})}
@@ -71,6 +77,8 @@ def request(method: str, url: str, **kwargs: Any) -> httpx.Response:
         raise ProviderUnavailable(f"timed out calling {safe_url}") from None
     except httpx.HTTPError as exc:
         raise ProviderUnavailable(f"cannot reach {safe_url}: {type(exc).__name__}") from None
+    if error_mapper is not None and response.status_code >= 400:
+        raise error_mapper(response, safe_url)
     raise_for_status(response, safe_url)
     return response
 

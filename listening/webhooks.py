@@ -72,7 +72,7 @@ def receive_webhook(ref: str, request: WebhookRequest) -> WebhookOutcome:
     except DeliveryRejected:
         _count_rejection(connector)
         raise
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as exc:
         # A payload shape the parser did not foresee: reject it with a reason rather than a 500.
         logger.warning("connector %s: unparseable delivery: %r", connector.pk, exc)
         _count_rejection(connector)

@@ -99,6 +99,10 @@ class WebhookRequest:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             raise PayloadInvalid(f"body is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        except RecursionError:
+            raise PayloadInvalid("body is nested too deeply") from None
+        except ValueError as exc:  # valid syntax, unacceptable value (an integer of 5,000 digits)
+            raise PayloadInvalid(f"body is not valid JSON: {str(exc)[:120]}") from None
 
 
 class BaseConnector:

@@ -22,7 +22,6 @@ import re
 from typing import Any
 
 import httpx
-from django.conf import settings
 
 from listening import http
 from listening.connectors.base import (
@@ -162,24 +161,12 @@ class MetaConnector(BaseConnector):
         return f"{phone_number_id}/messages"
 
     def _graph_post(self, path: str, body: dict[str, Any], token: str) -> dict[str, Any]:
-        """One Graph API call. Not listening.http.request: Graph errors must be classified by the
-        error code in the body, which that helper does not hand back."""
+        """One Graph API call; errors are classified by the error code in the body."""
         url = f"{str(self.config['api_base']).rstrip('/')}/{self.config['graph_version']}/{path}"
-        http.guard_url(url)
-        safe_url = http.redact_url(url)
-        headers = {"User-Agent": http.USER_AGENT, "Authorization": f"Bearer {token}"}
-        try:
-            response = httpx.post(url, json=body, headers=headers, timeout=settings.PROVIDER_HTTP_TIMEOUT)
-        except httpx.TimeoutException:
-            raise ProviderUnavailable(f"timed out calling {safe_url}") from None
-        except httpx.HTTPError as exc:
-            raise ProviderUnavailable(f"cannot reach {safe_url}: {type(exc).__name__}") from None
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = None
-        if response.status_code >= 400:
-            raise graph_error(response, answer, safe_url)
+        response = http.request(
+            "POST", url, json=body, headers={"Authorization": f"Bearer {token}"}, error_mapper=graph_error
+        )
+        answer = _json_or_none(response)
         return answer if isinstance(answer, dict) else {}
 
 
@@ -197,8 +184,16 @@ def whatsapp_body(recipient: str, reply: OutboundReply) -> dict[str, Any]:
     return body
 
 
-def graph_error(response: httpx.Response, answer: Any, safe_url: str) -> ProviderError:
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def graph_error(response: httpx.Response, safe_url: str) -> ProviderError:
     """Map a Graph API error response to the ProviderError that drives retries and health."""
+    answer = _json_or_none(response)
     status = response.status_code
     error = answer.get("error") if isinstance(answer, dict) else None
     error = error if isinstance(error, dict) else {}

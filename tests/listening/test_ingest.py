@@ -142,3 +142,15 @@ def test_ingest_query_count_does_not_grow_with_batch_size(connector, django_asse
         ingest_messages(connector, [inbound(f"q{i}", author=f"a{i % 7}", thread_id=f"t{i % 5}") for i in range(200)])
     assert Message.objects.count() == 200
     assert connection.vendor in {"sqlite", "postgresql"}
+
+
+def test_conversation_started_by_our_echo_gets_the_customer_later(connector):
+    from dataclasses import replace
+
+    echo = replace(inbound("out-1", author="brand", thread_id="dm-1"), direction="out")
+    ingest_messages(connector, [echo])
+    assert Conversation.objects.get(external_id="dm-1").contact is None
+    ingest_messages(connector, [inbound("in-1", author="cust", thread_id="dm-1", minutes=1)])
+    conversation = Conversation.objects.get(external_id="dm-1")
+    assert conversation.contact.external_id == "cust"
+    assert Message.objects.get(external_id="out-1").direction == "out"

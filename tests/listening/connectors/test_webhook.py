@@ -104,6 +104,10 @@ def test_webhook_rejects_oversized_body(client, connector, settings):
         (json.dumps({"id": "1", "text": "t", "author": {"id": "a"}, "sent_at": "yesterday"}).encode(), "ISO 8601"),
         (json.dumps({"id": "1", "text": "t", "author": {"id": "a"}, "channel": "<script>"}).encode(), "channel"),
         (json.dumps({"id": "x" * 400, "text": "t", "author": {"id": "a"}}).encode(), "message id"),
+        (json.dumps({"id": "a\u0000b", "text": "t", "author": {"id": "a"}}).encode(), "NUL"),
+        (json.dumps({"id": "ok", "text": "t", "author": {"id": "\ud800"}}).encode(), "invalid character"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"id": 1' + b"0" * 5000 + b"}", "not valid JSON"),
     ],
 )
 def test_webhook_rejects_malformed_body_with_reason(client, connector, body, reason):
