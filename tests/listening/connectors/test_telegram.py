@@ -546,6 +546,15 @@ def test_telegram_send_posts_one_reply_to_the_chat_answering_the_message(
     assert len(telegram.sent) == 1
 
 
+def test_telegram_send_reads_the_sent_message_id_from_the_recorded_answer(make_connector, telegram):
+    telegram.fail_raw("sendMessage", Reply(200, fixture("send_message_result")))
+    connector = make_connector("telegram", credentials={"bot_token": TOKEN}, config={"api_base": telegram.api_base})
+    sent_id = connector.get_backend().send(OutboundReply(
+        text="So sorry, Ada! A replacement is on its way.", channel="telegram", recipient_id="731284556",
+        thread_id="731284556", in_reply_to="731284556:52"))
+    assert sent_id == "731284556:55"
+
+
 @pytest.mark.parametrize(
     ("reply", "error", "check"),
     [
