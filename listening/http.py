@@ -44,7 +44,7 @@ def guard_url(url: str) -> None:
     """Refuse URLs that point into our own network, unless private URLs are allowed."""
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ProviderRejected(f"not an http(s) URL: {url[:200]}")
+        raise ProviderRejected(f"not an http(s) URL: {redact_url(url)[:200]}")
     if settings.ALLOW_PRIVATE_URLS:
         return
     try:
@@ -84,22 +84,23 @@ def request(method: str, url: str, *, error_mapper: ErrorMapper | None = None, *
 
 
 def raise_for_status(response: httpx.Response, safe_url: str) -> None:
+    if response.status_code >= 400:
+        raise status_error(response, safe_url)
+
+
+def status_error(response: httpx.Response, safe_url: str) -> ProviderError:
+    """The ProviderError for an error response, judged by its HTTP status alone."""
     status = response.status_code
-    if status < 400:
-        return
     detail = response.text[:200].replace("\n", " ")
     reason = f"{safe_url} answered {status}: {detail}"
+    retry_after = retry_after_seconds(response.headers.get("retry-after"))
     if status == 429:
-        raise ProviderRateLimited(
-            reason, retry_after=retry_after_seconds(response.headers.get("retry-after")), status=status
-        )
+        return ProviderRateLimited(reason, retry_after=retry_after, status=status)
     if status in (401, 403):
-        raise ProviderAuthError(reason, status=status)
+        return ProviderAuthError(reason, status=status)
     if status >= 500:
-        raise ProviderUnavailable(
-            reason, retry_after=retry_after_seconds(response.headers.get("retry-after")), status=status
-        )
-    raise ProviderRejected(reason, status=status)
+        return ProviderUnavailable(reason, retry_after=retry_after, status=status)
+    return ProviderRejected(reason, status=status)
 
 
 def redact_url(url: str) -> str:

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
 MAX_BACKOFF_SECONDS = 3600
+MAX_RETRY_AFTER_SECONDS = 86_400
 FAILING_AFTER = 3  # consecutive failures before a connector shows as failing
 
 
@@ -105,7 +106,9 @@ def record_failure(connector: Connector, exc: Exception) -> None:
     delay = backoff_seconds(connector.poll_interval_seconds, failures)
     retry_after = getattr(exc, "retry_after", None)
     if retry_after:
-        delay = max(delay, retry_after)
+        # Honour the provider, within reason: a hostile or buggy Retry-After must not park the
+        # connector for years (or overflow the datetime).
+        delay = min(max(delay, float(retry_after)), MAX_RETRY_AFTER_SECONDS)
     now = timezone.now()
     reason = f"{type(exc).__name__}: {exc}"[:2000]
     level = logging.INFO if isinstance(exc, ProviderRateLimited) else logging.WARNING

@@ -173,32 +173,29 @@ class TelegramConnector(BaseConnector):
     def _call(self, method: str, params: dict[str, Any], *, timeout: float | None = None) -> Any:
         """One Bot API call: its `result`, or a ProviderError that never contains the token."""
         token = self.secret("bot_token")
-        base = str(self.config["api_base"]).rstrip("/")
-        http.guard_url(base + "/")  # checked without the token, as the URL may end up in the error
-        url, safe = f"{base}/bot{token}/{method}", http.redact_url(f"{base}/bot{token}/{method}")
+        url = f"{str(self.config['api_base']).rstrip('/')}/bot{token}/{method}"
         try:
-            try:
-                response = httpx.post(url, json=params, headers={"User-Agent": http.USER_AGENT},
-                                      timeout=timeout or settings.PROVIDER_HTTP_TIMEOUT)
-            except httpx.TimeoutException:
-                raise ProviderUnavailable(f"timed out calling {safe}") from None
-            except httpx.HTTPError as exc:
-                raise ProviderUnavailable(f"cannot reach {safe}: {type(exc).__name__}") from None
+            response = http.request(
+                "POST", url, json=params, timeout=timeout or settings.PROVIDER_HTTP_TIMEOUT,
+                error_mapper=lambda failed, safe: _api_error(method, failed, safe),
+            )
             body = _json(response)
             if isinstance(body, dict) and body.get("ok") is True and "result" in body:
                 return body["result"]
-            if isinstance(body, dict) and body.get("ok") is False:
-                raise _api_error(method, body, response)
-            http.raise_for_status(response, safe)  # a proxy's error page, not the Bot API
-            raise ProviderUnavailable(f"{safe} answered {response.status_code} without a Bot API result")
+            status = response.status_code
+            raise ProviderUnavailable(f"{http.redact_url(url)} answered {status} without a Bot API result")
         except ProviderError as exc:  # a proxy page or description could echo the URL
             if token not in exc.reason:
                 raise
             raise type(exc)(exc.reason.replace(token, "***"), retry_after=exc.retry_after, status=exc.status) from None
 
 
-def _api_error(method: str, body: dict[str, Any], response: httpx.Response) -> ProviderError:
-    """Map {"ok": false, "error_code": N, "description": ..., "parameters": {...}} to our errors."""
+def _api_error(method: str, response: httpx.Response, safe_url: str) -> ProviderError:
+    """Map {"ok": false, "error_code": N, "description": ..., "parameters": {...}} to our errors;
+    anything else (a proxy's error page) by its HTTP status."""
+    body = _json(response)
+    if not isinstance(body, dict) or body.get("ok") is not False:
+        return http.status_error(response, safe_url)
     code = body.get("error_code")
     code = code if isinstance(code, int) and not isinstance(code, bool) else response.status_code
     parameters = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
