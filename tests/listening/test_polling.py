@@ -93,3 +93,15 @@ def test_poll_of_unknown_or_disabled_connector_does_nothing(make_connector, feed
     assert poll_connector(paused.pk).polled is False
     assert poll_connector(999_999).polled is False
     assert Connector.objects.get(pk=paused.pk).next_poll_at is None
+
+
+def test_absurd_retry_after_is_capped_at_a_day(make_connector, fake_provider):
+    @fake_provider.route("GET", "/feed")
+    def slow_down(request):
+        return Reply(429, "busy", {"Retry-After": "999999999999"})
+
+    connector = make_connector("rss", config={"url": fake_provider.url + "/feed"})
+    assert "429" in poll_connector(connector.pk).error
+    connector.refresh_from_db()
+    wait = (connector.next_poll_at - connector.last_error_at).total_seconds()
+    assert 86_000 <= wait <= 86_400
