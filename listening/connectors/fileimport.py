@@ -1,0 +1,61 @@
+"""File import: historic messages from CSV or JSONL exports (a previous tool, a data set).
+
+Nothing arrives by webhook or polling; `python manage.py import_messages` (listening.importing)
+streams a file through the same ingestion as every other source. The connector's config keeps
+the column mapping and channel used when a run does not give its own, so a recurring export is
+imported the same way each time.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from listening.connectors.base import BaseConnector, OutboundReply
+from listening.exceptions import ConfigInvalid, NotSupported
+
+CHANNEL_RE = re.compile(r"^[a-z0-9_\-]{1,40}$")
+# Message fields a column can be mapped to (see listening.importing for their meaning).
+FIELDS = (
+    "id", "text", "author", "author_name", "author_handle", "sent_at", "thread", "in_reply_to",
+    "responses", "direction", "subject", "url",
+)
+
+
+class FileImportConnector(BaseConnector):
+    kind = "import"
+    label = "File import (CSV, JSONL)"
+    channel = "import"
+    can_reply = False
+    config_defaults = {"channel": "import", "mapping": {}, "date_format": ""}
+
+    @classmethod
+    def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        config = super().validate_config(config)
+        validate_channel(config["channel"])
+        validate_mapping(config["mapping"])
+        if not isinstance(config["date_format"], str):
+            raise ConfigInvalid("date_format must be a strptime format string")
+        return config
+
+    def send(self, reply: OutboundReply) -> str:
+        raise NotSupported("imported messages cannot be answered: reply on a live connector")
+
+
+def validate_channel(channel: Any) -> str:
+    if not isinstance(channel, str) or not CHANNEL_RE.match(channel):
+        raise ConfigInvalid("channel must be 1-40 of a-z, 0-9, _ and -")
+    return channel
+
+
+def validate_mapping(mapping: Any) -> dict[str, str]:
+    """A mapping of message field -> column (CSV header or JSONL key, dotted for nesting)."""
+    if not isinstance(mapping, dict):
+        raise ConfigInvalid("mapping must be an object of field -> column")
+    unknown = set(mapping) - set(FIELDS)
+    if unknown:
+        raise ConfigInvalid(f"unknown fields in mapping: {', '.join(sorted(unknown))}; known: {', '.join(FIELDS)}")
+    for field, column in mapping.items():
+        if not isinstance(column, str) or not column:
+            raise ConfigInvalid(f"mapping for {field} must name a column")
+    return mapping
