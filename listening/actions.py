@@ -153,10 +153,11 @@ def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage]) -> Inge
     # ignore_conflicts: a concurrent delivery of the same message may commit between our
     # existence check and this insert; the constraint keeps one row and we skip ours.
     Message.objects.bulk_create(rows, ignore_conflicts=True)
+    # Looked up through the (connector, external_id) index; the batch marker tells our rows apart.
     created = list(
-        Message.objects.filter(connector=connector, ingest_batch=batch).values_list(
-            "id", "external_id", "conversation_id", "author_id", "sent_at"
-        )
+        Message.objects.filter(
+            connector=connector, external_id__in=[row.external_id for row in rows], ingest_batch=batch
+        ).values_list("id", "external_id", "conversation_id", "author_id", "sent_at")
     )
     result.created_ids = [row[0] for row in created]
     result.duplicates += len(rows) - len(created)
@@ -347,9 +348,8 @@ def _link_parents(connector: Connector, created: list[tuple]) -> None:
 
 
 def _bump_counters(model: type, rows: list[tuple[int, datetime]], latest_field: str) -> None:
-    """Add to message_count and move the latest timestamp forward, in SQL so concurrent
-    ingestions never lose an increment. One statement per row, sent with executemany (pipelined
-    by psycopg), in primary-key order so concurrent batches lock rows in the same order."""
+    """Add to message_count and move the latest timestamp forward in one UPDATE ... FROM VALUES,
+    in SQL so concurrent ingestions never lose an increment."""
     counts: dict[int, int] = defaultdict(int)
     latest: dict[int, datetime] = {}
     for pk, when in rows:
@@ -361,14 +361,18 @@ def _bump_counters(model: type, rows: list[tuple[int, datetime]], latest_field: 
         return
     quote, adapt = connection.ops.quote_name, connection.ops.adapt_datetimefield_value
     table, column = quote(model._meta.db_table), quote(latest_field)
+    # PostgreSQL needs the VALUES types spelled out; SQLite stores datetimes as text and must not
+    # cast them. Both name VALUES columns column1, column2, ...
+    row = "(CAST(%s AS bigint), %s, CAST(%s AS timestamptz))" if connection.vendor == "postgresql" else "(%s, %s, %s)"
     # Identifiers come from model metadata and are quoted; values are parameters.
     sql = (
-        f"UPDATE {table} SET message_count = message_count + %s, "  # noqa: S608
-        f"{column} = CASE WHEN {column} < %s THEN %s ELSE {column} END WHERE id = %s"
+        f"UPDATE {table} SET message_count = message_count + v.column2, "  # noqa: S608
+        f"{column} = CASE WHEN {column} < v.column3 THEN v.column3 ELSE {column} END "
+        f"FROM (VALUES {', '.join([row] * len(counts))}) AS v WHERE {table}.id = v.column1"
     )
-    params = [(counts[pk], adapt(latest[pk]), adapt(latest[pk]), pk) for pk in sorted(counts)]
+    params = [value for pk in sorted(counts) for value in (pk, counts[pk], adapt(latest[pk]))]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+        cursor.execute(sql, params)
 
 
 def _count_on_connector(connector: Connector, result: IngestResult) -> None:
