@@ -123,7 +123,6 @@ def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage]) -> Inge
     parents = _known_parents(connector, fresh)
     thread_keys = _thread_keys(fresh, parents)
     conversation_ids = _upsert_conversations(connector, fresh, thread_keys, contact_ids)
-    _fill_missing_conversation_contacts(fresh, thread_keys, conversation_ids, contact_ids)
 
     batch = uuid.uuid4()
     now = timezone.now()
@@ -278,14 +277,16 @@ def _upsert_conversations(
     thread_keys: dict[str, str],
     contact_ids: dict[tuple[str, str], int],
 ) -> dict[str, int]:
+    """Create missing conversations; return thread key -> pk. A conversation's customer is the
+    author of its first inbound message, filled in later if it began with our own (an echo)."""
     first: dict[str, InboundMessage] = {}
+    customer: dict[str, int] = {}
     for message in messages:
-        first.setdefault(thread_keys[message.external_id], message)
-    existing = dict(
-        Conversation.objects.filter(connector=connector, external_id__in=list(first)).values_list(
-            "external_id", "id"
-        )
-    )
+        key = thread_keys[message.external_id]
+        first.setdefault(key, message)
+        if message.direction != "out":
+            customer.setdefault(key, contact_ids[(message.channel, message.author.external_id)])
+    existing = _conversations_by_key(connector, first)
     missing = [key for key in first if key not in existing]
     if missing:
         Conversation.objects.bulk_create(
@@ -295,9 +296,7 @@ def _upsert_conversations(
                     channel=first[key].channel,
                     external_id=key,
                     subject=_short(first[key].subject, 300),
-                    contact_id=contact_ids[(first[key].channel, first[key].author.external_id)]
-                    if first[key].direction != "out"
-                    else None,
+                    contact_id=customer.get(key),
                     started_at=_aware(first[key].sent_at),
                     last_message_at=_aware(first[key].sent_at),
                 )
@@ -305,32 +304,18 @@ def _upsert_conversations(
             ],
             ignore_conflicts=True,
         )
-        existing = dict(
-            Conversation.objects.filter(connector=connector, external_id__in=list(first)).values_list(
-                "external_id", "id"
-            )
-        )
-    return existing
+        existing = _conversations_by_key(connector, first)
+    for key, (pk, contact_id) in existing.items():
+        if contact_id is None and key in customer:
+            Conversation.objects.filter(pk=pk, contact__isnull=True).update(contact_id=customer[key])
+    return {key: pk for key, (pk, _) in existing.items()}
 
 
-def _fill_missing_conversation_contacts(
-    messages: Sequence[InboundMessage],
-    thread_keys: dict[str, str],
-    conversation_ids: dict[str, int],
-    contact_ids: dict[tuple[str, str], int],
-) -> None:
-    """A thread whose first stored message was our own (an echo of an outbound reply) gets its
-    customer from the first inbound message that arrives."""
-    customer_of: dict[int, int] = {}
-    for message in messages:
-        if message.direction != "out":
-            conversation = conversation_ids[thread_keys[message.external_id]]
-            customer_of.setdefault(conversation, contact_ids[(message.channel, message.author.external_id)])
-    if not customer_of:
-        return
-    lacking = Conversation.objects.filter(id__in=list(customer_of), contact__isnull=True).values_list("id", flat=True)
-    for conversation in lacking:
-        Conversation.objects.filter(id=conversation, contact__isnull=True).update(contact_id=customer_of[conversation])
+def _conversations_by_key(connector: Connector, keys: Iterable[str]) -> dict[str, tuple[int, int | None]]:
+    rows = Conversation.objects.filter(connector=connector, external_id__in=list(keys)).values_list(
+        "external_id", "id", "contact_id"
+    )
+    return {key: (pk, contact_id) for key, pk, contact_id in rows}
 
 
 def _link_parents(connector: Connector, created: list[tuple]) -> None:
