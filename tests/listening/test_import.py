@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import tracemalloc
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -19,7 +20,9 @@ from listening.exceptions import ConfigInvalid, NotSupported
 from listening.importing import RowRejected, import_file, normalise_id, parse_timestamp
 from listening.models import Connector, Contact, Conversation, Message
 
-TWCS = Path("/work/shared/data/twcs_spotifycares_sample/support_requests.csv")
+# The shared datasets sit beside the checkout (../shared/data), on developer machines and in CI.
+SHARED_DATA = Path(os.environ.get("CXM_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
+TWCS = SHARED_DATA / "twcs_spotifycares_sample" / "support_requests.csv"
 TWCS_MAP = {
     "id": "tweet_id",
     "author": "author_id",
@@ -48,7 +51,7 @@ def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
 
 
 # --- The TWCS sample ----------------------------------------------------------------------------
-@pytest.mark.skipif(not TWCS.exists(), reason="TWCS sample not present at /work/shared/data")
+@pytest.mark.skipif(not TWCS.exists(), reason=f"TWCS sample not present at {SHARED_DATA}")
 def test_import_twcs_sample_stores_every_tweet_once_threaded_by_reply_chain(importer):
     report = import_file(importer, TWCS, mapping=TWCS_MAP, batch_size=2000)
     assert report.rejected == 0, report.errors
