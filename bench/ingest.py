@@ -54,7 +54,12 @@ if str(REPO) not in sys.path:
 DEFAULT_DB_URL = "postgresql://postgres@127.0.0.1:5432/cxm_bench"
 SECRET = "bench-signing-secret-" + secrets.token_hex(8)
 RETRIES = 5
-DEADLOCK = "OperationalError: deadlock detected"  # once per 500 traceback in the server log
+# Causes of 500s, counted in the servers' logs (each appears once per traceback).
+SERVER_ERRORS = {
+    "deadlocks": "OperationalError: deadlock detected",
+    "too many clients": "OperationalError: connection failed:",
+    "pool timeouts": "OperationalError: couldn't get a connection",
+}
 
 
 class BenchFailure(Exception):
@@ -418,7 +423,7 @@ class LoadResult:
     cpu_machine: float
     per_worker: list[int] = field(default_factory=list)
     retries: int = 0
-    deadlocks: int = 0
+    server_errors: dict[str, int] = field(default_factory=dict)
 
     @property
     def msgs_per_s(self) -> float:
@@ -489,7 +494,7 @@ def run_load(servers: Servers, path: str, bodies: list[bytes | None], messages: 
              timeout_s: float) -> LoadResult:
     url = f"http://127.0.0.1:{servers.port}{path}"
     before_counts = servers.access_counts()
-    deadlocks_before = servers.count_in_logs(DEADLOCK)
+    errors_before = {name: servers.count_in_logs(needle) for name, needle in SERVER_ERRORS.items()}
     before = CpuSample.take(servers.pids)
     t0 = time.perf_counter()
     try:
@@ -504,7 +509,9 @@ def run_load(servers: Servers, path: str, bodies: list[bytes | None], messages: 
     per_worker = [b - a for a, b in zip(before_counts, servers.access_counts(), strict=True)]
     return LoadResult(len(bodies), messages, seconds, latencies, counts["stored"], counts["duplicates"],
                       after.client - before.client, after.servers - before.servers, after.machine - before.machine,
-                      per_worker, counts["retries"], servers.count_in_logs(DEADLOCK) - deadlocks_before)
+                      per_worker, counts["retries"],
+                      {name: servers.count_in_logs(needle) - errors_before[name]
+                       for name, needle in SERVER_ERRORS.items()})
 
 
 def bodies_single(messages: list[dict]) -> list[bytes]:
@@ -884,7 +891,8 @@ def _load_rows(label: str, r: LoadResult, workers: int, unit: str = "msgs/s") ->
                  f"{r.cpu_servers / r.seconds:.0%}, rest (PostgreSQL, other) "
                  f"{max(0.0, r.cpu_machine - r.cpu_client - r.cpu_servers) / r.seconds:.0%} of one core; "
                  f"machine {r.cpu_machine / cores:.0%} busy; requests per worker {r.per_worker}"),
-        *([("", "", f"5xx or broken deliveries retried: {r.retries} ({r.deadlocks} deadlocks in the server logs)")]
+        *([("", "", f"5xx or broken deliveries retried: {r.retries}; in the server logs: "
+                    + (", ".join(f"{n} {name}" for name, n in r.server_errors.items() if n) or "no known cause"))]
           if r.retries else []),
     ]
 
@@ -970,7 +978,7 @@ def run_webhook(args, env: dict[str, str], tmp: Path, servers: list[Servers], pr
         "webhook_naive_p95_ms": round(naive_result.pct(0.95), 2),
         "webhook_retries": single.retries,
         "webhook_batched_retries": batch.retries,
-        "webhook_batched_deadlocks": batch.deadlocks,
+        "webhook_batched_deadlocks": batch.server_errors["deadlocks"],
         "webhook_naive_retries": naive_result.retries,
     })
     figures["ratio_webhook_vs_naive"] = round(single.msgs_per_s / naive_result.msgs_per_s, 2)
