@@ -49,3 +49,14 @@ def test_env_helpers_fail_loudly_naming_the_variable():
     with pytest.raises(ImproperlyConfigured, match=">= 1"):
         env_int("N", 1, minimum=1, environ={"N": "0"})
     assert env_list("L", environ={"L": " a, ,b "}) == ["a", "b"]
+
+
+def test_postgres_uses_a_bounded_pool_not_persistent_connections():
+    code = (
+        "import django; from django.conf import settings; django.setup(); "
+        "db = settings.DATABASES['default']; print(db['CONN_MAX_AGE'], db['OPTIONS']['pool']['max_size'])"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "cxm.settings", "DEBUG": "1",
+           "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/cxm", "DB_POOL_MAX_SIZE": "5"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["0", "5"], result.stderr
