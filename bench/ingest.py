@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import contextlib
 import csv
-import importlib.util
 import inspect
 import json
 import os
@@ -56,9 +55,9 @@ SECRET = "bench-signing-secret-" + secrets.token_hex(8)
 RETRIES = 5
 # Causes of 500s, counted in the servers' logs (each appears once per traceback).
 SERVER_ERRORS = {
-    "deadlocks": "OperationalError: deadlock detected",
-    "too many clients": "OperationalError: connection failed:",
-    "pool timeouts": "OperationalError: couldn't get a connection",
+    "deadlocks": "django.db.utils.OperationalError: deadlock detected",
+    "too many clients": "django.db.utils.OperationalError: connection failed:",
+    "pool timeouts": "django.db.utils.OperationalError: couldn't get a connection",
 }
 
 
@@ -828,9 +827,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="GET /healthz requests that measure the HTTP stack alone (default 1500)")
     parser.add_argument("--history-messages", type=int, default=600,
                         help="deliveries sent to that connector (default 600)")
-    parser.add_argument("--db-conn", choices=["auto", "shipped", "close", "pool"], default="auto",
-                        help="servers' database connections, see bench/server_settings.py (default auto: pool "
-                        "when psycopg_pool is installed, else close)")
+    parser.add_argument("--db-conn", choices=["shipped", "close", "persistent"], default="shipped",
+                        help="database connections of the servers, see bench/server_settings.py (default "
+                        "shipped: the product's pool)")
     parser.add_argument("--profile", action="store_true",
                         help="sample one server process with py-spy during the single-message phase and print "
                         "where its time goes (py-spy on PATH or in a PYTHONPATH entry's bin/)")
@@ -844,8 +843,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.messages = args.messages or (800 if args.quick else 3000)
     args.import_rows = args.import_rows or (10_000 if args.quick else 100_000)
     args.naive_import_rows = args.naive_import_rows or (1000 if args.quick else 2000)
-    if args.db_conn == "auto":
-        args.db_conn = "pool" if importlib.util.find_spec("psycopg_pool") else "close"
     args.history = args.history if args.history is not None else (10_000 if args.quick else 50_000)
     args.probe = 100 if args.quick else 200
     return args
