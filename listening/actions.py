@@ -151,6 +151,7 @@ def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage]) -> Inge
         )
     # ignore_conflicts: a concurrent delivery of the same message may commit between our
     # existence check and this insert; the constraint keeps one row and we skip ours.
+    rows.sort(key=lambda row: row.external_id)
     Message.objects.bulk_create(rows, ignore_conflicts=True)
     # Looked up through the (connector, external_id) index; the batch marker tells our rows apart.
     created = list(
@@ -172,7 +173,9 @@ def _upsert_contacts(messages: Sequence[InboundMessage]) -> dict[tuple[str, str]
     for message in messages:
         latest[(message.channel, message.author.external_id)] = (message.author, _aware(message.sent_at))
     existing = _contacts_by_key(latest)
-    missing = [key for key in latest if key not in existing]
+    # Sorted, like every multi-row write here: concurrent batches then take row and index locks
+    # in the same order and wait for each other instead of deadlocking.
+    missing = sorted(key for key in latest if key not in existing)
     if missing:
         Contact.objects.bulk_create(
             [_new_contact(key, *latest[key]) for key in missing], ignore_conflicts=True
@@ -183,7 +186,7 @@ def _upsert_contacts(messages: Sequence[InboundMessage]) -> dict[tuple[str, str]
         if _refresh_contact(contact, latest[key][0]):
             changed.append(contact)
     if changed:
-        Contact.objects.bulk_update(changed, PROFILE_FIELDS)
+        Contact.objects.bulk_update(sorted(changed, key=lambda contact: contact.pk), PROFILE_FIELDS)
     verified = [c for c in existing.values() if (c.email_verified and c.email) or (c.phone_verified and c.phone)]
     for contact in verified:
         if contact.customer_id is None:
@@ -287,7 +290,7 @@ def _upsert_conversations(
         if message.direction != "out":
             customer.setdefault(key, contact_ids[(message.channel, message.author.external_id)])
     existing = _conversations_by_key(connector, first)
-    missing = [key for key in first if key not in existing]
+    missing = sorted(key for key in first if key not in existing)
     if missing:
         Conversation.objects.bulk_create(
             [
@@ -324,7 +327,9 @@ def _link_parents(connector: Connector, created: list[tuple]) -> None:
     orphans = list(
         Message.objects.filter(
             connector=connector, parent__isnull=True, parent_external_id__in=list(new_ids)
-        ).values_list("id", "parent_external_id")
+        )
+        .exclude(parent_external_id="")  # the predicate of the partial index message_orphan_reply_idx
+        .values_list("id", "parent_external_id")
     )
     if orphans:
         Message.objects.filter(id__in=[pk for pk, _ in orphans]).update(

@@ -42,12 +42,14 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
+from django.db import connection
+
 from listening.actions import EXTERNAL_ID_MAX, ingest_messages
 from listening.connectors.base import InboundAuthor, InboundMessage
 from listening.connectors.fileimport import FIELDS, validate_channel, validate_mapping
 from listening.connectors.payload import from_iso, from_unix
 from listening.exceptions import ConfigInvalid, PayloadInvalid
-from listening.models import Connector, Message
+from listening.models import Connector, Contact, Conversation, Message
 
 MAX_ERRORS = 100  # row errors kept in the report; all are counted
 MAX_JSONL_LINE = 4 * 1024 * 1024
@@ -131,6 +133,7 @@ def import_file(
     columns = _csv_header(path) if fmt == "csv" else None
     converter = _Converter(_effective_mapping(mapping, columns), channel, date_format or "")
     report = ImportReport()
+    analyze_at = 2 * batch_size
     started = time.monotonic()
     index = _ThreadIndex.build(converter, rows()) if converter.follows_replies else None
     reported = -1
@@ -149,6 +152,12 @@ def import_file(
             if len(batch) >= batch_size:
                 _store(connector, batch, index, report, max_errors)
                 batch = []
+                if report.created >= analyze_at:
+                    # A first import fills empty tables faster than autovacuum refreshes their
+                    # statistics, and with stale ones the per-batch lookups become scans. Refresh
+                    # them each time the import has doubled what it stored (a few cheap ANALYZEs).
+                    _analyze()
+                    analyze_at = 2 * report.created
                 report.seconds = time.monotonic() - started
                 if progress:
                     progress(report)
@@ -162,6 +171,12 @@ def import_file(
     if progress and report.rows != reported:
         progress(report)
     return report
+
+
+def _analyze() -> None:
+    with connection.cursor() as cursor:
+        for model in (Message, Conversation, Contact):
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
 
 
 def _format_from_extension(path: Path) -> str:

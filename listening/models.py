@@ -180,6 +180,13 @@ class Message(models.Model):
             models.Index(fields=["connector", "sent_at"], name="message_connector_sent_idx"),
             models.Index(fields=["conversation", "sent_at"], name="message_conversation_sent_idx"),
             models.Index(fields=["author", "sent_at"], name="message_author_sent_idx"),
+            # Replies stored before their parent, looked up by ingest_messages on every call;
+            # without it that lookup scans every message of the connector.
+            models.Index(
+                fields=["connector", "parent_external_id"],
+                name="message_orphan_reply_idx",
+                condition=models.Q(parent__isnull=True) & ~models.Q(parent_external_id=""),
+            ),
         ]
         ordering = ["sent_at", "id"]
 
