@@ -149,22 +149,60 @@ def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage]) -> Inge
                 ingest_batch=batch,
             )
         )
-    # ignore_conflicts: a concurrent delivery of the same message may commit between our
-    # existence check and this insert; the constraint keeps one row and we skip ours.
     rows.sort(key=lambda row: row.external_id)
-    Message.objects.bulk_create(rows, ignore_conflicts=True)
-    # Looked up through the (connector, external_id) index; the batch marker tells our rows apart.
-    created = list(
-        Message.objects.filter(
-            connector=connector, external_id__in=[row.external_id for row in rows], ingest_batch=batch
-        ).values_list("id", "external_id", "conversation_id", "author_id", "sent_at")
-    )
+    if connection.vendor == "postgresql" and len(rows) >= COPY_MIN_ROWS:
+        created = _copy_insert(rows)
+    else:
+        # ignore_conflicts: a concurrent delivery of the same message may commit between our
+        # existence check and this insert; the constraint keeps one row and we skip ours.
+        Message.objects.bulk_create(rows, ignore_conflicts=True)
+        # Looked up through the (connector, external_id) index; the batch marker tells our rows apart.
+        created = list(
+            Message.objects.filter(
+                connector=connector, external_id__in=[row.external_id for row in rows], ingest_batch=batch
+            ).values_list("id", "external_id", "conversation_id", "author_id", "sent_at")
+        )
     result.created_ids = [row[0] for row in created]
     result.duplicates += len(rows) - len(created)
     _link_parents(connector, created)
     _bump_counters(Conversation, [(row[2], row[4]) for row in created], "last_message_at")
     _bump_counters(Contact, [(row[3], row[4]) for row in created], "last_seen_at")
     return result
+
+
+COPY_MIN_ROWS = 50
+COPY_COLUMNS = (
+    "connector_id", "external_id", "channel", "direction", "conversation_id", "author_id", "text", "url",
+    "sent_at", "received_at", "parent_id", "parent_external_id", "raw", "raw_truncated", "ingest_batch",
+)
+
+
+def _copy_insert(rows: list[Message]) -> list[tuple]:
+    """Large chunks: COPY into a session temp table, then one INSERT ... ON CONFLICT DO NOTHING
+    RETURNING, which returns exactly the rows this call stored."""
+    from psycopg.types.json import Jsonb
+
+    columns = ", ".join(COPY_COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS ingest_stage ON COMMIT DELETE ROWS AS "  # noqa: S608
+            f"SELECT {columns} FROM listening_message WITH NO DATA"
+        )
+        with cursor.cursor.copy(f"COPY ingest_stage ({columns}) FROM STDIN") as copy:  # noqa: S608
+            for row in rows:
+                copy.write_row((
+                    row.connector_id, row.external_id, row.channel, row.direction, row.conversation_id,
+                    row.author_id, row.text, row.url, row.sent_at, row.received_at, row.parent_id,
+                    row.parent_external_id, Jsonb(row.raw), row.raw_truncated, row.ingest_batch,
+                ))
+        cursor.execute(
+            f"INSERT INTO listening_message ({columns}) SELECT {columns} FROM ingest_stage "  # noqa: S608
+            "ON CONFLICT (connector_id, external_id) DO NOTHING "
+            "RETURNING id, external_id, conversation_id, author_id, sent_at"
+        )
+        created = cursor.fetchall()
+        cursor.execute("TRUNCATE ingest_stage")
+    return created
 
 
 def _upsert_contacts(messages: Sequence[InboundMessage]) -> dict[tuple[str, str], int]:

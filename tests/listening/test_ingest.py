@@ -154,3 +154,18 @@ def test_conversation_started_by_our_echo_gets_the_customer_later(connector):
     conversation = Conversation.objects.get(external_id="dm-1")
     assert conversation.contact.external_id == "cust"
     assert Message.objects.get(external_id="out-1").direction == "out"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_large_batches_store_each_message_once(make_connector):
+    """Large chunks take the COPY path on PostgreSQL; overlapping ones must still split cleanly."""
+    from tests.listening.helpers import run_concurrently
+
+    connector = make_connector("webhook")
+    batch = [inbound(f"big{i}", author=f"a{i % 9}", thread_id=f"t{i % 13}", minutes=i) for i in range(120)]
+    results = run_concurrently(lambda: ingest_messages(connector, batch), 3)
+    assert len(results) == 3
+    assert sum(r.created for r in results) == 120
+    assert sum(r.duplicates for r in results) == 240
+    assert Message.objects.filter(connector=connector).count() == 120
+    assert sum(Conversation.objects.values_list("message_count", flat=True)) == 120
