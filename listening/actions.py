@@ -105,7 +105,7 @@ def _check_id(value: str, what: str, *, optional: bool = False) -> None:
         return
     if not value or len(value) > EXTERNAL_ID_MAX:
         raise PayloadInvalid(f"{what} must be 1 to {EXTERNAL_ID_MAX} characters, got {len(value)}")
-    if "\x00" in value or clean_text(value) != value:
+    if clean_text(value) != value:  # clean_text drops NUL and replaces lone surrogates
         raise PayloadInvalid(f"{what} contains a NUL or an invalid character")
 
 
@@ -171,10 +171,6 @@ def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage]) -> Inge
 
 
 COPY_MIN_ROWS = 50
-COPY_COLUMNS = (
-    "connector_id", "external_id", "channel", "direction", "conversation_id", "author_id", "text", "url",
-    "sent_at", "received_at", "parent_id", "parent_external_id", "raw", "raw_truncated", "ingest_batch",
-)
 
 
 def _copy_insert(rows: list[Message]) -> list[tuple]:
@@ -182,21 +178,23 @@ def _copy_insert(rows: list[Message]) -> list[tuple]:
     RETURNING, which returns exactly the rows this call stored."""
     from psycopg.types.json import Jsonb
 
-    columns = ", ".join(COPY_COLUMNS)
+    fields = [field for field in Message._meta.concrete_fields if not field.primary_key]
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    json_fields = {field.attname for field in fields if field.get_internal_type() == "JSONField"}
+    attnames = [field.attname for field in fields]
+    table = connection.ops.quote_name(Message._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS ingest_stage ON COMMIT DELETE ROWS AS "  # noqa: S608
-            f"SELECT {columns} FROM listening_message WITH NO DATA"
+            f"SELECT {columns} FROM {table} WITH NO DATA"
         )
         with cursor.cursor.copy(f"COPY ingest_stage ({columns}) FROM STDIN") as copy:  # noqa: S608
             for row in rows:
-                copy.write_row((
-                    row.connector_id, row.external_id, row.channel, row.direction, row.conversation_id,
-                    row.author_id, row.text, row.url, row.sent_at, row.received_at, row.parent_id,
-                    row.parent_external_id, Jsonb(row.raw), row.raw_truncated, row.ingest_batch,
-                ))
+                copy.write_row([
+                    Jsonb(getattr(row, name)) if name in json_fields else getattr(row, name) for name in attnames
+                ])
         cursor.execute(
-            f"INSERT INTO listening_message ({columns}) SELECT {columns} FROM ingest_stage "  # noqa: S608
+            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM ingest_stage "  # noqa: S608
             "ON CONFLICT (connector_id, external_id) DO NOTHING "
             "RETURNING id, external_id, conversation_id, author_id, sent_at"
         )
