@@ -65,6 +65,11 @@ class ConfigInvalid(CXMError):
 
 
 # --- Failures talking to a provider ------------------------------------------------------------
+# A provider's Retry-After is honoured up to a day: a larger one is a bug (or hostile), and would
+# park the connector for years or overflow the schedule.
+MAX_RETRY_AFTER_SECONDS = 86_400.0
+
+
 class ProviderError(Exception):
     """A provider call failed. `retryable` failures are retried with backoff."""
 
@@ -73,8 +78,16 @@ class ProviderError(Exception):
     def __init__(self, reason: str, *, retry_after: float | None = None, status: int | None = None):
         super().__init__(reason)
         self.reason = reason
-        self.retry_after = retry_after
+        self.retry_after = None if retry_after is None else _capped_seconds(retry_after)
         self.status = status
+
+
+def _capped_seconds(value: float) -> float:
+    try:
+        seconds = float(value)
+    except OverflowError:  # an integer too large for a float
+        return MAX_RETRY_AFTER_SECONDS
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
 
 
 class ProviderUnavailable(ProviderError):

@@ -28,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)
 MAX_BACKOFF_SECONDS = 3600
-MAX_RETRY_AFTER_SECONDS = 86_400
 FAILING_AFTER = 3  # consecutive failures before a connector shows as failing
 
 
@@ -105,10 +104,8 @@ def record_failure(connector: Connector, exc: Exception) -> None:
     failures = connector.consecutive_failures + 1
     delay = backoff_seconds(connector.poll_interval_seconds, failures)
     retry_after = getattr(exc, "retry_after", None)
-    if retry_after:
-        # Honour the provider, within reason: a hostile or buggy Retry-After must not park the
-        # connector for years (or overflow the datetime).
-        delay = min(max(delay, float(retry_after)), MAX_RETRY_AFTER_SECONDS)
+    if retry_after:  # already capped at a day by ProviderError
+        delay = max(delay, retry_after)
     now = timezone.now()
     reason = f"{type(exc).__name__}: {exc}"[:2000]
     level = logging.INFO if isinstance(exc, ProviderRateLimited) else logging.WARNING

@@ -40,7 +40,6 @@ UPDATE_KINDS = ("message", "edited_message", "channel_post", "edited_channel_pos
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_]{4,32}$")
 CHAT_ID_RE = re.compile(r"^-?\d{1,20}$")
 ID_LIMIT = 2**63  # Telegram ids fit in 64 bits; anything larger is not from Telegram
-MAX_RETRY_AFTER = 86400.0  # a larger retry_after is a bug, and would overflow the schedule
 
 
 class TelegramConnector(BaseConnector):
@@ -201,7 +200,6 @@ def _api_error(method: str, response: httpx.Response, safe_url: str) -> Provider
         retry_after = parameters.get("retry_after")
         if not isinstance(retry_after, int | float) or isinstance(retry_after, bool):
             retry_after = http.retry_after_seconds(response.headers.get("retry-after"))
-        retry_after = None if retry_after is None else min(max(0.0, float(retry_after)), MAX_RETRY_AFTER)
         return errors.ProviderRateLimited(reason, retry_after=retry_after, status=code)
     if code in (401, 404):  # Telegram answers a wrong token with 401, a malformed one with 404
         return errors.ProviderAuthError(reason, status=code)

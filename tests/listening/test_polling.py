@@ -105,3 +105,12 @@ def test_absurd_retry_after_is_capped_at_a_day(make_connector, fake_provider):
     connector.refresh_from_db()
     wait = (connector.next_poll_at - connector.last_error_at).total_seconds()
     assert 86_000 <= wait <= 86_400
+
+
+def test_provider_error_caps_retry_after():
+    from listening.exceptions import MAX_RETRY_AFTER_SECONDS, ProviderRateLimited
+
+    assert ProviderRateLimited("x", retry_after=10**400).retry_after == MAX_RETRY_AFTER_SECONDS
+    assert ProviderRateLimited("x", retry_after=-5).retry_after == 0.0
+    assert ProviderRateLimited("x", retry_after=30).retry_after == 30.0
+    assert ProviderRateLimited("x").retry_after is None
