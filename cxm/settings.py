@@ -140,7 +140,28 @@ CELERY_BEAT_SCHEDULE = {
         "task": "listening.poll_due_connectors",
         "schedule": float(env_int("CXM_POLL_TICK_SECONDS", 15, minimum=1)),
     },
+    "sweep-unclassified": {
+        "task": "learning.sweep_unclassified",
+        "schedule": float(env_int("CXM_CLASSIFY_SWEEP_SECONDS", 60, minimum=5)),
+    },
 }
+# Classification runs on its own queue so slow inference never holds up polling or delivery.
+CXM_LEARNING_QUEUE = env_str("CXM_LEARNING_QUEUE", "learning")
+CELERY_TASK_ROUTES = {"learning.*": {"queue": CXM_LEARNING_QUEUE}}
+
+# --- Learn: models ----------------------------------------------------------------------------
+# The bundled multi-task model (sentiment, emotion, intents' encoder), trained by `train_models`.
+CXM_BUNDLED_MODEL = BASE_DIR / "learning" / "pretrained" / "cxm-minilm-multitask"
+# Per-head overrides: a local path or a Hugging Face id (a sequence-classification model), e.g.
+# cardiffnlp/twitter-roberta-base-sentiment-latest. Each override costs its own encoder pass.
+CXM_SENTIMENT_MODEL = env_str("CXM_SENTIMENT_MODEL", "")
+CXM_EMOTION_MODEL = env_str("CXM_EMOTION_MODEL", "")
+# A spaCy pipeline for named entities (e.g. en_core_web_sm) where one is installed; blank: none.
+CXM_SPACY_MODEL = env_str("CXM_SPACY_MODEL", "")
+CXM_CLASSIFY_BATCH = env_int("CXM_CLASSIFY_BATCH", 64, minimum=1)
+# int8 dynamic quantisation of the encoder's linear layers on CPU workers (see bench/classify.py).
+CXM_QUANTIZE = env_bool("CXM_QUANTIZE", True)
+CXM_TRAINING_DATA = env_str("CXM_TRAINING_DATA", str(BASE_DIR.parent / "shared" / "data"))
 
 # --- Ingestion limits -------------------------------------------------------------------------
 WEBHOOK_MAX_BYTES = env_int("CXM_WEBHOOK_MAX_BYTES", 1_000_000, minimum=1024)

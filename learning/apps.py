@@ -2,7 +2,9 @@ from django.apps import AppConfig
 
 
 class LearningConfig(AppConfig):
-    """Learn: classification of stored messages. Filled in by the Learn issue; it subscribes to
-    listening.signals.messages_ingested."""
+    """Learn: classification of stored messages. Subscribes to listening's messages_ingested."""
 
     name = "learning"
+
+    def ready(self):
+        from learning import receivers  # noqa: F401 - connects the signal receivers

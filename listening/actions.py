@@ -64,12 +64,17 @@ def ingest_messages(connector: Connector, messages: Iterable[InboundMessage]) ->
         _count_on_connector(connector, result)
         if result.created_ids:
             ids, connector_id = list(result.created_ids), connector.pk
-            transaction.on_commit(
-                lambda: messages_ingested.send(
-                    sender=Message, message_ids=ids, connector_id=connector_id
-                )
-            )
+            transaction.on_commit(lambda: _announce(ids, connector_id))
     return result
+
+
+def _announce(ids: list[int], connector_id: int) -> None:
+    """Tell receivers (classification) about stored messages. The messages are committed, so a
+    receiver's failure (say, the broker is down) is logged, not raised into the delivery: the
+    learning app's periodic sweep picks up whatever was not enqueued."""
+    for receiver, outcome in messages_ingested.send_robust(sender=Message, message_ids=ids, connector_id=connector_id):
+        if isinstance(outcome, Exception):
+            logger.error("messages_ingested receiver %r failed: %r", receiver, outcome, exc_info=outcome)
 
 
 @dataclass

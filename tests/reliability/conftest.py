@@ -29,7 +29,8 @@ def _test_database_url() -> str:
 
 @pytest.fixture
 def celery_worker(transactional_db) -> Iterator[subprocess.Popen]:
-    """Start `celery worker` on a queue of its own; tasks sent from the test go to it."""
+    """Start `celery worker` on queues of its own (default and learning, as in production, where
+    classification has its own queue); tasks sent from the test go to them."""
     redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15"
     try:
         redis.Redis.from_url(redis_url, socket_connect_timeout=2).ping()
@@ -43,19 +44,22 @@ def celery_worker(transactional_db) -> Iterator[subprocess.Popen]:
         "TEST_DATABASE_NAME": "unused",
         "CELERY_TASK_ALWAYS_EAGER": "0",
         "CXM_DEFAULT_QUEUE": queue,
+        "CXM_LEARNING_QUEUE": f"{queue}-learning",
         "REDIS_URL": redis_url,
     }
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "cxm", "worker", "-P", "solo", "-Q", queue,
+        [sys.executable, "-m", "celery", "-A", "cxm", "worker", "-P", "solo", "-Q", f"{queue},{queue}-learning",
          "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "warning"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    previous = (app.conf.task_always_eager, app.conf.task_default_queue, app.conf.broker_url)
-    app.conf.task_always_eager, app.conf.task_default_queue, app.conf.broker_url = False, queue, redis_url
+    conf = app.conf
+    previous = (conf.task_always_eager, conf.task_default_queue, conf.broker_url, conf.task_routes)
+    conf.task_always_eager, conf.task_default_queue, conf.broker_url = False, queue, redis_url
+    conf.task_routes = {"learning.*": {"queue": f"{queue}-learning"}}
     try:
         yield worker
     finally:
-        app.conf.task_always_eager, app.conf.task_default_queue, app.conf.broker_url = previous
+        conf.task_always_eager, conf.task_default_queue, conf.broker_url, conf.task_routes = previous
         worker.terminate()
         try:
             worker.wait(20)

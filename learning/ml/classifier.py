@@ -1,0 +1,177 @@
+"""The text classifier that workers, `classify_file` and the benchmark share.
+
+One encoder pass per distinct text feeds the sentiment and emotion heads and the sentence
+embedding that the admin-editable intent head reads. Language and topic terms come from their own
+light-weight modules. A head can be replaced by any Hugging Face sequence-classification model (a
+local path or a hub id), at the price of its own encoder pass.
+"""
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from django.conf import settings
+
+from learning import language, terms
+from learning.ml import intents, multitask
+from learning.ml.engine import Engine
+from learning.ml.text import normalize, readable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IntentHead:
+    version: str
+    labels: list[str]
+    weights: np.ndarray
+
+
+@dataclass
+class TextResult:
+    text: str
+    flags: list[str] = field(default_factory=list)
+    sentiment: str = ""
+    sentiment_scores: dict = field(default_factory=dict)
+    emotion: str = ""
+    emotion_scores: dict = field(default_factory=dict)
+    intent: str = ""
+    intent_scores: dict = field(default_factory=dict)
+    language: str = "und"
+    language_confidence: float = 0.0
+    topics: list = field(default_factory=list)
+    entities: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def _scores(labels: list[str], row: np.ndarray) -> dict[str, float]:
+    return {label: round(float(p), 4) for label, p in zip(labels, row, strict=True)}
+
+
+def _top(scores: dict[str, float]) -> str:
+    return max(scores, key=scores.get) if scores else ""
+
+
+class HubHead:
+    """A sentiment or emotion head from any sequence-classification model (path or hub id)."""
+
+    def __init__(self, source: str, max_length: int = 128):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.source = source
+        self.tokenizer = AutoTokenizer.from_pretrained(source)
+        self.model = AutoModelForSequenceClassification.from_pretrained(source).eval()
+        id2label = self.model.config.id2label
+        self.labels = [str(id2label[i]).lower() for i in range(len(id2label))]
+        self.max_length = max_length
+
+    @property
+    def name(self) -> str:
+        return self.source
+
+    def probabilities(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                enc = self.tokenizer([texts[i] for i in rows], padding=True, truncation=True,
+                                     max_length=self.max_length, return_tensors="pt")
+                out[rows] = torch.softmax(self.model(**enc).logits.float(), -1).numpy()
+        return out
+
+
+class Classifier:
+    def __init__(self, model_dir: str | os.PathLike | None = None, quantize: bool | None = None,
+                 sentiment_model: str | None = None, emotion_model: str | None = None):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.model_dir = Path(model_dir or settings.CXM_BUNDLED_MODEL)
+        model, tokenizer, self.meta = multitask.load(self.model_dir)
+        quantize = settings.CXM_QUANTIZE if quantize is None else quantize
+        if quantize:
+            model.encoder = torch.ao.quantization.quantize_dynamic(model.encoder, {torch.nn.Linear}, dtype=torch.qint8)
+        self.quantized = bool(quantize)
+        self.engine = Engine(model, tokenizer, batch_size=32)
+        self.labels = model.labels
+        sentiment_model = settings.CXM_SENTIMENT_MODEL if sentiment_model is None else sentiment_model
+        emotion_model = settings.CXM_EMOTION_MODEL if emotion_model is None else emotion_model
+        self.overrides = {
+            head: HubHead(source) for head, source in (("sentiment", sentiment_model), ("emotion", emotion_model))
+            if source
+        }
+
+    @property
+    def name(self) -> str:
+        return self.meta.get("name", self.model_dir.name)
+
+    @property
+    def version(self) -> str:
+        return self.meta.get("version", "unversioned") + ("+int8" if self.quantized else "")
+
+    @property
+    def encoder_id(self) -> str:
+        """What an intent head must have been fitted on to be usable with this classifier."""
+        return f"{self.name}@{self.meta.get('version', '')}"
+
+    def models_used(self, intent_head: IntentHead | None) -> dict[str, str]:
+        used = {"sentiment": f"{self.name} {self.version}", "emotion": f"{self.name} {self.version}",
+                "language": language.model_name(), "terms": "spaCy PhraseMatcher"}
+        used.update({head: hub.name for head, hub in self.overrides.items()})
+        if intent_head:
+            used["intent"] = f"intents {intent_head.version}"
+        if terms.entity_model_name():
+            used["entities"] = terms.entity_model_name()
+        return used
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Sentence embeddings of raw texts, normalised as at inference (for fitting intents)."""
+        pooled, _, _ = self.engine.run([normalize(t)[0] for t in texts], heads=[])
+        return pooled
+
+    def classify(self, texts: list[str], intent_head: IntentHead | None = None, matcher=None) -> list[TextResult]:
+        normalised = [normalize(t) for t in texts]
+        results = [TextResult(text=t, flags=list(flags)) for t, flags in normalised]
+        # A flood of the same message is read once: identical texts share one encoder pass.
+        distinct = sorted({r.text for r in results if r.text})
+        self._model_fields(results, distinct, intent_head)
+        originals = [readable(t) for t in texts]
+        for result, (lang, conf) in zip(results, language.detect(originals), strict=True):
+            result.language, result.language_confidence = lang, round(float(conf), 4)
+        matcher = matcher or terms.current_matcher()
+        for result, found in zip(results, matcher.match(originals), strict=True):
+            result.topics = found
+        for result, found in zip(results, terms.entities(originals), strict=True):
+            result.entities = found
+        return results
+
+    def _model_fields(self, results: list[TextResult], distinct: list[str], intent_head: IntentHead | None):
+        if not distinct:
+            return
+        heads = [h for h in ("sentiment", "emotion") if h not in self.overrides]
+        pooled, probs, cut = self.engine.run(distinct, heads=heads)
+        for head, hub in self.overrides.items():
+            probs[head] = hub.probabilities(distinct)
+        labels = {h: (self.overrides[h].labels if h in self.overrides else self.labels[h]) for h in probs}
+        by_text = {}
+        intent_probs = intents.probabilities(pooled, intent_head.weights) if intent_head else None
+        for i, text in enumerate(distinct):
+            fields = {f"{h}_scores": _scores(labels[h], probs[h][i]) for h in probs}
+            if intent_probs is not None:
+                fields["intent_scores"] = _scores(intent_head.labels, intent_probs[i])
+            by_text[text] = (fields, cut[i])
+        for result in results:
+            if not result.text:
+                continue
+            fields, was_cut = by_text[result.text]
+            for name, value in fields.items():
+                setattr(result, name, dict(value))
+            result.sentiment = _top(result.sentiment_scores)
+            result.emotion = _top(result.emotion_scores)
+            result.intent = _top(result.intent_scores)
+            if was_cut and "truncated" not in result.flags:
+                result.flags.append("truncated")

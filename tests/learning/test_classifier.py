@@ -1,0 +1,87 @@
+"""The classifier on real text with the bundled model, including the hostile inputs."""
+
+import numpy as np
+import pytest
+
+from learning.ml.classifier import IntentHead
+
+pytestmark = pytest.mark.django_db
+
+HOSTILE = [
+    "",
+    "x" * 100_000,
+    "😡😡😡🔥🔥",
+    "Mixed скрипты 混合 and English عربى",
+    "broken \ud800 surrogate and NUL\x00 inside",
+    "   ",
+]
+
+
+def test_every_head_gives_probabilities(classifier):
+    [result] = classifier.classify(["My flight was cancelled and nobody at the desk will help me"])
+    for scores, labels in [(result.sentiment_scores, {"negative", "neutral", "positive"}),
+                           (result.emotion_scores, {"anger", "joy", "optimism", "sadness"})]:
+        assert set(scores) == labels
+        assert abs(sum(scores.values()) - 1) < 0.01
+    assert result.sentiment == max(result.sentiment_scores, key=result.sentiment_scores.get)
+    assert result.language == "en"
+
+
+def test_sentiment_reads_obvious_cases(classifier):
+    angry, happy = classifier.classify([
+        "This is the worst service ever, I hate it, three hours on hold and nobody answers",
+        "Thank you so much, the support team was amazing and fixed it in minutes! Love it",
+    ])
+    assert angry.sentiment == "negative"
+    assert happy.sentiment == "positive"
+
+
+def test_hostile_input_gets_a_result_for_every_text(classifier):
+    results = classifier.classify(HOSTILE)
+    assert len(results) == len(HOSTILE)
+    empty, long, emoji, mixed, broken, blank = results
+    assert empty.flags == ["empty"] and empty.sentiment == "" and empty.language == "und"
+    assert blank.flags == ["empty"]
+    assert "truncated" in long.flags and long.sentiment
+    assert emoji.sentiment and emoji.flags == []
+    assert mixed.sentiment and mixed.language
+    assert "invalid_unicode" in broken.flags and broken.sentiment
+    for result in results:
+        result.text.encode("utf-8")
+
+
+def test_one_encoder_pass_per_distinct_text(classifier):
+    """A flood of one message, and the three heads, cost one encoder row per distinct text."""
+    rows = []
+    hook = classifier.engine.model.encoder.register_forward_hook(
+        lambda module, args, kwargs, out: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    head = IntentHead("t", ["a", "b"], np.zeros((2, 385), dtype=np.float32))
+    try:
+        results = classifier.classify(["refund my order now"] * 200 + ["where is my parcel"], intent_head=head)
+    finally:
+        hook.remove()
+    assert sum(rows) == 2
+    assert len(results) == 201 and results[0].sentiment_scores == results[199].sentiment_scores
+    assert set(results[0].intent_scores) == {"a", "b"}
+
+
+def test_batches_are_padded_per_batch_sorted_by_length(classifier):
+    widths = []
+    hook = classifier.engine.model.encoder.register_forward_hook(
+        lambda module, args, kwargs, out: widths.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    texts = [("word " * n).strip() for n in range(1, 41)] * 2
+    texts = [f"{t} {i}" for i, t in enumerate(texts)]
+    try:
+        classifier.classify(texts)
+    finally:
+        hook.remove()
+    assert [rows for rows, _ in widths] == [32, 32, 16]
+    assert widths[0][1] < widths[1][1] < widths[2][1]  # short texts are not padded to the longest
+
+
+@pytest.mark.parametrize("bad", [None, 12, b"bytes"])
+def test_non_text_does_not_crash(classifier, bad):
+    [result] = classifier.classify([bad])
+    assert result.language

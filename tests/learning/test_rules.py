@@ -1,0 +1,80 @@
+"""Text normalisation, lanes and the priority score: the rules around the models."""
+
+from learning import lanes, priority
+from learning.ml.text import MAX_CHARS, normalize, readable
+from learning.models import PriorityWeights
+
+NEG = {"negative": 0.9, "neutral": 0.08, "positive": 0.02}
+POS = {"negative": 0.02, "neutral": 0.08, "positive": 0.9}
+NEU = {"negative": 0.05, "neutral": 0.9, "positive": 0.05}
+ANGRY = {"anger": 0.8, "joy": 0.05, "optimism": 0.05, "sadness": 0.1}
+SAD = {"anger": 0.1, "joy": 0.05, "optimism": 0.05, "sadness": 0.8}
+
+
+def test_normalize_follows_tweeteval_conventions():
+    text, flags = normalize("  @AcmeSupport my order https://t.co/x1 is late\n\nagain @bob ")
+    assert text == "@user my order http is late again @user"
+    assert flags == []
+    assert normalize("mail me at me@example.com")[0] == "mail me at me@example.com"
+
+
+def test_normalize_flags_what_it_changed():
+    assert normalize("")[1] == ["empty"]
+    assert normalize(None)[1] == ["empty"]
+    assert normalize("   \n\t")[1] == ["empty"]
+    text, flags = normalize("a" * 100_000)
+    assert len(text) == MAX_CHARS and flags == ["truncated"]
+    text, flags = normalize("bad \ud800 surrogate\x00")
+    assert "\ud800" not in text and "\x00" not in text and flags == ["invalid_unicode"]
+    text.encode("utf-8")  # storable
+
+
+def test_readable_keeps_mentions_but_is_safe():
+    assert readable("@Acme is great") == "@Acme is great"
+    assert readable("x\udfff") == "x\ufffd"
+    assert len(readable("b" * 10**6)) == MAX_CHARS
+
+
+def test_lanes():
+    decide = lanes.decide
+    assert decide(NEU, {}, "", 0, "", ["empty"]).lane == "noise"
+    assert decide(NEU, {}, "spam", 0.9, "noise").lane == "noise"
+    assert decide(NEU, {}, "refund_request", 0.8, "issue").lane == "issue"
+    assert decide(NEG, ANGRY, "", 0.1, "").lane == "issue"
+    assert decide({"negative": 0.7, "neutral": 0.2, "positive": 0.1}, SAD, "", 0.1, "").lane == "ambivalence"
+    assert decide(POS, {}, "praise", 0.9, "praise").lane == "praise"
+    assert decide(POS, {}, "", 0.1, "").lane == "praise"
+    assert decide({"negative": 0.45, "neutral": 0.1, "positive": 0.45}, {}, "", 0.1, "").lane == "ambivalence"
+    assert decide(NEU, {}, "suggestion", 0.7, "ambivalence").lane == "ambivalence"
+    assert decide(NEU, {}, "question", 0.7, "").lane == "issue"  # a question wants an answer
+    assert decide(NEU, {}, "question", 0.1, "").lane == "noise"
+    # An unsure intent never decides: spam at 0.2 on an angry message is an issue.
+    assert decide(NEG, ANGRY, "spam", 0.2, "noise").lane == "issue"
+
+
+def _score(**kw):
+    args = dict(sentiment=NEU, emotion={}, intent_weight=0.0, intent_confidence=0.0, followers=None,
+                recent_negative=0, is_negative=False)
+    args.update(kw)
+    return priority.score(PriorityWeights(), **args)
+
+
+def test_priority_orders_what_care_should_see_first():
+    question, _ = _score(intent_weight=0.1, intent_confidence=0.9)
+    churn, _ = _score(sentiment=NEG, intent_weight=0.5, intent_confidence=0.9, is_negative=True)
+    assert churn > question
+    quiet, _ = _score(sentiment=NEG, is_negative=True)
+    loud, factors = _score(sentiment=NEG, is_negative=True, followers=1_000_000)
+    assert loud > quiet and factors["reach"] > 0
+    first, _ = _score(sentiment=NEG, is_negative=True, recent_negative=0)
+    third, factors = _score(sentiment=NEG, is_negative=True, recent_negative=2)
+    assert factors["escalation"] > 0 and third - first >= 0.25 + 0.2 - 1e-9
+    capped, _ = _score(sentiment=NEG, emotion=ANGRY, intent_weight=5, intent_confidence=1, followers=10**9,
+                       recent_negative=50, is_negative=True)
+    assert capped == 1.0
+
+
+def test_priority_weights_are_tunable():
+    weights = PriorityWeights(negativity=0.0, anger=0.0, intent=0.0, reach=0.0, history=0.0, escalation=0.0)
+    score, factors = priority.score(weights, NEG, ANGRY, 0.5, 1.0, 10**6, 4, True)
+    assert score == 0.0 and set(factors.values()) == {0.0}
