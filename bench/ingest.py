@@ -859,6 +859,9 @@ def bench_env(db_url: str, db_conn: str) -> dict[str, str]:
         "DEBUG": "0",
         "ALLOWED_HOSTS": "127.0.0.1",
         "CELERY_TASK_ALWAYS_EAGER": "1",
+        # Ingestion only: eager classification would run the models inside the web process,
+        # which a deployment never does (workers do; bench/classify.py measures them).
+        "CXM_CLASSIFY_ON_INGEST": "0",
         "LOG_LEVEL": "WARNING",
         "BENCH_DB_CONN": db_conn,
         "PYTHONUNBUFFERED": "1",

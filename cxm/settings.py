@@ -158,6 +158,8 @@ CXM_SENTIMENT_MODEL = env_str("CXM_SENTIMENT_MODEL", "")
 CXM_EMOTION_MODEL = env_str("CXM_EMOTION_MODEL", "")
 # A spaCy pipeline for named entities (e.g. en_core_web_sm) where one is installed; blank: none.
 CXM_SPACY_MODEL = env_str("CXM_SPACY_MODEL", "")
+# Enqueue classification when messages are stored (off only to measure ingestion alone).
+CXM_CLASSIFY_ON_INGEST = env_bool("CXM_CLASSIFY_ON_INGEST", True)
 CXM_CLASSIFY_BATCH = env_int("CXM_CLASSIFY_BATCH", 64, minimum=1)
 # int8 dynamic quantisation of the encoder's linear layers on CPU workers (see bench/classify.py).
 CXM_QUANTIZE = env_bool("CXM_QUANTIZE", True)

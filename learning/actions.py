@@ -161,12 +161,12 @@ def _recent_negatives(messages: list[Message], window: timedelta) -> dict:
     return history
 
 
-def assess(result, intents: dict, weights, followers=None, recent_negative: int = 0):
+def assess(result, intents: dict, weights, followers=None, recent_negative: int = 0, conversation_lane: str = ""):
     """Lane and priority of one classified text: the part shared by workers and classify_file."""
     intent = intents.get(result.intent)
     intent_conf = result.intent_scores.get(result.intent, 0.0)
     decision = lanes.decide(result.sentiment_scores, result.emotion_scores, result.intent, intent_conf,
-                            intent.lane if intent else "", result.flags)
+                            intent.lane if intent else "", result.flags, conversation_lane)
     score, factors = priority.score(
         weights, result.sentiment_scores, result.emotion_scores, intent.priority_weight if intent else 0.0,
         intent_conf, followers, recent_negative, result.sentiment == "negative",
@@ -174,14 +174,33 @@ def assess(result, intents: dict, weights, followers=None, recent_negative: int 
     return decision, score, {**factors, "lane_reason": decision.reason}
 
 
-def _build(message: Message, result, classifier, intent_head, intents: dict, weights, history) -> Classification:
+def _conversation_lanes(messages: list[Message]) -> dict[int, str]:
+    """The lane of each conversation so far: that of its latest classified inbound message that
+    was not noise, sent before the batch's first message of that conversation."""
+    first = {}
+    for m in messages:
+        first.setdefault(m.conversation_id, m.sent_at)
+    rows = (
+        Classification.objects.filter(
+            message__conversation_id__in=list(first), is_current=True, status=Classification.Status.OK,
+        ).exclude(lane__in=["", "noise"]).exclude(message_id__in=[m.pk for m in messages])
+        .order_by("message__sent_at").values_list("message__conversation_id", "message__sent_at", "lane")
+    )
+    return {conv: lane for conv, sent_at, lane in rows if sent_at <= first[conv]}
+
+
+def _build(message: Message, result, classifier, intent_head, intents: dict, weights, history,
+           conversation_lanes: dict) -> Classification:
     key = _customer_key(message.author)
     window_start = message.sent_at - timedelta(minutes=weights.window_minutes)
     earlier = [t for t in history.get(key, []) if window_start <= t < message.sent_at] if key else []
     followers = message.author.followers if message.author_id else None
-    decision, score, factors = assess(result, intents, weights, followers, len(earlier))
+    decision, score, factors = assess(result, intents, weights, followers, len(earlier),
+                                      conversation_lanes.get(message.conversation_id, ""))
     if result.sentiment == "negative" and key:
         history.setdefault(key, []).append(message.sent_at)  # later messages of the batch see it
+    if decision.lane != "noise":
+        conversation_lanes[message.conversation_id] = decision.lane  # and the conversation's lane
     return Classification(
         message=message, sentiment=result.sentiment, sentiment_scores=result.sentiment_scores,
         emotion=result.emotion, emotion_scores=result.emotion_scores, intent=result.intent,
@@ -215,8 +234,9 @@ def classify_messages(message_ids, force: bool = False) -> ClassifyOutcome:
     intents = {i.slug: i for i in Intent.objects.all()}
     weights = PriorityWeights.current()
     history = _recent_negatives(messages, timedelta(minutes=weights.window_minutes))
+    conversation_lanes = _conversation_lanes(messages)
     rows = [
-        _build(m, r, classifier, intent_head, intents, weights, history)
+        _build(m, r, classifier, intent_head, intents, weights, history, conversation_lanes)
         for m, r in zip(messages, results, strict=True)
     ]
     _store(rows)

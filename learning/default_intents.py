@@ -9,7 +9,8 @@ Each entry has:
 
 - ``slug``: stable identifier, used by code and by agents' corrections.
 - ``name`` and ``description``: what admins and agents see.
-- ``lane``: the lane the intent points to ("issue", "praise", "ambivalence", "noise"), or "" to let
+- ``lane``: the lane the intent points to ("issue", "praise", "ambivalence", "noise", or "follow" to
+  keep the lane of the conversation the message continues), or "" to let
   the sentiment decide (see learning.lanes).
 - ``priority_weight``: 0 to 0.6, how much the intent raises a message's priority (see
   learning.priority); a churn threat outranks a question, praise and spam add nothing.
@@ -309,6 +310,36 @@ DEFAULT_INTENTS = [
         ],
     },
     {
+        "slug": "follow_up",
+        "name": "Follow-up in a conversation",
+        "description": "Details, confirmations or acknowledgements sent while a conversation is under way; "
+        "the message keeps the conversation's lane.",
+        "lane": "follow",
+        "priority_weight": 0.05,
+        "examples": [
+            "iPhone 13, iOS 17.4 and the latest version of the app",
+            "Android 14 on a Pixel 7, app version 8.9.2",
+            "Order number is 48213-XK",
+            "ok done, just sent you a DM with my details",
+            "Sure, my email is the one on the account",
+            "I'm on the web player in Chrome on Windows 11",
+            "tried that already, same thing happens",
+            "ok thanks, I'll give it a go and let you know",
+            "Just restarted it like you said",
+            "It was around 3pm yesterday, flight BA 2491",
+            "here's the screenshot",
+            "Yes that's the right account",
+            "it's the annual plan, paid by card",
+            "No, only on my laptop, my phone is fine",
+            "Still waiting for the reset email you mentioned",
+            "Booking reference QZ7R2P",
+            "ok",
+            "Sent it again just now",
+            "It's a Samsung smart TV, 2021 model",
+            "the postcode is SW1A 1AA",
+        ],
+    },
+    {
         "slug": "spam",
         "name": "Spam or irrelevant",
         "description": "Promotions, scams, follow-for-follow and chatter not about the brand; nothing for care to do.",
@@ -338,3 +369,19 @@ DEFAULT_INTENTS = [
         ],
     },
 ]
+
+
+def install(intent_model, example_model, weights_model) -> None:
+    """Create the default intents, their examples and the priority weights row where missing.
+    Takes the model classes so the data migration can pass its historical ones."""
+    for spec in DEFAULT_INTENTS:
+        intent, _ = intent_model.objects.get_or_create(
+            slug=spec["slug"],
+            defaults={k: spec[k] for k in ("name", "description", "lane", "priority_weight")},
+        )
+        example_model.objects.bulk_create(
+            [example_model(intent=intent, text=text, source="default") for text in spec["examples"]],
+            ignore_conflicts=True,
+        )
+    if not weights_model.objects.exists():
+        weights_model.objects.create()

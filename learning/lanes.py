@@ -2,7 +2,9 @@
 ambivalence before it turns, or ignore noise. Rules, not a model: they read the heads' outputs and
 the intent's own lane (admins set it per intent), and they are written to be explained.
 
-Order matters: spam first, then what the intent says outright, then the sentiment."""
+Order matters: spam first, then what the intent says outright, then the sentiment. A message that
+continues a conversation (device details, an order number, "ok done") and says nothing by itself
+keeps the conversation's lane instead of falling into noise."""
 
 from dataclasses import dataclass
 
@@ -19,9 +21,9 @@ class LaneDecision:
 
 
 def decide(sentiment: dict, emotion: dict, intent: str, intent_confidence: float, intent_lane: str,
-           flags=()) -> LaneDecision:
+           flags=(), conversation_lane: str = "") -> LaneDecision:
     if "empty" in flags or not sentiment:
-        return LaneDecision("noise", 1.0, "no text to read")
+        return LaneDecision(conversation_lane or "noise", 1.0, "no text to read")
     neg, pos = sentiment.get("negative", 0.0), sentiment.get("positive", 0.0)
     sure_intent = intent and intent_confidence >= INTENT_MIN
     if sure_intent and intent_lane == "noise":
@@ -41,8 +43,12 @@ def decide(sentiment: dict, emotion: dict, intent: str, intent_confidence: float
         return LaneDecision("issue", neg, "negative")
     if pos >= STRONG:
         return LaneDecision("praise", pos, "positive")
+    if sure_intent and intent_lane == "follow" and conversation_lane:
+        return LaneDecision(conversation_lane, intent_confidence, "continues the conversation")
     if neg >= MIXED_MIN:
         return LaneDecision("ambivalence", neg, "leaning negative")
-    if sure_intent:  # a neutral question still wants an answer
+    if sure_intent and intent_lane != "follow":  # a neutral question still wants an answer
         return LaneDecision("issue", intent_confidence, f"intent {intent}")
+    if conversation_lane:
+        return LaneDecision(conversation_lane, max(sentiment.get("neutral", 0.0), 0.5), "continues the conversation")
     return LaneDecision("noise", max(sentiment.get("neutral", 0.0), 1 - intent_confidence), "neutral, nothing asked")

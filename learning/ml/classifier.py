@@ -8,6 +8,7 @@ local path or a hub id), at the price of its own encoder pass.
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,6 +87,16 @@ class HubHead:
         return out
 
 
+def _quantized(encoder):
+    """int8 weights for the encoder's linear layers (dynamic quantisation): 1.6x faster on CPU for
+    about a point of accuracy (see the model card). torch marks torch.ao as deprecated in favour of
+    torchao, which is not installed here; the API still works in the pinned torch."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
+        return torch.ao.quantization.quantize_dynamic(encoder, {torch.nn.Linear}, dtype=torch.qint8)
+
+
 class Classifier:
     def __init__(self, model_dir: str | os.PathLike | None = None, quantize: bool | None = None,
                  sentiment_model: str | None = None, emotion_model: str | None = None):
@@ -94,7 +105,7 @@ class Classifier:
         model, tokenizer, self.meta = multitask.load(self.model_dir)
         quantize = settings.CXM_QUANTIZE if quantize is None else quantize
         if quantize:
-            model.encoder = torch.ao.quantization.quantize_dynamic(model.encoder, {torch.nn.Linear}, dtype=torch.qint8)
+            model.encoder = _quantized(model.encoder)
         self.quantized = bool(quantize)
         self.engine = Engine(model, tokenizer, batch_size=32)
         self.labels = model.labels

@@ -21,7 +21,7 @@ def fit(embeddings: np.ndarray, labels: list[str], c: float = DEFAULT_C, seed: i
         raise ValueError("an intent model needs examples of at least two intents")
     clf = LogisticRegression(C=c, max_iter=2000, random_state=seed)
     clf.fit(normalise(embeddings), labels)
-    order = list(clf.classes_)
+    order = [str(label) for label in clf.classes_]
     weights = np.hstack([clf.coef_, clf.intercept_[:, None]]).astype(np.float32)
     if len(order) == 2:  # sklearn keeps one row for two classes; spell out both for softmax
         weights = np.vstack([-weights[0] / 2, weights[0] / 2])

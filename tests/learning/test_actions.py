@@ -71,6 +71,23 @@ def test_three_negative_messages_within_an_hour_escalate(loaded, make_connector)
     assert rows[3].priority_factors["escalation"] == 0  # hours later: the window has passed
 
 
+def test_a_follow_up_keeps_the_conversation_lane(loaded, make_connector):
+    connector = make_connector("webhook")
+    crash = "My app crashes every time I open a playlist, please help"
+    ingest_messages(connector, [inbound("q", crash, thread_id="t")])
+    actions.classify_messages(Message.objects.values_list("pk", flat=True))
+    ingest_messages(connector, [inbound("a", "iPhone 13, iOS 17.4 and app version 8.9.2", thread_id="t", minutes=5),
+                                inbound("b", "iPhone 13, iOS 17.4 and app version 8.9.2", thread_id="x", minutes=5)])
+    actions.classify_messages(Message.objects.values_list("pk", flat=True))
+    first = Classification.objects.get(message__external_id="q")
+    reply = Classification.objects.get(message__external_id="a")
+    alone = Classification.objects.get(message__external_id="b")
+    assert first.lane == "issue"
+    assert reply.intent == "follow_up" and reply.lane == "issue"
+    assert reply.priority_factors["lane_reason"] == "continues the conversation"
+    assert alone.lane == "noise"
+
+
 def test_failed_classification_is_retried_then_recorded(loaded, make_connector, monkeypatch):
     connector = make_connector("webhook")
     ingest_messages(connector, [inbound("ok", "hello there"), inbound("bad", "poison message")])

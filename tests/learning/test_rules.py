@@ -48,6 +48,11 @@ def test_lanes():
     assert decide(NEU, {}, "suggestion", 0.7, "ambivalence").lane == "ambivalence"
     assert decide(NEU, {}, "question", 0.7, "").lane == "issue"  # a question wants an answer
     assert decide(NEU, {}, "question", 0.1, "").lane == "noise"
+    # A reply that says nothing by itself keeps its conversation's lane; alone it is noise.
+    assert decide(NEU, {}, "follow_up", 0.8, "follow", conversation_lane="issue").lane == "issue"
+    assert decide(NEU, {}, "follow_up", 0.8, "follow").lane == "noise"
+    assert decide(NEU, {}, "", 0.1, "", conversation_lane="praise").reason == "continues the conversation"
+    assert decide(NEG, ANGRY, "follow_up", 0.8, "follow", conversation_lane="praise").lane == "issue"
     # An unsure intent never decides: spam at 0.2 on an angry message is an issue.
     assert decide(NEG, ANGRY, "spam", 0.2, "noise").lane == "issue"
 

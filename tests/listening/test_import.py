@@ -150,7 +150,8 @@ def test_import_memory_does_not_grow_with_file_size(make_connector, tmp_path, mo
 
 
 @pytest.mark.django_db(transaction=True)
-def test_import_memory_with_the_database_does_not_grow_with_file_size(make_connector, tmp_path):
+def test_import_memory_with_the_database_does_not_grow_with_file_size(make_connector, tmp_path, settings):
+    settings.CXM_CLASSIFY_ON_INGEST = False  # import memory alone; eager classification would load the models
     small = synthetic_csv(tmp_path / "small.csv", 2_000)
     large = synthetic_csv(tmp_path / "large.csv", 8_000)
     warm_up(make_connector, tmp_path)

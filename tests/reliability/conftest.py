@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 from django.db import connection
+from kombu import pools as kombu_pools
 
 from cxm.celery import app
 
@@ -72,7 +73,11 @@ def celery_worker(transactional_db) -> Iterator[subprocess.Popen]:
 
 
 def _reset_router() -> None:
-    """Celery builds its router from task_routes once and caches it; rebuild it for this queue."""
+    """Celery caches its router (built from task_routes) and its broker connection pool (built
+    from broker_url) at first use; an earlier test may have built both for another broker or
+    queue. Forget them, as Celery itself does in a forked child."""
+    kombu_pools.reset()
+    app._after_fork()
     app.amqp.flush_routes()
     app.amqp.__dict__.pop("router", None)
 

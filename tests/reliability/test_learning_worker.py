@@ -3,6 +3,8 @@ with the bundled model loaded offline; a killed task's messages are swept up."""
 
 from __future__ import annotations
 
+import pytest
+
 from learning.models import Classification
 from learning.tasks import sweep_unclassified
 from listening.models import Message
@@ -20,6 +22,15 @@ def _deliveries(n):
             "I'm done, switching to your competitor next month",
         ][:n])
     ]}
+
+
+@pytest.fixture(autouse=True)
+def default_intents(transactional_db):
+    """Transactional tests flush the tables, data-migration rows included: put the intents back."""
+    from learning.default_intents import install
+    from learning.models import Intent, IntentExample, PriorityWeights
+
+    install(Intent, IntentExample, PriorityWeights)
 
 
 def test_webhook_messages_are_classified_in_a_real_worker(celery_worker, client, make_connector):
