@@ -91,6 +91,10 @@ def fit_intents(classifier=None) -> IntentModel | None:
         IntentExample.objects.filter(intent__enabled=True).order_by("pk").values_list("text", "intent__slug")
     )
     if len({slug for _, slug in pairs}) < 2:
+        # Nothing to tell apart: drop the old heads too, or workers would keep predicting intents
+        # that admins removed.
+        IntentModel.objects.filter(encoder=classifier.encoder_id).delete()
+        _intent_cache["checked"] = 0.0
         return None
     texts = [t for t, _ in pairs]
     labels, weights = intent_math.fit(classifier.embed(texts), [s for _, s in pairs])

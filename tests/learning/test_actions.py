@@ -139,6 +139,19 @@ def test_intent_edits_refit_the_head(loaded, make_connector):
     assert Classification.objects.get().intent == "warranty"
 
 
+def test_removing_intents_down_to_one_drops_the_intent_head(loaded, make_connector):
+    from learning.models import Intent
+
+    assert actions.fit_intents(loaded) is not None
+    Intent.objects.exclude(slug="complaint").delete()
+    assert tasks.retrain_intents.delay().get() is None
+    assert actions.current_intent_head(loaded) is None
+    ingest_messages(make_connector("webhook"), [inbound("n", "my bill is wrong")])
+    actions.classify_messages(Message.objects.values_list("pk", flat=True))
+    row = Classification.objects.get()
+    assert row.intent == "" and row.sentiment and "intent" not in row.models_used
+
+
 def test_corrections_are_validated_and_become_examples(loaded, make_connector, django_user_model):
     from cxm.exceptions import CXMError
 

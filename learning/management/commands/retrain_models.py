@@ -37,8 +37,12 @@ class Command(BaseCommand):
         other = Correction.objects.exclude(field=Correction.Field.SENTIMENT).count()
         self.stdout.write(f"{len(corrections)} sentiment corrections folded in; {other} intent or lane corrections "
                           "(intent corrections are already examples of their intent; lanes follow from rules)")
+        from learning.ml.classifier import Classifier
+
         current = actions.get_classifier()
-        before = evaluation.head_metrics(current.engine, opts["data"])
+        # Both sides in fp32, as trained: workers may run int8, which would flatter the new model.
+        baseline = Classifier(current.model_dir, quantize=False, sentiment_model="", emotion_model="")
+        before = evaluation.head_metrics(baseline.engine, opts["data"])
         extra = [(c.text, c.value) for c in corrections] * opts["repeat"]
         recipe = training.Recipe(encoder=default_encoder_path(), data=opts["data"], steps=opts["steps"],
                                  seed=opts["seed"])
