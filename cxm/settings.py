@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "listening",
     "learning",
     "responses",
@@ -61,6 +62,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "cxm.middleware.DomainErrorMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into a 429 response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "cxm.urls"
@@ -144,6 +147,9 @@ CELERY_BEAT_SCHEDULE = {
         "task": "learning.sweep_unclassified",
         "schedule": float(env_int("CXM_CLASSIFY_SWEEP_SECONDS", 60, minimum=5)),
     },
+    "check-slas": {"task": "responses.check_slas", "schedule": 30.0},
+    "drain-hold-queues": {"task": "responses.drain_hold_queues", "schedule": 30.0},
+    "resend-pending-replies": {"task": "responses.resend_pending_replies", "schedule": 15.0},
 }
 # Classification runs on its own queue so slow inference never holds up polling or delivery.
 CXM_LEARNING_QUEUE = env_str("CXM_LEARNING_QUEUE", "learning")
@@ -164,6 +170,15 @@ CXM_CLASSIFY_BATCH = env_int("CXM_CLASSIFY_BATCH", 64, minimum=1)
 # int8 dynamic quantisation of the encoder's linear layers on CPU workers (see bench/classify.py).
 CXM_QUANTIZE = env_bool("CXM_QUANTIZE", True)
 CXM_TRAINING_DATA = env_str("CXM_TRAINING_DATA", str(BASE_DIR.parent / "shared" / "data"))
+
+# --- Love: routing, console, replies -----------------------------------------------------------
+# Conversations on a connector that no team owns go to this team (created on first use).
+CXM_DEFAULT_TEAM = env_str("CXM_DEFAULT_TEAM", "customer-care")
+CXM_BRAND_NAME = env_str("CXM_BRAND_NAME", "our team")  # the {brand} placeholder of canned responses
+# A console looks for events it was not rung for (a dropped doorbell) this often, and re-checks
+# the user's session and teams.
+CXM_CONSOLE_POLL_SECONDS = float(env_int("CXM_CONSOLE_POLL_SECONDS", 3, minimum=1))
+CXM_CONSOLE_CATCHUP_LIMIT = env_int("CXM_CONSOLE_CATCHUP_LIMIT", 1000, minimum=50)
 
 # --- Ingestion limits -------------------------------------------------------------------------
 WEBHOOK_MAX_BYTES = env_int("CXM_WEBHOOK_MAX_BYTES", 1_000_000, minimum=1024)
@@ -188,7 +203,23 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "console:inbox"
+LOGOUT_REDIRECT_URL = "login"
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses a locked-out login before checking it
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Brute force: 5 failed logins for one username from one address lock that pair for 15 minutes.
+AXES_FAILURE_LIMIT = env_int("CXM_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = env_int("CXM_LOGIN_COOLOFF_MINUTES", 15, minimum=1) / 60
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+
 SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = env_int("CXM_SESSION_SECONDS", 12 * 3600, minimum=300)
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -204,5 +235,6 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
         "celery.app.trace": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},
     },
 }

@@ -84,6 +84,7 @@ class Customer(models.Model):
     display_name = models.CharField(max_length=200, blank=True, default="")
     email = models.EmailField(blank=True, default="", db_index=True)
     phone = models.CharField(max_length=32, blank=True, default="", db_index=True)
+    vip = models.BooleanField(default=False, help_text="Routing rules can send VIPs' messages elsewhere.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -116,6 +116,9 @@ class BaseConnector:
     receives_webhooks: ClassVar[bool] = False
     polls: ClassVar[bool] = False
     can_reply: ClassVar[bool] = True
+    # The provider drops a repeated send with the same idempotency key, so a send whose outcome
+    # is unknown (the worker died during the call) may safely be repeated.
+    idempotent_sends: ClassVar[bool] = False
     # Keys allowed in Connector.config, with their defaults.
     config_defaults: ClassVar[dict[str, Any]] = {}
     # Names of secrets kept in Connector.credentials (encrypted).

@@ -45,6 +45,7 @@ class GenericWebhookConnector(BaseConnector):
     label = "Generic signed webhook"
     channel = "web"
     receives_webhooks = True
+    idempotent_sends = True  # replies carry an Idempotency-Key header the receiver dedupes on
     config_defaults = {"channel": "web", "tolerance_seconds": 300, "callback_url": ""}
     credential_fields = ("signing_secret",)
 

@@ -1,0 +1,68 @@
+"""Console events: written in the caller's transaction, announced on commit.
+
+The ConsoleEvent row is the truth; the channel layer message is only a doorbell telling the
+consoles of a team (or one user) that there is something after the id they last saw. A doorbell
+that is dropped (channels_redis drops on a full group) costs nothing: the consumer also looks
+for new rows every few seconds, and a reconnecting console asks from its last id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from responses.models import ConsoleEvent
+
+log = logging.getLogger(__name__)
+
+
+def team_group(team_id: int) -> str:
+    return f"cxm.team.{team_id}"
+
+
+def user_group(user_id: int) -> str:
+    return f"cxm.user.{user_id}"
+
+
+def case_group(case_id: int) -> str:
+    return f"cxm.case.{case_id}"
+
+
+def emit(type: str, payload: dict, *, team_id: int | None = None, user_id: int | None = None,
+         case_id: int | None = None) -> ConsoleEvent:
+    """Store an event for a team's consoles (or one user's) and ring their doorbell on commit."""
+    if team_id is None and user_id is None:
+        raise ValueError("an event goes to a team or to a user")
+    event = ConsoleEvent.objects.create(team_id=team_id, user_id=user_id, case_id=case_id, type=type,
+                                        payload=payload)
+    group = team_group(team_id) if team_id is not None else user_group(user_id)
+    transaction.on_commit(lambda: ring([group], event.pk))
+    return event
+
+
+def ring(groups: Iterable[str], event_id: int) -> None:
+    """Tell the consoles in these groups that events up to `event_id` exist. Never raises: the
+    change is committed, and consoles find the event on their next look anyway."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for group in groups:
+        try:
+            async_to_sync(layer.group_send)(group, {"type": "console.ring", "id": event_id})
+        except Exception:  # a full or unreachable layer must not fail the change that was made
+            log.warning("could not ring %s for event %s", group, event_id, exc_info=True)
+
+
+def send_to_group(group: str, message: dict) -> None:
+    """An ephemeral message (presence in a conversation, forced logout): best effort."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(group, message)
+    except Exception:
+        log.warning("could not send %s to %s", message.get("type"), group, exc_info=True)

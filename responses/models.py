@@ -1,0 +1,253 @@
+"""Love: who works what (teams, queues, rules, cases), what they said (replies, notes) and what
+their consoles were told (console events).
+
+A Case carries the care workflow of one conversation. ConsoleEvent is the truth a console
+catches up from; the channel layer only rings the doorbell.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from listening.models import Connector, Conversation, Message
+
+
+class Role(models.TextChoices):
+    AGENT = "agent", "Agent"
+    SUPERVISOR = "supervisor", "Supervisor"
+    BRAND_MANAGER = "brand_manager", "Brand manager"
+    ADMIN = "admin", "Admin"
+
+
+class Presence(models.TextChoices):
+    AVAILABLE = "available", "Available"
+    AWAY = "away", "Away"
+    OFFLINE = "offline", "Offline"
+
+
+class Team(models.Model):
+    """Teams own connectors (the conversations arriving on them) and queues. A member sees the
+    cases of their teams and nothing else."""
+
+    name = models.CharField(max_length=120, unique=True)
+    slug = models.SlugField(max_length=60, unique=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="cxm_teams", blank=True)
+    connectors = models.ManyToManyField(Connector, related_name="teams", blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AgentProfile(models.Model):
+    """A user's role, presence and routing skills."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="cxm_profile")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.AGENT)
+    presence = models.CharField(max_length=10, choices=Presence.choices, default=Presence.OFFLINE)
+    presence_changed_at = models.DateTimeField(default=timezone.now)
+    capacity = models.PositiveSmallIntegerField(default=5, help_text="Open cases assigned at once, at most.")
+    languages = models.JSONField(default=list, blank=True, help_text="Language codes; empty: any.")
+    channels = models.JSONField(default=list, blank=True, help_text="Channels handled; empty: any.")
+    last_assigned_at = models.DateTimeField(null=True, blank=True, help_text="Round-robin order.")
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role})"
+
+
+class Queue(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="queues")
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=60)
+    lane = models.CharField(max_length=12, blank=True, default="", help_text="Default queue of this lane.")
+    sla_minutes = models.PositiveIntegerField(null=True, blank=True, help_text="Time to first response.")
+    auto_assign = models.BooleanField(default=True)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["team_id", "position", "name"]
+        constraints = [models.UniqueConstraint(fields=["team", "slug"], name="queue_slug_per_team")]
+
+    def __str__(self) -> str:
+        return f"{self.team} / {self.name}"
+
+
+class RoutingRule(models.Model):
+    """Conditions (all must hold) and actions, evaluated in `position` order. The schema of both
+    lives in responses.rules, which validates them on save."""
+
+    name = models.CharField(max_length=120)
+    position = models.PositiveIntegerField(default=100)
+    enabled = models.BooleanField(default=True)
+    conditions = models.JSONField(default=list, blank=True)
+    actions = models.JSONField(default=dict, blank=True)
+    stop = models.BooleanField(default=False, help_text="Evaluate no further rules after this one matches.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from responses.rules import validate_rule
+
+        validate_rule(self.conditions, self.actions)
+
+
+class CannedResponse(models.Model):
+    """A reply template. Placeholders: {customer_name}, {customer_first_name}, {agent_name},
+    {agent_first_name}, {brand}."""
+
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE, related_name="canned")
+    title = models.CharField(max_length=120)
+    shortcut = models.SlugField(max_length=40, blank=True, default="")
+    text = models.TextField(max_length=4000)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["title"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class CaseStatus(models.TextChoices):
+    NEW = "new", "New"
+    OPEN = "open", "Open"
+    PENDING = "pending", "Pending customer"
+    RESOLVED = "resolved", "Resolved"
+    CLOSED = "closed", "Closed"
+
+
+ACTIVE_STATUSES = (CaseStatus.NEW, CaseStatus.OPEN, CaseStatus.PENDING)
+
+
+class SlaState(models.TextChoices):
+    NONE = "", "No SLA"
+    OK = "ok", "On time"
+    NEAR = "near", "Near breach"
+    BREACHED = "breached", "Breached"
+
+
+class Case(models.Model):
+    conversation = models.OneToOneField(Conversation, on_delete=models.CASCADE, related_name="case")
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="cases")
+    queue = models.ForeignKey(Queue, null=True, blank=True, on_delete=models.SET_NULL, related_name="cases")
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="cxm_cases"
+    )
+    status = models.CharField(max_length=10, choices=CaseStatus.choices, default=CaseStatus.NEW)
+    lane = models.CharField(max_length=12, blank=True, default="")
+    priority = models.FloatField(default=0.0)
+    sla_minutes = models.PositiveIntegerField(null=True, blank=True)
+    sla_due_at = models.DateTimeField(null=True, blank=True)
+    sla_state = models.CharField(max_length=10, choices=SlaState.choices, blank=True, default="")
+    tags = models.JSONField(default=list, blank=True)
+    awaiting_assignment = models.BooleanField(default=False, help_text="In the hold queue: no agent had room.")
+    # The first inbound message not yet answered: what the wait time and the SLA count from.
+    waiting_since = models.DateTimeField(null=True, blank=True)
+    last_message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    opened_at = models.DateTimeField(default=timezone.now)
+    first_response_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["team", "status", "-priority"], name="case_inbox_idx"),
+            models.Index(fields=["assignee", "status"], name="case_assignee_idx"),
+            models.Index(fields=["awaiting_assignment", "opened_at"], name="case_hold_idx"),
+            models.Index(fields=["status", "sla_due_at"], name="case_sla_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Case {self.pk} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+class Reply(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="replies")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    text = models.TextField()
+    idempotency_key = models.CharField(max_length=80, unique=True)
+    in_reply_to = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    resolve_on_delivery = models.BooleanField(default=False)
+    automatic = models.BooleanField(default=False, help_text="Sent by a rule (auto-acknowledge).")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    external_id = models.CharField(max_length=255, blank=True, default="")
+    message = models.OneToOneField(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="reply"
+    )
+    # Set while a worker holds the provider call: a second worker never sends the same reply.
+    sending_until = models.DateTimeField(null=True, blank=True)
+    # When a retryable failure may be tried again; the sweep resends from here if a task is lost.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="reply_pending_idx")]
+
+    def __str__(self) -> str:
+        return f"Reply {self.pk} ({self.status})"
+
+
+class Note(models.Model):
+    """A private note on a case; @mentions notify the mentioned users."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    text = models.TextField(max_length=4000)
+    mentions = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="cxm_mentions")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"Note {self.pk} on case {self.case_id}"
+
+
+class ConsoleEvent(models.Model):
+    """One change a console should see, written in the transaction that made the change. The id
+    only grows: a console that reconnects asks for everything after the last id it saw. Events go
+    to a team's members, or to one user (a mention)."""
+
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+                             related_name="+")
+    case = models.ForeignKey(Case, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    type = models.CharField(max_length=40)
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["team", "id"], name="event_team_idx"),
+            models.Index(fields=["user", "id"], name="event_user_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pk} {self.type}"
+
+    def as_dict(self) -> dict:
+        return {"id": self.pk, "type": self.type, "case": self.case_id, "at": self.created_at.isoformat(),
+                **self.payload}

@@ -1,0 +1,264 @@
+"""Replies go back out on the customer's channel.
+
+`send_reply` stores a Reply with an idempotency key (the same key twice is the same reply: a
+double click or a retried request sends once) and enqueues `responses.deliver_reply` on commit.
+`deliver` makes the provider call under a lease on the row, so two workers never call the
+provider for one reply; it stores the delivered text as an outbound Message in the thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import string
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from listening.connectors.base import OutboundReply
+from listening.exceptions import ProviderError
+from listening.models import Direction, Message
+from responses import access, events
+from responses.exceptions import Conflict, InvalidRequest
+from responses.models import CannedResponse, Case, CaseStatus, Reply, SlaState
+from responses.summaries import case_summary, reply_dict
+
+log = logging.getLogger(__name__)
+
+MAX_REPLY_CHARS = 4000
+MAX_ATTEMPTS = 6
+
+
+def send_reply(user, case_id, text: str, *, idempotency_key: str = "", resolve: bool = False) -> Reply:
+    """An agent's reply. With `resolve`, the case is resolved once the reply is delivered."""
+    access.require_reply(user)
+    text = _clean(text)
+    key = _key(idempotency_key)
+    with transaction.atomic():
+        case = access.get_case(user, case_id, for_update=True)
+        existing = Reply.objects.filter(idempotency_key=key).first()
+        if existing is not None:
+            if existing.case_id != case.pk:
+                raise Conflict("this idempotency key was used for another case")
+            return existing
+        reply = _create(case, text, key, author=user, resolve=resolve)
+        now = timezone.now()
+        changes = {"status": CaseStatus.PENDING if case.status != CaseStatus.RESOLVED else case.status,
+                   "waiting_since": None, "sla_state": SlaState.NONE, "sla_due_at": None, "updated_at": now}
+        if case.first_response_at is None:
+            changes["first_response_at"] = now
+        if case.assignee_id is None:
+            changes["assignee"] = user  # whoever answers owns the case
+            changes["awaiting_assignment"] = False
+        Case.objects.filter(pk=case.pk).update(**changes)
+        for name, value in changes.items():
+            setattr(case, name, value)
+        events.emit("case.updated", {"case": case_summary(case)}, team_id=case.team_id, case_id=case.pk)
+    return reply
+
+
+def send_automatic_reply(case: Case, canned: CannedResponse) -> Reply:
+    """An acknowledgement sent by a routing rule, inside the routing transaction."""
+    text = render_canned(canned.text, case, None)
+    waiting = case.waiting_since.timestamp() if case.waiting_since else 0
+    key = f"ack-{case.pk}-{waiting:.0f}"  # once per wait: a reopened case is acknowledged again
+    existing = Reply.objects.filter(idempotency_key=key).first()
+    return existing or _create(case, text, key, author=None, automatic=True)
+
+
+def _create(case: Case, text: str, key: str, *, author, resolve: bool = False, automatic: bool = False) -> Reply:
+    reply = Reply.objects.create(case=case, author=author, text=text, idempotency_key=key,
+                                 in_reply_to=case.last_message, resolve_on_delivery=resolve, automatic=automatic)
+    events.emit("reply.created", {"reply": reply_dict(reply), "case_id": case.pk}, team_id=case.team_id,
+                case_id=case.pk)
+    transaction.on_commit(lambda: _enqueue(reply.pk))
+    return reply
+
+
+def _enqueue(reply_id: int, countdown: float = 0) -> None:
+    from responses.tasks import deliver_reply
+
+    try:
+        deliver_reply.apply_async((reply_id,), countdown=countdown)
+    except Exception:  # broker down: the reply stays pending, and the sweep sends it later
+        log.exception("could not enqueue delivery of reply %s", reply_id)
+
+
+def retry_reply(user, reply_id) -> Reply:
+    """An agent retries a failed reply (after reading why it failed)."""
+    access.require_reply(user)
+    with transaction.atomic():
+        reply = Reply.objects.select_for_update().filter(pk=int(reply_id)).first()
+        if reply is None:
+            raise InvalidRequest("no such reply")
+        case = access.get_case(user, reply.case_id)
+        if reply.status != Reply.Status.FAILED:
+            raise Conflict(f"this reply is {reply.status}, not failed")
+        reply.status, reply.last_error, reply.attempts, reply.sending_until = Reply.Status.PENDING, "", 0, None
+        reply.save(update_fields=["status", "last_error", "attempts", "sending_until"])
+        events.emit("reply.updated", {"reply": reply_dict(reply), "case_id": case.pk}, team_id=case.team_id,
+                    case_id=case.pk)
+        transaction.on_commit(lambda: _enqueue(reply.pk))
+    return reply
+
+
+def _clean(text: str) -> str:
+    text = (text or "").replace("\x00", "").strip()
+    if not text:
+        raise InvalidRequest("the reply is empty")
+    if len(text) > MAX_REPLY_CHARS:
+        raise InvalidRequest(f"the reply is {len(text)} characters; at most {MAX_REPLY_CHARS}")
+    return text
+
+
+def _key(value: str) -> str:
+    value = (value or "").strip()
+    if not value:
+        return uuid.uuid4().hex
+    if len(value) > 80 or any(c not in string.ascii_letters + string.digits + "-_:." for c in value):
+        raise InvalidRequest("idempotency key: up to 80 letters, digits, '-', '_', ':' or '.'")
+    return value
+
+
+# --- Delivery (run by the responses.deliver_reply task) ---------------------------------------
+class Outcome:
+    DONE = "done"  # delivered, failed for good, or nothing to do
+    RETRY = "retry"
+    BUSY = "busy"  # another worker holds the lease
+
+
+def deliver(reply_id: int) -> tuple[str, float]:
+    """Deliver one reply. Returns (outcome, seconds to wait before retrying)."""
+    reply = _claim(reply_id)
+    if isinstance(reply, str):
+        return reply, 0.0
+    case = reply.case
+    connector = case.conversation.connector
+    outbound = OutboundReply(
+        text=reply.text, channel=case.conversation.channel,
+        recipient_id=case.conversation.contact.external_id if case.conversation.contact else "",
+        thread_id=case.conversation.external_id,
+        in_reply_to=reply.in_reply_to.external_id if reply.in_reply_to else "",
+        idempotency_key=reply.idempotency_key,
+    )
+    try:
+        external_id = connector.get_backend().send(outbound)
+    except ProviderError as exc:
+        return _failed_attempt(reply, exc)
+    except Exception as exc:  # a bug or misconfiguration: fail visibly, never crash the worker
+        log.exception("sending reply %s failed", reply.pk)
+        _finish_failed(reply, f"could not send: {type(exc).__name__}: {str(exc)[:300]}")
+        return Outcome.DONE, 0.0
+    _delivered(reply, str(external_id or reply.idempotency_key))
+    return Outcome.DONE, 0.0
+
+
+def _claim(reply_id: int) -> Reply | str:
+    lease = timedelta(seconds=settings.PROVIDER_HTTP_TIMEOUT * 2 + 30)
+    with transaction.atomic():
+        reply = (Reply.objects.select_for_update(of=("self",))
+                 .select_related("case__conversation__connector", "case__conversation__contact", "in_reply_to")
+                 .filter(pk=reply_id).first())
+        if reply is None or reply.status != Reply.Status.PENDING:
+            return Outcome.DONE
+        now = timezone.now()
+        if reply.sending_until and reply.sending_until > now:
+            return Outcome.BUSY
+        connector = reply.case.conversation.connector
+        if reply.sending_until and not connector.get_backend().idempotent_sends:
+            # A worker died during the provider call: the message may be out. Sending again could
+            # reach the customer twice, so stop and let the agent check the channel.
+            _finish_failed(reply, "delivery outcome unknown: the sender stopped during the provider call; "
+                                  "check the conversation on the channel before retrying")
+            return Outcome.DONE
+        reply.sending_until = now + lease
+        reply.attempts += 1
+        reply.next_attempt_at = None
+        reply.save(update_fields=["sending_until", "attempts", "next_attempt_at"])
+    return reply
+
+
+def _failed_attempt(reply: Reply, exc: ProviderError) -> tuple[str, float]:
+    if exc.retryable and reply.attempts < MAX_ATTEMPTS:
+        delay = exc.retry_after if exc.retry_after is not None else backoff(reply.attempts)
+        Reply.objects.filter(pk=reply.pk).update(sending_until=None, last_error=str(exc.reason)[:1000],
+                                                 next_attempt_at=timezone.now() + timedelta(seconds=delay))
+        return Outcome.RETRY, delay
+    reason = exc.reason if not exc.retryable else f"gave up after {reply.attempts} attempts: {exc.reason}"
+    _finish_failed(reply, reason)
+    return Outcome.DONE, 0.0
+
+
+def backoff(attempt: int) -> float:
+    """Exponential backoff with full jitter: 2, 4, 8... seconds (capped at 5 minutes)."""
+    return random.uniform(0.5, 1.0) * min(300.0, 2.0 ** attempt)
+
+
+def _finish_failed(reply: Reply, reason: str) -> None:
+    with transaction.atomic():
+        Reply.objects.filter(pk=reply.pk).update(status=Reply.Status.FAILED, last_error=reason[:1000],
+                                                 sending_until=None)
+        reply.status, reply.last_error = Reply.Status.FAILED, reason[:1000]
+        events.emit("reply.updated", {"reply": reply_dict(reply), "case_id": reply.case_id},
+                    team_id=reply.case.team_id, case_id=reply.case_id)
+
+
+def _delivered(reply: Reply, external_id: str) -> None:
+    case = reply.case
+    now = timezone.now()
+    with transaction.atomic():
+        # The provider may already have echoed it back to us (same id): then that row is it.
+        message, _ = Message.objects.get_or_create(
+            connector_id=case.conversation.connector_id, external_id=external_id[:255],
+            defaults={"channel": case.conversation.channel, "direction": Direction.OUTBOUND,
+                      "conversation": case.conversation, "text": reply.text, "sent_at": now, "received_at": now,
+                      "parent": reply.in_reply_to,
+                      "parent_external_id": reply.in_reply_to.external_id if reply.in_reply_to else ""},
+        )
+        Reply.objects.filter(pk=reply.pk).update(status=Reply.Status.DELIVERED, external_id=external_id[:255],
+                                                 message=message, delivered_at=now, sending_until=None,
+                                                 last_error="")
+        reply.status, reply.external_id, reply.message, reply.delivered_at = (
+            Reply.Status.DELIVERED, external_id, message, now)
+        events.emit("reply.updated", {"reply": reply_dict(reply), "case_id": case.pk}, team_id=case.team_id,
+                    case_id=case.pk)
+        if reply.resolve_on_delivery:
+            from responses.cases import resolve_after_delivery
+
+            resolve_after_delivery(case.pk)
+
+
+def pending_replies_to_resend(lost_after_seconds: int = 120) -> list[int]:
+    """Pending replies due another attempt, or whose task was lost (broker down at enqueue,
+    worker killed), and that no worker is sending now."""
+    now = timezone.now()
+    due = Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True,
+                                          created_at__lt=now - timedelta(seconds=lost_after_seconds))
+    return list(Reply.objects.filter(due, status=Reply.Status.PENDING).exclude(sending_until__gt=now)
+                .order_by("id").values_list("id", flat=True)[:500])
+
+
+# --- Canned responses ------------------------------------------------------------------------
+PLACEHOLDERS = ("customer_name", "customer_first_name", "agent_name", "agent_first_name", "brand")
+
+
+def render_canned(template: str, case: Case, agent) -> str:
+    """Fill the placeholders; unknown `{names}` and stray braces stay as typed."""
+    contact = case.conversation.contact
+    customer = (contact.display_name or contact.handle) if contact else ""
+    agent_name = (agent.get_full_name() or agent.get_username()) if agent else ""
+    values = {
+        "customer_name": customer or "there",
+        "customer_first_name": (customer.split()[0] if customer else "there"),
+        "agent_name": agent_name,
+        "agent_first_name": agent_name.split()[0] if agent_name else "",
+        "brand": settings.CXM_BRAND_NAME,
+    }
+    out = template
+    for name, value in values.items():
+        out = out.replace("{" + name + "}", value)
+    return out

@@ -1,0 +1,247 @@
+"""Routing: classified messages become cases in the right team's queue, in front of an agent.
+
+Called on commit of a classification batch (responses.receivers). Each conversation is routed in
+its own transaction with its case row locked, so two workers routing messages of one
+conversation at once cannot create two cases or lose an update.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from learning.models import Classification
+from listening.models import Direction, Message
+from responses import assignment, events
+from responses.models import CannedResponse, Case, CaseStatus, RoutingRule, SlaState
+from responses.rules import Facts, apply, history_windows
+from responses.summaries import case_summary, message_dict
+from responses.teams import queue_for, team_for_connector
+
+log = logging.getLogger(__name__)
+
+# While a case is active its lane only moves towards the more urgent: a "thanks" in the middle of
+# an unresolved issue does not turn it into praise.
+LANE_RANK = {"": 0, "noise": 0, "praise": 1, "ambivalence": 2, "issue": 3}
+
+
+def route_messages(message_ids) -> list[int]:
+    """Open or update the case of each message's conversation; returns the case ids touched."""
+    messages = list(
+        Message.objects.filter(pk__in=list(message_ids), direction=Direction.INBOUND)
+        .select_related("connector", "conversation", "author__customer").order_by("sent_at", "id")
+    )
+    if not messages:
+        return []
+    classifications = {
+        c.message_id: c
+        for c in Classification.objects.filter(message__in=messages, is_current=True, status=Classification.Status.OK)
+    }
+    rules = list(RoutingRule.objects.filter(enabled=True))
+    negatives = _recent_negatives(messages, history_windows(rules))
+    by_conversation: dict[int, list[Message]] = defaultdict(list)
+    for message in messages:
+        by_conversation[message.conversation_id].append(message)
+    touched = []
+    for conversation_messages in by_conversation.values():
+        case_id = _route_conversation(conversation_messages, classifications, rules, negatives)
+        if case_id:
+            touched.append(case_id)
+    return touched
+
+
+def _route_conversation(messages: list[Message], classifications: dict, rules, negatives) -> int | None:
+    for attempt in range(2):  # a concurrent router may create the case first: then update it
+        try:
+            with transaction.atomic():
+                return _route_locked(messages, classifications, rules, negatives)
+        except IntegrityError:
+            if attempt:
+                raise
+    return None
+
+
+def _route_locked(messages: list[Message], classifications: dict, rules, negatives) -> int | None:
+    conversation = messages[0].conversation
+    case = Case.objects.select_for_update().filter(conversation=conversation).first()
+    created = reopened = False
+    previous_team = case.team_id if case else None
+    actions: dict = {}
+    for message in messages:
+        classification = classifications.get(message.pk)
+        facts = _facts(message, classification, negatives)
+        if case is None and facts.lane == "noise":
+            continue  # spam opens no case; it is still stored and counted on the dashboards
+        actions, matched = apply(rules, facts)
+        if case is None:
+            case = _new_case(message, facts, actions)
+            created = True
+        elif not case.is_active and facts.lane != "noise":
+            _reopen(case, message, facts, actions)
+            reopened = True
+        else:
+            _update(case, message, facts, actions)
+        case.last_message = message
+        if matched:
+            log.debug("case %s matched rules %s", case.pk, matched)
+        _apply_side_actions(case, actions, created or reopened)
+    if case is None:
+        return None
+    case.save()
+    last = messages[-1]
+    summary = case_summary(case, last, classifications.get(last.pk))
+    if previous_team and previous_team != case.team_id:
+        events.emit("case.removed", {"case_id": case.pk}, team_id=previous_team, case_id=case.pk)
+    for message in messages:
+        events.emit("message.created", {"message": message_dict(message), "case_id": case.pk},
+                    team_id=case.team_id, case_id=case.pk)
+    events.emit("case.created" if created else "case.updated", {"case": summary}, team_id=case.team_id,
+                case_id=case.pk)
+    queue_assigns = bool(case.queue and case.queue.auto_assign)
+    if case.assignee_id is None and case.is_active and actions.get("auto_assign", queue_assigns):
+        assignment.auto_assign(case)
+    return case.pk
+
+
+def _facts(message: Message, c: Classification | None, negatives: dict) -> Facts:
+    author = message.author
+    customer_key = _customer_key(author)
+    return Facts(
+        lane=c.lane if c else "",
+        sentiment=c.sentiment if c else "",
+        emotion=c.emotion if c else "",
+        intent=c.intent if c else "",
+        language=c.language if c else "",
+        channel=message.channel,
+        connector=message.connector.slug,
+        topics=[str(t.get("name", "")).lower() for t in (c.topics if c else []) if isinstance(t, dict)],
+        text=message.text,
+        priority=c.priority if c else 0.0,
+        reach=(author.followers or 0) if author else 0,
+        vip=bool(author and author.customer and author.customer.vip),
+        at=timezone.localtime(message.sent_at),
+        negatives_within={m: _count_before(negatives.get((customer_key, m), []), message.sent_at, m)
+                          for m in {m for (_k, m) in negatives}},
+    )
+
+
+def _count_before(times: list, at, minutes: int) -> int:
+    start = at - timedelta(minutes=minutes)
+    return sum(1 for t in times if start <= t <= at)
+
+
+def _customer_key(author) -> tuple | None:
+    if author is None:
+        return None
+    return ("customer", author.customer_id) if author.customer_id else ("contact", author.pk)
+
+
+def _recent_negatives(messages: list[Message], windows: set[int]) -> dict:
+    """(customer key, window) -> send times of that customer's negative messages, for stateful
+    rules such as "third negative message within an hour"."""
+    if not windows:
+        return {}
+    authors = [m.author for m in messages if m.author_id]
+    if not authors:
+        return {}
+    earliest = min(m.sent_at for m in messages) - timedelta(minutes=max(windows))
+    customers = {a.customer_id for a in authors if a.customer_id}
+    rows = Classification.objects.filter(
+        Q(message__author_id__in={a.pk for a in authors}) | Q(message__author__customer_id__in=customers),
+        is_current=True, status=Classification.Status.OK, sentiment="negative", message__sent_at__gte=earliest,
+    ).values_list("message__author_id", "message__author__customer_id", "message__sent_at")
+    times: dict = defaultdict(list)
+    for author_id, customer_id, sent_at in rows:
+        key = ("customer", customer_id) if customer_id else ("contact", author_id)
+        for window in windows:
+            times[(key, window)].append(sent_at)
+    return times
+
+
+def _new_case(message: Message, facts: Facts, actions: dict) -> Case:
+    team = _team(actions, message.connector_id)
+    case = Case(conversation=message.conversation, team=team, status=CaseStatus.NEW, lane=facts.lane,
+                priority=facts.priority, opened_at=timezone.now())
+    case.queue = queue_for(team, facts.lane, actions.get("queue", ""))
+    _start_wait(case, message, actions)
+    _set_priority(case, facts.priority, actions)
+    case.save()
+    return case
+
+
+def _reopen(case: Case, message: Message, facts: Facts, actions: dict) -> None:
+    """A new inbound message reopens a resolved or closed case, from its own lane and priority."""
+    case.status = CaseStatus.OPEN
+    case.lane = facts.lane
+    case.priority = 0.0
+    case.resolved_at = None
+    case.sla_state = SlaState.NONE
+    case.waiting_since = None
+    case.team = _team(actions, message.connector_id, case.team)
+    case.queue = queue_for(case.team, facts.lane, actions.get("queue", ""))
+    _start_wait(case, message, actions)
+    _set_priority(case, facts.priority, actions)
+    if case.assignee_id and not assignment.can_hold_cases(case.assignee, case.team_id):
+        case.assignee = None
+
+
+def _update(case: Case, message: Message, facts: Facts, actions: dict) -> None:
+    if case.status == CaseStatus.PENDING:
+        case.status = CaseStatus.OPEN  # the customer answered
+    if LANE_RANK.get(facts.lane, 0) > LANE_RANK.get(case.lane, 0):
+        case.lane = facts.lane
+        if not case.assignee_id:
+            case.queue = queue_for(case.team, facts.lane, actions.get("queue", ""))
+    if "team" in actions or "queue" in actions:
+        case.team = _team(actions, message.connector_id, case.team)
+        case.queue = queue_for(case.team, case.lane, actions.get("queue", ""))
+    if case.waiting_since is None:
+        _start_wait(case, message, actions)
+    _set_priority(case, facts.priority, actions)
+
+
+def _team(actions: dict, connector_id: int, current=None):
+    from responses.models import Team
+
+    slug = actions.get("team")
+    if slug:
+        team = Team.objects.filter(slug=slug).first()
+        if team:
+            return team
+        log.warning("routing rule names unknown team %r", slug)
+    return current or team_for_connector(connector_id)
+
+
+def _start_wait(case: Case, message: Message, actions: dict) -> None:
+    """The customer waits from this message on; the SLA clock starts with it."""
+    case.waiting_since = message.received_at
+    minutes = actions.get("sla_minutes") or (case.queue.sla_minutes if case.queue_id else None)
+    case.sla_minutes = minutes
+    case.sla_due_at = message.received_at + timedelta(minutes=minutes) if minutes else None
+    case.sla_state = SlaState.OK if minutes else SlaState.NONE
+
+
+def _set_priority(case: Case, message_priority: float, actions: dict) -> None:
+    base = actions.get("priority", message_priority)
+    candidate = min(1.0, max(0.0, float(base) + float(actions.get("priority_boost", 0.0))))
+    case.priority = max(case.priority, candidate)
+
+
+def _apply_side_actions(case: Case, actions: dict, fresh: bool) -> None:
+    if actions.get("tags"):
+        case.tags = sorted({*case.tags, *actions["tags"]})
+    template_id = actions.get("acknowledge")
+    if fresh and template_id:
+        canned = CannedResponse.objects.filter(pk=template_id).first()
+        if canned is None:
+            log.warning("routing rule acknowledges with missing canned response %r", template_id)
+            return
+        from responses.replies import send_automatic_reply
+
+        case.save()
+        send_automatic_reply(case, canned)

@@ -1,0 +1,53 @@
+"""Celery tasks of the responses app (default queue). They take ids, are acknowledged when done
+and are idempotent: delivering a reply twice sends it once (see responses.replies)."""
+
+import logging
+
+from celery import shared_task
+
+from responses import assignment, cases, replies, routing
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="responses.route_messages", acks_late=True, max_retries=5, bind=True)
+def route_messages(self, message_ids, **kwargs):
+    try:
+        return len(routing.route_messages(message_ids))
+    except Exception as exc:
+        if self.request.is_eager or self.request.retries >= self.max_retries:
+            raise
+        raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
+
+
+@shared_task(name="responses.deliver_reply", bind=True, acks_late=True, reject_on_worker_lost=True,
+             max_retries=None)
+def deliver_reply(self, reply_id, **kwargs):
+    outcome, delay = replies.deliver(reply_id)
+    if outcome == replies.Outcome.DONE or self.request.is_eager:
+        # In eager mode (the trial) a retry would run at once; the sweep sends it when it is due.
+        return outcome
+    countdown = delay if outcome == replies.Outcome.RETRY else 30
+    raise self.retry(countdown=countdown)
+
+
+@shared_task(name="responses.resend_pending_replies", acks_late=True)
+def resend_pending_replies(**kwargs):
+    """Beat: replies due another attempt, or whose delivery task was lost."""
+    ids = replies.pending_replies_to_resend()
+    for reply_id in ids:
+        deliver_reply.delay(reply_id)
+    return len(ids)
+
+
+@shared_task(name="responses.check_slas", acks_late=True)
+def check_slas(**kwargs):
+    """Beat: near-breach and breach of SLAs raise priority and show in the console."""
+    return cases.check_slas()
+
+
+@shared_task(name="responses.drain_hold_queues", acks_late=True)
+def drain_hold_queues(**kwargs):
+    """Beat: assign held cases where an agent has room (a backstop for the drains on each change)."""
+    team_ids = assignment.teams_with_room()
+    return assignment.drain_hold_queue(team_ids) if team_ids else 0
