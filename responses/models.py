@@ -249,5 +249,5 @@ class ConsoleEvent(models.Model):
         return f"{self.pk} {self.type}"
 
     def as_dict(self) -> dict:
-        return {"id": self.pk, "type": self.type, "case": self.case_id, "at": self.created_at.isoformat(),
+        return {"id": self.pk, "type": self.type, "case_id": self.case_id, "at": self.created_at.isoformat(),
                 **self.payload}

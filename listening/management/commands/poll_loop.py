@@ -3,18 +3,23 @@ import time
 from django.core.management.base import BaseCommand
 
 from listening.tasks import poll_due_connectors
+from responses.tasks import check_slas, drain_hold_queues, resend_pending_replies
 
 
 class Command(BaseCommand):
     help = (
-        "Poll due connectors every few seconds, in process. For the zero-setup trial, where no "
-        "celery beat runs; the full deployment uses `celery -A cxm beat` instead."
+        "Run the periodic tasks in process: poll due connectors, check SLAs, drain hold queues, resend "
+        "due replies, For the zero-setup trial, where no celery beat runs; "
+        "the full deployment uses `celery -A cxm beat` instead."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--every", type=float, default=15.0, help="seconds between rounds")
 
     def handle(self, *args, **options):
+        # Not the classification sweep: in the trial the web process classifies, and a second
+        # copy of the model here would only cost memory.
         while True:
-            poll_due_connectors.apply()
+            for task in (poll_due_connectors, check_slas, drain_hold_queues, resend_pending_replies):
+                task.apply()
             time.sleep(options["every"])
