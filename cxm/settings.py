@@ -152,6 +152,7 @@ CELERY_BEAT_SCHEDULE = {
     "check-slas": {"task": "responses.check_slas", "schedule": 30.0},
     "drain-hold-queues": {"task": "responses.drain_hold_queues", "schedule": 30.0},
     "resend-pending-replies": {"task": "responses.resend_pending_replies", "schedule": 15.0},
+    "prune-console-events": {"task": "responses.prune_console_events", "schedule": 3600.0},
 }
 # Classification runs on its own queue so slow inference never holds up polling or delivery.
 CXM_LEARNING_QUEUE = env_str("CXM_LEARNING_QUEUE", "learning")
@@ -180,7 +181,8 @@ CXM_BRAND_NAME = env_str("CXM_BRAND_NAME", "our team")  # the {brand} placeholde
 # A console looks for events it was not rung for (a dropped doorbell) this often, and re-checks
 # the user's session and teams.
 CXM_CONSOLE_POLL_SECONDS = float(env_int("CXM_CONSOLE_POLL_SECONDS", 3, minimum=1))
-CXM_CONSOLE_CATCHUP_LIMIT = env_int("CXM_CONSOLE_CATCHUP_LIMIT", 1000, minimum=50)
+# Console events are kept this long; a console offline for longer reloads instead of catching up.
+CXM_CONSOLE_EVENT_DAYS = env_int("CXM_CONSOLE_EVENT_DAYS", 7, minimum=1)
 
 # --- Ingestion limits -------------------------------------------------------------------------
 WEBHOOK_MAX_BYTES = env_int("CXM_WEBHOOK_MAX_BYTES", 1_000_000, minimum=1024)

@@ -208,3 +208,18 @@ def _sla_state(case: Case, now) -> str:
     if now >= case.sla_due_at - max(window, timedelta(minutes=5)):
         return SlaState.NEAR
     return SlaState.OK
+
+
+def prune_console_events(days: int, now=None) -> int:
+    """Delete console events older than `days` (consoles catch up over minutes, not weeks) and
+    remember the newest pruned id."""
+    from responses.models import ConsoleEvent, EventHorizon
+
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    newest = ConsoleEvent.objects.filter(created_at__lt=cutoff).order_by("-id").values_list("id", flat=True).first()
+    if newest is None:
+        return 0
+    with transaction.atomic():
+        EventHorizon.objects.update_or_create(pk=1, defaults={"pruned_through": newest, "pruned_at": timezone.now()})
+        deleted, _ = ConsoleEvent.objects.filter(id__lte=newest).delete()
+    return deleted

@@ -7,6 +7,7 @@ Protocol (JSON):
   server -> {"type": "events", "events": [...]}      ConsoleEvent.as_dict(), ids strictly increasing
   server -> {"type": "presence", "case": ID, "viewers": [{"id", "name", "typing"}]}
   server -> {"type": "bye", "reason": ...}           then close: logged out, deactivated, no access
+  server -> {"type": "reset", ...}                   the events after N were pruned: reload the page
 
 Events are read from the ConsoleEvent table, filtered by the user's teams as they are *now*
 (re-read every few seconds and whenever the user's session or teams change), so a user removed
@@ -121,6 +122,11 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
             else:  # a fresh console: live from now on
                 self.cursor = await database_sync_to_async(_newest_event_id)()
             self.gaps.clear()
+        if await database_sync_to_async(_pruned_past)(self.cursor):
+            # Events it missed were pruned (CXM_CONSOLE_EVENT_DAYS): catching up is impossible,
+            # so the page reloads and renders the present instead.
+            await self.send_json({"type": "reset", "reason": "too far behind; reload"})
+            self.cursor = await database_sync_to_async(_newest_event_id)()
         await self.send_json({"type": "welcome", "last_event_id": self.cursor})
         await self._deliver()
 
@@ -238,6 +244,13 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
 # --- Database side (sync) ----------------------------------------------------------------------
 def _newest_event_id() -> int:
     return ConsoleEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def _pruned_past(cursor: int) -> bool:
+    from responses.models import EventHorizon
+
+    horizon = EventHorizon.objects.filter(pk=1).values_list("pruned_through", flat=True).first()
+    return horizon is not None and cursor < horizon
 
 
 def _access_now(user_id: int, session_key: str | None) -> tuple[set[int], str]:

@@ -251,3 +251,14 @@ class ConsoleEvent(models.Model):
     def as_dict(self) -> dict:
         return {"id": self.pk, "type": self.type, "case_id": self.case_id, "at": self.created_at.isoformat(),
                 **self.payload}
+
+
+class EventHorizon(models.Model):
+    """One row: events up to this id were pruned. A console asking to catch up from before it is
+    told to reload instead of silently missing them."""
+
+    pruned_through = models.BigIntegerField(default=0)
+    pruned_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"pruned through {self.pruned_through}"

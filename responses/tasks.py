@@ -4,6 +4,7 @@ and are idempotent: delivering a reply twice sends it once (see responses.replie
 import logging
 
 from celery import shared_task
+from django.conf import settings
 
 from responses import assignment, cases, replies, routing
 
@@ -51,3 +52,9 @@ def drain_hold_queues(**kwargs):
     """Beat: assign held cases where an agent has room (a backstop for the drains on each change)."""
     team_ids = assignment.teams_with_room()
     return assignment.drain_hold_queue(team_ids) if team_ids else 0
+
+
+@shared_task(name="responses.prune_console_events", acks_late=True)
+def prune_console_events(**kwargs):
+    """Beat (daily): drop console events older than CXM_CONSOLE_EVENT_DAYS."""
+    return cases.prune_console_events(settings.CXM_CONSOLE_EVENT_DAYS)

@@ -234,3 +234,26 @@ def test_console_socket_for_admin_sees_every_team(connector_a, django_user_model
         await comm.disconnect()
 
     asyncio.run(scenario())
+
+
+def test_console_socket_asks_a_client_behind_pruned_events_to_reload(team_a, agent_a):
+    from django.utils import timezone
+
+    from responses.cases import prune_console_events
+
+    old = emit_many(team_a.pk, 3, "old")
+    ConsoleEvent.objects.filter(pk__in=old).update(created_at=timezone.now() - timezone.timedelta(days=30))
+    assert prune_console_events(days=7) == 3
+    newer = emit_many(team_a.pk, 1, "new")
+    cookie = session_cookie(agent_a)
+
+    async def scenario():
+        comm = communicator(cookie)
+        assert (await comm.connect(timeout=10))[0]
+        await comm.send_json_to({"type": "hello", "last_event_id": old[0]})
+        assert (await comm.receive_json_from(timeout=5))["type"] == "reset"
+        welcome = await comm.receive_json_from(timeout=5)
+        assert welcome == {"type": "welcome", "last_event_id": newer[0]}
+        await comm.disconnect()
+
+    asyncio.run(scenario())
