@@ -1,7 +1,10 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.http import JsonResponse
 from django.urls import include, path
 from django.views.generic import RedirectView
+
+from responses.views.base import with_csp
 
 
 def healthz(request):
@@ -9,8 +12,11 @@ def healthz(request):
 
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("", RedirectView.as_view(pattern_name="console:inbox", permanent=False)),
     path("healthz", healthz, name="healthz"),
+    path("accounts/login/", with_csp(auth_views.LoginView.as_view(redirect_authenticated_user=True)), name="login"),
+    path("accounts/logout/", with_csp(auth_views.LogoutView.as_view()), name="logout"),
+    path("console/", include(("responses.urls", "console"))),
     path("admin/", admin.site.urls),
     path("", include("listening.urls")),
 ]

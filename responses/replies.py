@@ -23,7 +23,7 @@ from listening.connectors.base import OutboundReply
 from listening.exceptions import ProviderError
 from listening.models import Direction, Message
 from responses import access, events
-from responses.exceptions import Conflict, InvalidRequest
+from responses.exceptions import CaseNotFound, Conflict, InvalidRequest
 from responses.models import CannedResponse, Case, CaseStatus, Reply, SlaState
 from responses.summaries import case_summary, reply_dict
 
@@ -91,10 +91,14 @@ def _enqueue(reply_id: int, countdown: float = 0) -> None:
 def retry_reply(user, reply_id) -> Reply:
     """An agent retries a failed reply (after reading why it failed)."""
     access.require_reply(user)
+    try:
+        reply_id = int(reply_id)
+    except (TypeError, ValueError):
+        raise CaseNotFound("no such reply")
     with transaction.atomic():
-        reply = Reply.objects.select_for_update().filter(pk=int(reply_id)).first()
-        if reply is None:
-            raise InvalidRequest("no such reply")
+        reply = Reply.objects.select_for_update().filter(pk=reply_id).first()
+        if reply is None:  # the same answer as for another team's reply: ids cannot be probed
+            raise CaseNotFound("no such reply")
         case = access.get_case(user, reply.case_id)
         if reply.status != Reply.Status.FAILED:
             raise Conflict(f"this reply is {reply.status}, not failed")

@@ -1,0 +1,29 @@
+"""The console's routes, included under /console/ with the namespace "console". Every route here
+must appear in the isolation matrix (tests/responses/test_isolation_http.py), which fails when one
+is missing. Ids are matched as text so a malformed id is a JSON 404, not the resolver's page."""
+
+from django.urls import path
+
+from responses.views import canned, case, inbox
+
+urlpatterns = [
+    path("", inbox.inbox, name="inbox"),
+    path("counts/", inbox.counts, name="counts"),
+    path("presence/", inbox.presence, name="presence"),
+    path("bulk/", inbox.bulk, name="bulk"),
+    path("next/", inbox.next_case, name="next"),
+    path("cases/<str:case_id>/", case.case_page, name="case"),
+    path("cases/<str:case_id>/row/", inbox.case_row, name="case-row"),
+    path("cases/<str:case_id>/status/", case.case_status, name="case-status"),
+    path("cases/<str:case_id>/assign/", case.case_assign, name="case-assign"),
+    path("cases/<str:case_id>/tags/", case.case_tags, name="case-tags"),
+    path("cases/<str:case_id>/reply/", case.case_reply, name="case-reply"),
+    path("cases/<str:case_id>/notes/", case.case_note, name="case-note"),
+    path("cases/<str:case_id>/correct/", case.case_correct, name="case-correct"),
+    path("cases/<str:case_id>/canned/", case.case_canned, name="case-canned"),
+    path("replies/<str:reply_id>/retry/", case.reply_retry, name="reply-retry"),
+    path("canned/", canned.canned_list, name="canned-list"),
+    path("canned/new/", canned.canned_new, name="canned-new"),
+    path("canned/<str:canned_id>/", canned.canned_edit, name="canned-edit"),
+    path("canned/<str:canned_id>/delete/", canned.canned_delete, name="canned-delete"),
+]

@@ -1,0 +1,264 @@
+"""THE MATRIX, over HTTP: every console route, for an outsider (team B), the owner team (team A),
+anonymous visitors and users without console access.
+
+A route added to responses/urls.py without a row here fails test_matrix_covers_every_route. For
+routes that take a case, reply or canned-response id, the outsider gets 404 (the object does not
+exist for them: no 403 that would confirm it does) for every method, and nothing changes. The
+websocket half of the matrix lives in test_isolation_ws.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from django.db.models import Q
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from learning.models import Correction
+from responses.cases import add_note
+from responses.models import AgentProfile, CannedResponse, Case, ConsoleEvent, Note, Reply, Role
+from tests.fakes.http import Reply as FakeReply
+from tests.responses.conftest import make_user, open_case
+
+SECRET = "TEAM-A-SECRET order 5521"
+JSON = "application/json"
+
+# route name -> the object its URL names (None: no id), the methods it answers, and a valid body
+# for the owner's POST (CASE_MESSAGE is replaced by the id of the case's last message).
+MATRIX: dict[str, dict] = {
+    "inbox": {"obj": None, "methods": ["GET"]},
+    "counts": {"obj": None, "methods": ["GET"]},
+    "presence": {"obj": None, "methods": ["POST"], "body": {"presence": "away"}},
+    "bulk": {"obj": None, "methods": ["POST"], "body": {"action": "tag", "ids": ["CASE"], "tags": "x"}},
+    "next": {"obj": None, "methods": ["GET"]},
+    "case": {"obj": "case", "methods": ["GET"]},
+    "case-row": {"obj": "case", "methods": ["GET"]},
+    "case-status": {"obj": "case", "methods": ["POST"], "body": {"status": "pending"}},
+    "case-assign": {"obj": "case", "methods": ["POST"], "body": {"assignee": "me"}},
+    "case-tags": {"obj": "case", "methods": ["POST"], "body": {"tags": "refund"}},
+    "case-reply": {"obj": "case", "methods": ["POST"], "body": {"text": "Hello", "idempotency_key": "iso-1"}},
+    "case-note": {"obj": "case", "methods": ["POST"], "body": {"text": "@agent_a look"}},
+    "case-correct": {"obj": "case", "methods": ["POST"],
+                     "body": {"message": "CASE_MESSAGE", "field": "lane", "value": "praise"}},
+    "case-canned": {"obj": "case", "methods": ["GET"]},
+    "reply-retry": {"obj": "reply", "methods": ["POST"], "body": {}},
+    "canned-list": {"obj": None, "methods": ["GET"]},
+    "canned-new": {"obj": None, "methods": ["GET", "POST"], "supervisor": True,
+                   "body": {"title": "New", "text": "Hi {customer_name}"}},
+    "canned-edit": {"obj": "canned", "methods": ["GET", "POST"], "supervisor": True,
+                    "body": {"title": "Edited", "text": "Hello"}},
+    "canned-delete": {"obj": "canned", "methods": ["POST"], "supervisor": True, "body": {}},
+}
+OBJECT_ROUTES = [name for name, row in MATRIX.items() if row["obj"]]
+PLAIN_ROUTES = [name for name, row in MATRIX.items() if not row["obj"]]
+
+
+def console_route_names() -> set[str]:
+    """Every named route under the "console" namespace, found by walking the URL resolver."""
+    _prefix, resolver = get_resolver().namespace_dict["console"]
+    names: set[str] = set()
+
+    def walk(patterns):
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                walk(pattern.url_patterns)
+            elif isinstance(pattern, URLPattern):
+                assert pattern.name, f"console route {pattern.pattern} has no name"
+                names.add(pattern.name)
+
+    walk(resolver.url_patterns)
+    return names
+
+
+@pytest.fixture
+def world(django_user_model, team_a, team_b, agent_a, supervisor_a, agent_b, connector_a, connector_b,
+          fake_provider):
+    @fake_provider.route("POST", "/replies")
+    def replies(request):
+        return FakeReply(200, {"id": "ext-1"})
+
+    supervisor_b = make_user(django_user_model, "supervisor_b", Role.SUPERVISOR, [team_b])
+    case_a = open_case(connector_a, SECRET, author="cust-a", name="Alice Secretname")
+    case_b = open_case(connector_b, "team b question", author="cust-b", name="Bob Bee")
+    reply_a = Reply.objects.create(case=case_a, author=agent_a, text="failed reply", idempotency_key="failed-a",
+                                   status=Reply.Status.FAILED, last_error="provider said no")
+    canned_a = CannedResponse.objects.create(team=team_a, title="Team A canned", text=SECRET)
+    return {"case": case_a, "case_b": case_b, "reply": reply_a, "canned": canned_a, "supervisor_b": supervisor_b,
+            "agent_a": agent_a, "supervisor_a": supervisor_a, "agent_b": agent_b}
+
+
+def url_for(name: str, world: dict) -> str:
+    obj = MATRIX[name]["obj"]
+    kwargs = {}
+    if obj == "case":
+        kwargs = {"case_id": world["case"].pk}
+    elif obj == "reply":
+        kwargs = {"reply_id": world["reply"].pk}
+    elif obj == "canned":
+        kwargs = {"canned_id": world["canned"].pk}
+    return reverse(f"console:{name}", kwargs=kwargs)
+
+
+def body_for(name: str, world: dict) -> dict:
+    raw = json.dumps(MATRIX[name].get("body", {}))
+    raw = raw.replace('"CASE_MESSAGE"', str(world["case"].last_message_id)).replace('"CASE"', str(world["case"].pk))
+    return json.loads(raw)
+
+
+def call(client, method: str, url: str, data: dict | None = None):
+    if method == "GET":
+        return client.get(url, HTTP_ACCEPT=JSON)
+    return client.post(url, data=json.dumps(data or {}), content_type=JSON, HTTP_ACCEPT=JSON)
+
+
+def snapshot() -> dict:
+    return {
+        "replies": list(Reply.objects.order_by("id").values_list("id", "status", "attempts", "last_error")),
+        "notes": Note.objects.count(),
+        "corrections": Correction.objects.count(),
+        "cases": list(Case.objects.order_by("id").values_list("id", "status", "assignee_id", "tags", "lane",
+                                                             "queue_id", "awaiting_assignment")),
+        "canned": list(CannedResponse.objects.order_by("id").values_list("id", "title", "text", "team_id")),
+        "events": ConsoleEvent.objects.count(),
+    }
+
+
+def test_matrix_covers_every_route():
+    names = console_route_names()
+    assert names, "no console routes found"
+    missing = names - MATRIX.keys()
+    assert not missing, f"add these console routes to the isolation MATRIX: {sorted(missing)}"
+    assert not MATRIX.keys() - names, f"the MATRIX names routes that no longer exist: {sorted(MATRIX.keys() - names)}"
+
+
+@pytest.mark.parametrize("name", OBJECT_ROUTES)
+def test_outsider_gets_404_for_another_teams_object(client, world, fake_provider, name,
+                                                   django_capture_on_commit_callbacks):
+    row = MATRIX[name]
+    outsider = world["supervisor_b"] if row.get("supervisor") else world["agent_b"]
+    client.force_login(outsider)
+    url = url_for(name, world)
+    before = snapshot()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        for method in ("GET", "POST"):
+            response = call(client, method, url, body_for(name, world))
+            if method in row["methods"]:
+                assert response.status_code == 404, f"{method} {url}: {response.status_code}"
+                assert response.json()["reason"]
+            else:
+                assert response.status_code == 405, f"{method} {url}: {response.status_code}"
+            assert SECRET not in response.content.decode()
+
+    assert snapshot() == before
+    assert fake_provider.calls("/replies") == []
+
+
+@pytest.mark.parametrize("name", OBJECT_ROUTES)
+def test_supervising_outsider_gets_404_too(client, world, name):
+    """A supervisor of another team has more rights, but still no way into team A's objects."""
+    client.force_login(world["supervisor_b"])
+    url = url_for(name, world)
+    before = snapshot()
+    for method in MATRIX[name]["methods"]:
+        assert call(client, method, url, body_for(name, world)).status_code == 404
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("name", list(MATRIX))
+def test_owner_team_gets_2xx_or_3xx(client, world, name, django_capture_on_commit_callbacks):
+    row = MATRIX[name]
+    client.force_login(world["supervisor_a"] if row.get("supervisor") else world["agent_a"])
+    url = url_for(name, world)
+    for method in row["methods"]:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = call(client, method, url, body_for(name, world))
+        assert 200 <= response.status_code < 400, f"{method} {url}: {response.status_code} {response.content[:300]}"
+
+
+@pytest.mark.parametrize("name", list(MATRIX))
+def test_anonymous_is_sent_to_login(client, world, name):
+    url = url_for(name, world)
+    for method in ("GET", "POST"):
+        response = call(client, method, url, body_for(name, world))
+        assert response.status_code == 302, f"{method} {url}: {response.status_code}"
+        assert response["Location"].startswith("/accounts/login/?next=")
+
+
+@pytest.mark.parametrize("name", list(MATRIX))
+def test_user_without_console_access_gets_403(client, world, django_user_model, name):
+    nobody = django_user_model.objects.create_user("nobody", password="x-very-long-pass")
+    world["case"].team.members.add(nobody)  # even a team member needs a role
+    client.force_login(nobody)
+    url = url_for(name, world)
+    before = snapshot()
+    for method in ("GET", "POST"):
+        response = call(client, method, url, body_for(name, world))
+        assert response.status_code == 403, f"{method} {url}: {response.status_code}"
+        assert SECRET not in response.content.decode()
+    assert snapshot() == before
+
+
+# --- Routes without ids: the outsider sees nothing of team A -----------------------------------
+def test_outsider_inbox_and_filters_show_no_team_a_case(client, world):
+    client.force_login(world["agent_b"])
+    case_a, case_b = world["case"], world["case_b"]
+    for query in ("", "mine", "unassigned", "held", "resolved", str(case_a.queue_id)):
+        html = client.get(f"/console/?queue={query}").content.decode()
+        assert SECRET not in html and "Alice Secretname" not in html
+        assert f'id="case-{case_a.pk}"' not in html
+    assert "Bob Bee" in client.get("/console/").content.decode()
+    assert f'id="case-{case_b.pk}"' in client.get("/console/").content.decode()
+
+
+def test_outsider_page_starts_after_their_own_events_only(client, world):
+    add_note(world["agent_a"], world["case"].pk, "a team A event, after team B's")
+    client.force_login(world["agent_b"])
+    html = client.get("/console/").content.decode()
+    rendered = int(re.search(r'data-last-event-id="(\d+)"', html).group(1))
+    own = (ConsoleEvent.objects.filter(Q(team_id=world["case_b"].team_id) | Q(user=world["agent_b"]))
+           .order_by("-id").first())
+    assert ConsoleEvent.objects.order_by("-id").first().pk > own.pk  # team A's events came later
+    assert rendered == own.pk
+
+
+def test_outsider_counts_only_their_team(client, world):
+    client.force_login(world["agent_b"])
+    counts = client.get("/console/counts/").json()
+    assert counts["active"] == 1
+    assert str(world["case"].queue_id) not in counts["queues"]
+
+
+def test_outsider_next_never_leads_to_team_a(client, world):
+    client.force_login(world["agent_b"])
+    for after in ("", str(world["case"].pk), str(world["case_b"].pk)):
+        location = client.get(f"/console/next/?after={after}")["Location"]
+        assert location in (f"/console/cases/{world['case_b'].pk}/", "/console/")
+
+
+def test_outsider_canned_list_is_scoped_to_their_teams(client, world):
+    client.force_login(world["agent_b"])
+    html = client.get("/console/canned/").content.decode()
+    assert "Team A canned" not in html and SECRET not in html
+    assert client.get("/console/canned/", HTTP_ACCEPT=JSON).json() == {"canned": []}
+
+
+def test_outsider_bulk_on_team_a_cases_changes_nothing(client, world):
+    client.force_login(world["agent_b"])
+    before = snapshot()
+    for action, extra in (("resolve", {}), ("assign", {"assignee": "me"}), ("tag", {"tags": "x"})):
+        response = call(client, "POST", "/console/bulk/", {"action": action, "ids": [world["case"].pk], **extra})
+        assert response.status_code in (400, 404)
+        response = call(client, "POST", "/console/bulk/",
+                        {"action": action, "ids": [world["case"].pk, world["case_b"].pk], **extra})
+        assert response.status_code in (400, 404)
+    assert snapshot() == before
+
+
+def test_outsider_presence_touches_only_their_profile(client, world):
+    client.force_login(world["agent_b"])
+    others = list(AgentProfile.objects.exclude(user=world["agent_b"]).values_list("user_id", "presence"))
+    assert call(client, "POST", "/console/presence/", {"presence": "away"}).status_code == 200
+    assert list(AgentProfile.objects.exclude(user=world["agent_b"]).values_list("user_id", "presence")) == others
