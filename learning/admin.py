@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from cxm.admin import ReadOnlyAdmin
 from learning.models import (
     Classification,
     Correction,
@@ -44,14 +45,6 @@ class PriorityWeightsAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return not PriorityWeights.objects.exists()
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Classification)

@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 
+from cxm.admin import ReadOnlyAdmin
 from responses.models import AgentProfile, CannedResponse, Case, ConsoleEvent, Queue, Reply, RoutingRule, Team
 from responses.rules import ACTIONS, CONDITIONS
 from responses.teams import ensure_default_queues
@@ -82,14 +83,6 @@ class CXMUserAdmin(UserAdmin):
     def role(self, obj):
         profile = getattr(obj, "cxm_profile", None)
         return profile.get_role_display() if profile else ("admin" if obj.is_superuser else "—")
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Case)
