@@ -170,6 +170,12 @@ CXM_SPACY_MODEL = env_str("CXM_SPACY_MODEL", "")
 # Enqueue classification when messages are stored (off only to measure ingestion alone).
 CXM_CLASSIFY_ON_INGEST = env_bool("CXM_CLASSIFY_ON_INGEST", True)
 CXM_CLASSIFY_BATCH = env_int("CXM_CLASSIFY_BATCH", 64, minimum=1)
+# A worker tops a small batch up with other messages waiting to be classified (one encoder pass
+# for many single-message deliveries).
+CXM_CLASSIFY_COALESCE = env_bool("CXM_CLASSIFY_COALESCE", True)
+# torch threads per classification worker; 0 keeps torch's default (every core). On a small
+# shared machine 1 avoids threads spin-waiting on each other.
+CXM_TORCH_THREADS = env_int("CXM_TORCH_THREADS", 0, minimum=0)
 # int8 dynamic quantisation of the encoder's linear layers on CPU workers (see bench/classify.py).
 CXM_QUANTIZE = env_bool("CXM_QUANTIZE", True)
 CXM_TRAINING_DATA = env_str("CXM_TRAINING_DATA", str(BASE_DIR.parent / "shared" / "data"))

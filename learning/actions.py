@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -57,10 +58,18 @@ def get_classifier():
             if _classifier is None or path != _model_cache["path"]:
                 from learning.ml.classifier import Classifier
 
+                _set_torch_threads()
                 _classifier = Classifier(path)
                 _model_cache["path"] = path
             _model_cache["checked"] = now
         return _classifier
+
+
+def _set_torch_threads() -> None:
+    if settings.CXM_TORCH_THREADS:
+        import torch
+
+        torch.set_num_threads(settings.CXM_TORCH_THREADS)
 
 
 def reset_models() -> None:

@@ -3,9 +3,11 @@ are acknowledged only when done (acks_late: a killed worker's task is redelivere
 idempotent, so a redelivery or a retry never stores a message's result twice."""
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 
 from learning import actions
 
@@ -27,6 +29,8 @@ def enqueue(message_ids) -> int:
 @shared_task(name="learning.classify_messages", bind=True, acks_late=True, reject_on_worker_lost=True,
              max_retries=MAX_RETRIES)
 def classify_messages(self, message_ids, force=False):
+    if not force and not self.request.is_eager:
+        message_ids = _with_waiting(message_ids)
     try:
         return len(actions.classify_messages(message_ids, force=force).classified)
     except Exception as exc:
@@ -36,6 +40,21 @@ def classify_messages(self, message_ids, force=False):
             log.warning("classification of %d messages failed, retrying: %r", len(message_ids), exc)
             raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
         return _one_by_one(message_ids, force)
+
+
+def _with_waiting(message_ids) -> list[int]:
+    """Top a small batch up with other messages that arrived recently and wait for their own
+    task: single-message deliveries are then classified together, in one encoder pass, and their
+    own tasks find them done (classification is idempotent). Several workers may pick the same
+    waiting message; the second one skips it."""
+    ids = list(dict.fromkeys(message_ids))
+    room = settings.CXM_CLASSIFY_BATCH - len(ids)
+    if room <= 0 or not settings.CXM_CLASSIFY_COALESCE:
+        return ids
+    since = timezone.now() - timedelta(minutes=10)
+    waiting = (actions.unclassified_messages(older_than=timedelta(0)).filter(received_at__gte=since)
+               .exclude(pk__in=ids).order_by("pk").values_list("pk", flat=True)[:room])
+    return ids + list(waiting)
 
 
 def _one_by_one(message_ids, force) -> int:

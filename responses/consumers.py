@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 
 ALL_CONSOLES = "cxm.consoles"
 # An id below the newest one that is not visible yet belongs to a transaction still in flight
-# (sequence ids are taken before commit). Wait this long for it before treating it as rolled back.
-GAP_WAIT_SECONDS = 5.0
+# (sequence ids are taken before commit). Wait this long for it before treating it as rolled back;
+# transactions that write events are short (routing, replies), so 10 s is far beyond their length.
+GAP_WAIT_SECONDS = 10.0
 PAGE = 500
 VIEWER_TTL = 30.0
 MAX_MESSAGE_CHARS = 2000
