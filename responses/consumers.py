@@ -35,9 +35,12 @@ log = logging.getLogger(__name__)
 
 ALL_CONSOLES = "cxm.consoles"
 # An id below the newest one that is not visible yet belongs to a transaction still in flight
-# (sequence ids are taken before commit). Wait this long for it before treating it as rolled back;
-# transactions that write events are short (routing, replies), so 10 s is far beyond their length.
-GAP_WAIT_SECONDS = 10.0
+# (sequence ids are taken before commit) or rolled back. The cursor waits this long for it, then
+# moves on and keeps watching the skipped ids for LATE_WATCH_SECONDS: one that commits late is
+# still delivered (in a frame marked "late"), once.
+GAP_WAIT_SECONDS = 2.0
+LATE_WATCH_SECONDS = 120.0
+LATE_WATCH_MAX = 2000
 PAGE = 500
 VIEWER_TTL = 30.0
 MAX_MESSAGE_CHARS = 2000
@@ -55,6 +58,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         self.teams: set[int] = set()
         self.cursor: int | None = None
         self.gaps: dict[int, float] = {}
+        self.late: dict[int, float] = {}  # skipped id -> when it was skipped
         self.viewing: set[int] = set()
         self.viewers: dict[int, dict[int, dict]] = {}  # case -> user id -> {"name", "typing", "seen"}
         self.lock = asyncio.Lock()
@@ -123,6 +127,7 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
             else:  # a fresh console: live from now on
                 self.cursor = await database_sync_to_async(_newest_event_id)()
             self.gaps.clear()
+            self.late.clear()
         if await database_sync_to_async(_pruned_past)(self.cursor):
             # Events it missed were pruned (CXM_CONSOLE_EVENT_DAYS): catching up is impossible,
             # so the page reloads and renders the present instead.
@@ -157,10 +162,14 @@ class ConsoleConsumer(AsyncJsonWebsocketConsumer):
         if self.cursor is None or self.closed:
             return
         async with self.lock:
+            if self.late:
+                late = await database_sync_to_async(_late_events)(self.late, self.teams, self.user_id)
+                if late:
+                    await self.send_json({"type": "events", "late": True, "events": late})
             more = True
             while more and not self.closed:
                 events, self.cursor, more = await database_sync_to_async(_events_after)(
-                    self.cursor, self.teams, self.user_id, self.gaps)
+                    self.cursor, self.teams, self.user_id, self.gaps, self.late)
                 if events:
                     await self.send_json({"type": "events", "events": events})
 
@@ -283,13 +292,13 @@ def _case_visible(case_id: int, teams: set[int]) -> bool:
     return Case.objects.filter(pk=case_id, team_id__in=teams).exists()
 
 
-def _events_after(cursor: int, teams: set[int], user_id: int,
-                  gaps: dict[int, float]) -> tuple[list[dict], int, bool]:
+def _events_after(cursor: int, teams: set[int], user_id: int, gaps: dict[int, float],
+                  late: dict[int, float]) -> tuple[list[dict], int, bool]:
     """Visible events after `cursor`, up to the first id that may still be committing; returns
     them, the new cursor, and whether more may follow at once. Ids of events for other teams
     move the cursor too."""
     ids = list(ConsoleEvent.objects.filter(id__gt=cursor).order_by("id").values_list("id", flat=True)[:PAGE])
-    boundary = _safe_boundary(cursor, ids, gaps)
+    boundary = _safe_boundary(cursor, ids, gaps, late)
     if boundary <= cursor:
         return [], cursor, False
     rows = (ConsoleEvent.objects.filter(id__gt=cursor, id__lte=boundary)
@@ -297,8 +306,8 @@ def _events_after(cursor: int, teams: set[int], user_id: int,
     return [row.as_dict() for row in rows], boundary, len(ids) == PAGE and boundary == ids[-1]
 
 
-def _safe_boundary(cursor: int, ids: list[int], gaps: dict[int, float]) -> int:
-    """The highest id up to which every id is either committed or given up on."""
+def _safe_boundary(cursor: int, ids: list[int], gaps: dict[int, float], late: dict[int, float]) -> int:
+    """The highest id up to which every id is committed or given up on (and then watched)."""
     now = time.monotonic()
     expected, boundary = cursor + 1, cursor
     for event_id in ids:
@@ -307,5 +316,21 @@ def _safe_boundary(cursor: int, ids: list[int], gaps: dict[int, float]) -> int:
             if now - first_seen < GAP_WAIT_SECONDS:
                 return boundary
             gaps.pop(expected, None)
+            for missing in range(expected, min(event_id, expected + LATE_WATCH_MAX - len(late))):
+                late[missing] = now
         boundary, expected = event_id, event_id + 1
     return boundary
+
+
+def _late_events(late: dict[int, float], teams: set[int], user_id: int) -> list[dict]:
+    """Skipped ids that have committed since: delivered once, then forgotten, as are ids that
+    never appear (rolled back) after LATE_WATCH_SECONDS."""
+    now = time.monotonic()
+    for event_id in [i for i, skipped in late.items() if now - skipped > LATE_WATCH_SECONDS]:
+        late.pop(event_id)
+    if not late:
+        return []
+    rows = list(ConsoleEvent.objects.filter(id__in=list(late)).order_by("id"))
+    for row in rows:
+        late.pop(row.pk, None)
+    return [row.as_dict() for row in rows if row.team_id in teams or row.user_id == user_id]

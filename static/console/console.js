@@ -140,6 +140,7 @@
     delay: 1000,
     stopped: false,
     lastId: 0,
+    seen: new Set(),
     handlers: [],
     onOpen: [],
     onPresence: [],
@@ -204,9 +205,13 @@
       if (data.type === "events" && Array.isArray(data.events)) {
         for (const event of data.events) {
           const id = Number(event && event.id);
-          if (!Number.isFinite(id) || id <= this.lastId) continue; // already seen: no duplicates
-          this.lastId = id;
-          try { sessionStorage.setItem(STORE_KEY, String(id)); } catch (_) { /* private mode */ }
+          // Ids only grow, except that an event whose transaction committed late may follow a
+          // higher one: skip what this page already showed, by id.
+          if (!Number.isFinite(id) || this.seen.has(id) || (id <= this.lastId && !data.late)) continue;
+          this.seen.add(id);
+          if (this.seen.size > 5000) this.seen.delete(this.seen.values().next().value);
+          this.lastId = Math.max(this.lastId, id);
+          try { sessionStorage.setItem(STORE_KEY, String(this.lastId)); } catch (_) { /* private mode */ }
           for (const fn of this.handlers) {
             try { fn(event); } catch (err) { console.error("event handler failed", err); }
           }

@@ -51,4 +51,8 @@ def test_setup_demo_is_rerunnable_and_keeps_the_secret(db, django_user_model):
     assert Connector.objects.get(slug="demo-web").credentials["signing_secret"] == secret
     agent = django_user_model.objects.get(username="agent")
     assert agent.check_password("second-pass-2") and not agent.is_superuser
-    assert agent.has_perm("listening.view_message") and not agent.has_perm("listening.change_connector")
+    assert not agent.is_staff and agent.cxm_profile.role == "agent"  # the console, not the Django admin
+    from responses.models import Team
+
+    team = Team.objects.get(connectors__slug="demo-web")
+    assert set(team.members.values_list("username", flat=True)) == {"agent", "lead", "manager"}

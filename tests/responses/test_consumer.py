@@ -257,3 +257,38 @@ def test_console_socket_asks_a_client_behind_pruned_events_to_reload(team_a, age
         await comm.disconnect()
 
     asyncio.run(scenario())
+
+
+def test_console_socket_delivers_an_event_whose_transaction_commits_late_once(team_a, agent_a):
+    """A transaction takes an event id, then stays open past the cursor's wait while a later
+    event commits: the console gets the later one first, then the late one, each once."""
+    import threading
+
+    from django.db import connection as db, transaction
+
+    cookie = session_cookie(agent_a)
+    taken = threading.Event()
+
+    def slow_transaction():
+        try:
+            with transaction.atomic():
+                events.emit("test.tick", {"n": "slow"}, team_id=team_a.pk)
+                taken.set()
+                time.sleep(4)  # longer than GAP_WAIT_SECONDS
+        finally:
+            db.close()
+
+    async def scenario():
+        comm = await connect(cookie, last_event_id=None)
+        slow = threading.Thread(target=slow_transaction)
+        slow.start()
+        await asyncio.to_thread(taken.wait, 10)
+        await database_sync_to_async(emit_many)(team_a.pk, 1, "fast")
+        got = await collect_events(comm, 2, timeout=15)
+        await asyncio.to_thread(slow.join, 10)
+        assert sorted(str(e["n"]) for e in got) == ["0", "slow"]
+        assert len({e["id"] for e in got}) == 2
+        assert await nothing_more(comm, 2.5)
+        await comm.disconnect()
+
+    asyncio.run(scenario())
