@@ -316,7 +316,10 @@ def _safe_boundary(cursor: int, ids: list[int], gaps: dict[int, float], late: di
             if now - first_seen < GAP_WAIT_SECONDS:
                 return boundary
             gaps.pop(expected, None)
-            for missing in range(expected, min(event_id, expected + LATE_WATCH_MAX - len(late))):
+            # Watch the newest ids of the gap: those are the transactions that may still commit
+            # (a long run of old ids is what rolled-back work leaves behind).
+            room = max(0, LATE_WATCH_MAX - len(late))
+            for missing in range(max(expected, event_id - room), event_id):
                 late[missing] = now
         boundary, expected = event_id, event_id + 1
     return boundary

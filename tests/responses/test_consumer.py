@@ -292,3 +292,15 @@ def test_console_socket_delivers_an_event_whose_transaction_commits_late_once(te
         await comm.disconnect()
 
     asyncio.run(scenario())
+
+
+def test_console_cursor_watches_the_newest_ids_of_a_long_gap():
+    """Thousands of ids rolled back long ago, then one still committing just below the next
+    visible event: the cursor moves on after the wait and watches the ids that may still come."""
+    from responses.consumers import GAP_WAIT_SECONDS, LATE_WATCH_MAX, _safe_boundary
+
+    gaps, late = {}, {}
+    assert _safe_boundary(0, [10_000, 10_001], gaps, late) == 0  # a gap seen for the first time: wait
+    gaps[1] -= GAP_WAIT_SECONDS + 0.1  # ...until the wait is over
+    assert _safe_boundary(0, [10_000, 10_001], gaps, late) == 10_001
+    assert 9_999 in late and len(late) == LATE_WATCH_MAX and 1 not in late and not gaps
