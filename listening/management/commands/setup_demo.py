@@ -52,7 +52,8 @@ class Command(BaseCommand):
                                          ("lead", Role.SUPERVISOR, Presence.AVAILABLE),
                                          ("manager", Role.BRAND_MANAGER, Presence.OFFLINE)):
             user = User.objects.get(username=username)
-            AgentProfile.objects.update_or_create(user=user, defaults={"role": role, "presence": presence})
+            AgentProfile.objects.update_or_create(user=user, defaults={"role": role, "presence": presence,
+                                                                       "capacity": 20})  # demo traffic is brisk
             team.members.add(user)
         CannedResponse.objects.get_or_create(
             team=team, shortcut="sorry",
