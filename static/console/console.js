@@ -558,6 +558,7 @@
       if (note && !document.getElementById(`note-${Number(note.id)}`)) append(noteNode(note));
     }
 
+    let caseEventId = 0; // id of the last live event that updated this case
     function showCase(summary) {
       if (!summary) return;
       const status = $("#case-status-text");
@@ -590,6 +591,7 @@
           break;
         case "case.updated":
         case "case.created":
+          caseEventId = Number(event.id);
           showCase(event.case);
           break;
         case "case.removed":
@@ -831,7 +833,8 @@
           } else if (kind === "retry") {
             upsertAnswer(result.reply, since);
           } else {
-            showCase(result.case);
+            // A live update that arrived while the request was in flight is newer than its answer.
+            if (caseEventId <= since) showCase(result.case);
             toast(kind === "assign" ? "Assignment saved." : kind === "tags" ? "Tags saved." : "Status saved.");
           }
         } catch (err) {
