@@ -307,12 +307,18 @@ def agreement(a: list[tuple], b: list[tuple]) -> dict[str, float]:
 
 
 # --- Report -------------------------------------------------------------------------------------
-def print_table(paths: list[dict[str, Any]], naive: dict[str, Any], header: str) -> None:
+def print_results(paths: list[dict[str, Any]], naive: dict[str, Any], header: str) -> None:
     rows = [("path", "msgs", "batch", "msgs/s", "p50 ms/batch", "p95 ms/batch", "vs naive", "load s")]
     for p in [*paths, naive]:
         rows.append((p["name"], f"{p['messages']:,}", str(p["batch"]), f"{p['msgs_per_s']:,.1f}",
                      f"{p['p50_ms']:,.1f}", f"{p['p95_ms']:,.1f}", f"{p['msgs_per_s'] / naive['msgs_per_s']:.2f}x",
                      f"{p['load_s']:.2f}"))
+    print_table(header, rows)
+
+
+def print_table(header: str, rows: list[tuple[str, ...]]) -> None:
+    """A title, then the rows in columns: the first row is the heading, the first column left
+    aligned, the others right aligned."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     line = "-" * (sum(widths) + 2 * (len(widths) - 1))
     print()
@@ -371,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         languages = Counter(o[0].language for o in int8["outputs"])
         with_topics = sum(bool(o[0].topics) for o in int8["outputs"]) / len(int8["outputs"])
 
-        print_table(paths, naive, f"CXM classification bench: {os.cpu_count()} cores, torch {threads} threads, "
+        print_results(paths, naive, f"CXM classification bench: {os.cpu_count()} cores, torch {threads} threads, "
                                   f"model {int8['version']}, intent head {int8['intent_head']}")
         print("CXM rows: full Classifier.classify + assess per batch, throughput = median of passes "
               f"({', '.join(f'{r:.0f}' for r in int8['pass_msgs_per_s'])} int8; "

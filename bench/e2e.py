@@ -94,7 +94,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.classify import SAMPLE, load_texts, pct  # noqa: E402
+from bench.classify import SAMPLE, load_texts, pct, print_table  # noqa: E402
 from bench.ingest import (  # noqa: E402
     RETRIES,
     SECRET,
@@ -107,6 +107,7 @@ from bench.ingest import (  # noqa: E402
     bench_env,
     create_database,
     drop_database,
+    install_time_limit,
     make_messages,
     make_webhook_connector,
 )
@@ -942,20 +943,11 @@ def print_report(args, phases: dict[str, Phase], stages: dict[str, dict], consol
         rows.append((name, rate, str(f["sent"]), str(f["received"]), str(f["lost"]), str(f["duplicates"]),
                      str(f["noise_no_case"]), f"{f['p50_ms']:.0f}", f"{f['p95_ms']:.0f}", f"{f['p99_ms']:.0f}",
                      f"{f['max_ms']:.0f}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    line = "-" * (sum(widths) + 2 * (len(widths) - 1))
-    print()
-    print(f"CXM end-to-end bench: webhook POST -> console websocket, {os.cpu_count()} cores, 1 daphne, "
-          f"learning worker solo (torch threads {args.torch_threads or 'default'}), default worker "
-          f"-c {args.default_concurrency} -P {args.default_pool}, PostgreSQL, Redis, DEBUG=0; "
-          + (f"target phase in deliveries of {args.batch} messages" if args.batch > 1
-             else "one message per delivery"))
-    print(line)
-    for i, row in enumerate(rows):
-        print("  ".join(c.ljust(widths[0]) if j == 0 else c.rjust(widths[j]) for j, c in enumerate(row)))
-        if i == 0:
-            print(line)
-    print(line)
+    print_table(f"CXM end-to-end bench: webhook POST -> console websocket, {os.cpu_count()} cores, 1 daphne, "
+                f"learning worker solo (torch threads {args.torch_threads or 'default'}), default worker "
+                f"-c {args.default_concurrency} -P {args.default_pool}, PostgreSQL, Redis, DEBUG=0; "
+                + (f"target phase in deliveries of {args.batch} messages" if args.batch > 1
+                   else "one message per delivery"), rows)
     print("latency = arrival of the message.created event at the websocket client - scheduled POST time; "
           "floor = an event emitted straight into ConsoleEvent (commit, doorbell, consumer, push)")
     for name in ("baseline", "target"):
@@ -1015,15 +1007,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(env)
     os.environ["DJANGO_SETTINGS_MODULE"] = "cxm.settings"
 
-    def on_alarm(signum, frame):
-        raise BenchTimeout(f"the whole run exceeded --timeout {args.timeout}s")
-
-    def on_term(signum, frame):
-        raise SystemExit(f"stopped by signal {signum}")
-
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.signal(signal.SIGTERM, on_term)
-    signal.alarm(args.timeout)
+    install_time_limit(args.timeout)
     started = time.perf_counter()
     lock = _run_lock(args)
     tmp_ctx = tempfile.TemporaryDirectory(prefix="cxm-bench-e2e-")

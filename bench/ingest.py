@@ -1015,6 +1015,21 @@ def _probe_rows(probe: dict[str, Any]) -> list[tuple[str, str, str]]:
     ]
 
 
+def install_time_limit(seconds: int) -> None:
+    """Fail the whole run with BenchTimeout after `seconds`, and turn SIGTERM into a clean exit
+    (so the finally blocks stop the servers)."""
+
+    def on_alarm(signum, frame):
+        raise BenchTimeout(f"the whole run exceeded --timeout {seconds}s")
+
+    def on_term(signum, frame):
+        raise SystemExit(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.alarm(seconds)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     env = bench_env(args.database_url, args.db_conn)
@@ -1024,15 +1039,7 @@ def main(argv: list[str] | None = None) -> int:
     # In-process work (probes, import) runs under the same settings as the servers.
     os.environ["DJANGO_SETTINGS_MODULE"] = "bench.server_settings"
 
-    def on_alarm(signum, frame):
-        raise BenchTimeout(f"the whole run exceeded --timeout {args.timeout}s")
-
-    def on_term(signum, frame):
-        raise SystemExit(f"stopped by signal {signum}")
-
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.signal(signal.SIGTERM, on_term)
-    signal.alarm(args.timeout)
+    install_time_limit(args.timeout)
 
     servers: list[Servers] = []
     created_db = False
