@@ -147,15 +147,18 @@ class ClassifyOutcome:
     skipped: int
 
 
-def _customer_key(author) -> tuple | None:
+def customer_key(author) -> tuple | None:
+    """Whose history a message belongs to: the customer behind the contact, else the contact."""
     if author is None:
         return None
     return ("customer", author.customer_id) if author.customer_id else ("contact", author.pk)
 
 
-def _recent_negatives(messages: list[Message], window: timedelta) -> dict:
-    """Per customer, the send times of their messages already classified negative, from just
-    before the earliest message of the batch."""
+def negative_history(messages: list[Message], window: timedelta, *, include_batch: bool = False) -> dict:
+    """Per customer key, the send times of their messages classified negative, from `window`
+    before the earliest message of the batch. The batch's own messages count only with
+    `include_batch` (routing, after they are classified; not classification, which is still
+    deciding them)."""
     authors = [m.author for m in messages if m.author_id]
     if not authors:
         return {}
@@ -164,7 +167,9 @@ def _recent_negatives(messages: list[Message], window: timedelta) -> dict:
     rows = Classification.objects.filter(
         Q(message__author_id__in={a.pk for a in authors}) | Q(message__author__customer_id__in=customers),
         is_current=True, status=Classification.Status.OK, sentiment="negative", message__sent_at__gte=earliest,
-    ).exclude(message_id__in=[m.pk for m in messages])
+    )
+    if not include_batch:
+        rows = rows.exclude(message_id__in=[m.pk for m in messages])
     history: dict = {}
     for author_id, customer_id, sent_at in rows.values_list(
         "message__author_id", "message__author__customer_id", "message__sent_at"
@@ -204,7 +209,7 @@ def _conversation_lanes(messages: list[Message]) -> dict[int, str]:
 
 def _build(message: Message, result, classifier, intent_head, intents: dict, weights, history,
            conversation_lanes: dict) -> Classification:
-    key = _customer_key(message.author)
+    key = customer_key(message.author)
     window_start = message.sent_at - timedelta(minutes=weights.window_minutes)
     earlier = [t for t in history.get(key, []) if window_start <= t < message.sent_at] if key else []
     followers = message.author.followers if message.author_id else None
@@ -246,7 +251,7 @@ def classify_messages(message_ids, force: bool = False) -> ClassifyOutcome:
     results = classifier.classify([m.text for m in messages], intent_head=intent_head)
     intents = {i.slug: i for i in Intent.objects.all()}
     weights = PriorityWeights.current()
-    history = _recent_negatives(messages, timedelta(minutes=weights.window_minutes))
+    history = negative_history(messages, timedelta(minutes=weights.window_minutes))
     conversation_lanes = _conversation_lanes(messages)
     rows = [
         _build(m, r, classifier, intent_head, intents, weights, history, conversation_lanes)

@@ -12,9 +12,9 @@ from collections import defaultdict
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
+from learning.actions import customer_key, negative_history
 from learning.models import Classification
 from listening.models import Direction, Message
 from responses import assignment, events
@@ -43,7 +43,7 @@ def route_messages(message_ids) -> list[int]:
         for c in Classification.objects.filter(message__in=messages, is_current=True, status=Classification.Status.OK)
     }
     rules = list(RoutingRule.objects.filter(enabled=True))
-    negatives = _recent_negatives(messages, history_windows(rules))
+    negatives = _negatives_within(messages, history_windows(rules))
     by_conversation: dict[int, list[Message]] = defaultdict(list)
     for message in messages:
         by_conversation[message.conversation_id].append(message)
@@ -108,9 +108,18 @@ def _route_locked(messages: list[Message], classifications: dict, rules, negativ
     return case.pk
 
 
+def _negatives_within(messages: list[Message], windows: set[int]) -> dict[int, dict[int, int]]:
+    """message id -> {window minutes: the customer's negative messages within it, this one
+    included}, for stateful rules such as "third negative message within an hour"."""
+    if not windows:
+        return {}
+    history = negative_history(messages, timedelta(minutes=max(windows)), include_batch=True)
+    return {m.pk: {w: _count_before(history.get(customer_key(m.author), []), m.sent_at, w) for w in windows}
+            for m in messages}
+
+
 def _facts(message: Message, c: Classification | None, negatives: dict) -> Facts:
     author = message.author
-    customer_key = _customer_key(author)
     return Facts(
         lane=c.lane if c else "",
         sentiment=c.sentiment if c else "",
@@ -125,42 +134,13 @@ def _facts(message: Message, c: Classification | None, negatives: dict) -> Facts
         reach=(author.followers or 0) if author else 0,
         vip=bool(author and author.customer and author.customer.vip),
         at=timezone.localtime(message.sent_at),
-        negatives_within={m: _count_before(negatives.get((customer_key, m), []), message.sent_at, m)
-                          for m in {m for (_k, m) in negatives}},
+        negatives_within=negatives.get(message.pk, {}),
     )
 
 
 def _count_before(times: list, at, minutes: int) -> int:
     start = at - timedelta(minutes=minutes)
     return sum(1 for t in times if start <= t <= at)
-
-
-def _customer_key(author) -> tuple | None:
-    if author is None:
-        return None
-    return ("customer", author.customer_id) if author.customer_id else ("contact", author.pk)
-
-
-def _recent_negatives(messages: list[Message], windows: set[int]) -> dict:
-    """(customer key, window) -> send times of that customer's negative messages, for stateful
-    rules such as "third negative message within an hour"."""
-    if not windows:
-        return {}
-    authors = [m.author for m in messages if m.author_id]
-    if not authors:
-        return {}
-    earliest = min(m.sent_at for m in messages) - timedelta(minutes=max(windows))
-    customers = {a.customer_id for a in authors if a.customer_id}
-    rows = Classification.objects.filter(
-        Q(message__author_id__in={a.pk for a in authors}) | Q(message__author__customer_id__in=customers),
-        is_current=True, status=Classification.Status.OK, sentiment="negative", message__sent_at__gte=earliest,
-    ).values_list("message__author_id", "message__author__customer_id", "message__sent_at")
-    times: dict = defaultdict(list)
-    for author_id, customer_id, sent_at in rows:
-        key = ("customer", customer_id) if customer_id else ("contact", author_id)
-        for window in windows:
-            times[(key, window)].append(sent_at)
-    return times
 
 
 def _new_case(message: Message, facts: Facts, actions: dict) -> Case:
