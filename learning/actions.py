@@ -18,7 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from cxm.exceptions import CXMError
-from learning import lanes, priority
+from learning import lanes, priority, rollups
 from learning.models import Classification, Correction, Intent, IntentExample, IntentModel, PriorityWeights
 from learning.signals import messages_classified
 from listening.models import Direction, Message
@@ -264,9 +264,13 @@ def classify_messages(message_ids, force: bool = False) -> ClassifyOutcome:
 def _store(rows: list[Classification]) -> None:
     ids = [row.message_id for row in rows]
     with transaction.atomic():
-        Classification.objects.filter(message_id__in=ids, is_current=True).update(is_current=False)
+        conversation_ids = rollups.lock_conversations(ids)
+        replaced = list(Classification.objects.filter(message_id__in=ids, is_current=True).values_list("pk", flat=True))
+        Classification.objects.filter(pk__in=replaced).update(is_current=False)
         created = Classification.objects.bulk_create(rows)
         class_ids = [c.pk for c in created if c.pk]
+        rollups.record(replaced, class_ids)
+        rollups.refresh_moods(conversation_ids)
         transaction.on_commit(
             lambda: messages_classified.send_robust(sender=Classification, message_ids=ids,
                                                     classification_ids=class_ids)

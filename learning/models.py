@@ -231,3 +231,144 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} {self.version}"
+
+
+# --- Insight: rollups kept current by the workers -----------------------------------------------
+
+
+class Rollup(models.Model):
+    """Counts of inbound messages by their current classification, for the dashboards.
+
+    One row per (grain, bucket, connector, channel, lane, language, term, dim, value). `dim` is the
+    classification field counted (sentiment, intent or emotion) and `value` its value; summing the
+    sentiment rows gives volume. `term_id` 0 counts every message; any other id counts only the
+    messages that mention that term. Hourly rows (grain "h", UTC hours) carry sentiment only; daily
+    rows (grain "d", days of the reporting time zone) carry all three dims. `learning.rollups`
+    adds and subtracts in the same transaction that moves `Classification.is_current`, so a
+    re-classification moves a message between rows instead of counting it twice.
+    """
+
+    grain = models.CharField(max_length=1)
+    bucket = models.DateTimeField()
+    connector_id = models.IntegerField()
+    channel = models.CharField(max_length=40)
+    lane = models.CharField(max_length=12)
+    language = models.CharField(max_length=8)
+    term_id = models.IntegerField(default=0)
+    dim = models.CharField(max_length=10)
+    value = models.CharField(max_length=60)
+    count = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["grain", "dim", "term_id", "bucket", "connector_id", "channel", "lane", "language", "value"],
+                name="rollup_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.grain} {self.bucket:%Y-%m-%d %H} {self.dim}={self.value} term {self.term_id}: {self.count}"
+
+
+class ConversationMood(models.Model):
+    """How a conversation began and how it stands, from its customer's messages: the sentiment of
+    the first and of the latest inbound message with a current classification. Kept by the workers
+    with the rollups; the 'recovered customers' panel counts these rows."""
+
+    conversation = models.OneToOneField(
+        "listening.Conversation", on_delete=models.CASCADE, primary_key=True, related_name="mood"
+    )
+    connector_id = models.IntegerField()
+    channel = models.CharField(max_length=40)
+    language = models.CharField(max_length=8, blank=True, default="")
+    first_at = models.DateTimeField()
+    first_sentiment = models.CharField(max_length=10)
+    last_at = models.DateTimeField()
+    last_sentiment = models.CharField(max_length=10)
+    inbound_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["first_sentiment", "first_at"], name="mood_first_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.conversation_id}: {self.first_sentiment} -> {self.last_sentiment}"
+
+
+class AlertSettings(models.Model):
+    """One row: how sensitive spike detection is and when it keeps quiet. Admins edit it."""
+
+    class Sensitivity(models.TextChoices):
+        LOW = "low", "Low (z >= 5)"
+        MEDIUM = "medium", "Medium (z >= 4)"
+        HIGH = "high", "High (z >= 3)"
+
+    enabled = models.BooleanField(default=True)
+    sensitivity = models.CharField(max_length=8, choices=Sensitivity.choices, default=Sensitivity.MEDIUM)
+    min_messages = models.PositiveIntegerField(
+        default=10, help_text="A window with fewer messages than this never raises an alert."
+    )
+    quiet_start = models.TimeField(null=True, blank=True, help_text="Reporting time zone; empty: never quiet.")
+    quiet_end = models.TimeField(null=True, blank=True)
+    email_to = models.TextField(blank=True, default="", help_text="Addresses, one per line or comma-separated.")
+    webhook_url = models.URLField(max_length=500, blank=True, default="")
+    webhook_secret = models.CharField(max_length=200, blank=True, default="",
+                                      help_text="Signs the webhook body (HMAC-SHA256, X-CXM-Signature).")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "alert settings"
+
+    def __str__(self) -> str:
+        return f"Alert settings ({self.sensitivity})"
+
+    @classmethod
+    def current(cls) -> "AlertSettings":
+        return cls.objects.order_by("pk").first() or cls.objects.create()
+
+
+class Alert(models.Model):
+    """A spike: a series (a team's channel, connector or term) whose volume or negative share in
+    the last window stood far above its own recent baseline (see learning.alerts)."""
+
+    class Kind(models.TextChoices):
+        VOLUME = "volume", "Volume spike"
+        NEGATIVE = "negative", "Negative share spike"
+
+    class Dimension(models.TextChoices):
+        CHANNEL = "channel", "Channel"
+        CONNECTOR = "connector", "Connector"
+        TERM = "term", "Term"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        ACKNOWLEDGED = "acknowledged", "Acknowledged"
+
+    team = models.ForeignKey("responses.Team", on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    dimension = models.CharField(max_length=10, choices=Dimension.choices)
+    key = models.CharField(max_length=60)
+    label = models.CharField(max_length=200)
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    observed = models.FloatField(help_text="Messages in the window, or their negative share.")
+    expected = models.FloatField(help_text="What the baseline predicts for the window.")
+    score = models.FloatField(help_text="Robust z-score of the observation against the baseline.")
+    detail = models.JSONField(default=dict, blank=True)
+    message_ids = models.JSONField(default=list, blank=True, help_text="The messages behind it (at most 500).")
+    status = models.CharField(max_length=14, choices=Status.choices, default=Status.OPEN)
+    acknowledged_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True)
+    notify_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["team", "-created_at"], name="alert_team_idx"),
+            models.Index(fields=["team", "kind", "dimension", "key", "-window_end"], name="alert_series_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.label}"

@@ -138,6 +138,9 @@ class SlaState(models.TextChoices):
 
 class Case(models.Model):
     conversation = models.OneToOneField(Conversation, on_delete=models.CASCADE, related_name="case")
+    # Copied from the conversation so the care dashboards filter cases without a join.
+    connector = models.ForeignKey(Connector, null=True, on_delete=models.CASCADE, related_name="+")
+    channel = models.CharField(max_length=40, blank=True, default="")
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="cases")
     queue = models.ForeignKey(Queue, null=True, blank=True, on_delete=models.SET_NULL, related_name="cases")
     assignee = models.ForeignKey(
@@ -165,6 +168,7 @@ class Case(models.Model):
             models.Index(fields=["assignee", "status"], name="case_assignee_idx"),
             models.Index(fields=["awaiting_assignment", "opened_at"], name="case_hold_idx"),
             models.Index(fields=["status", "sla_due_at"], name="case_sla_idx"),
+            models.Index(fields=["opened_at"], name="case_opened_idx"),
         ]
 
     def __str__(self) -> str:
@@ -204,7 +208,10 @@ class Reply(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["status", "next_attempt_at"], name="reply_pending_idx")]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="reply_pending_idx"),
+            models.Index(fields=["created_at"], name="reply_created_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"Reply {self.pk} ({self.status})"

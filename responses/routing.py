@@ -145,7 +145,8 @@ def _count_before(times: list, at, minutes: int) -> int:
 
 def _new_case(message: Message, facts: Facts, actions: dict) -> Case:
     team = _team(actions, message.connector_id)
-    case = Case(conversation=message.conversation, team=team, status=CaseStatus.NEW, lane=facts.lane,
+    case = Case(conversation=message.conversation, connector_id=message.connector_id, channel=message.channel,
+                team=team, status=CaseStatus.NEW, lane=facts.lane,
                 priority=facts.priority, opened_at=timezone.now())
     case.queue = queue_for(team, facts.lane, actions.get("queue", ""))
     _start_wait(case, message, actions)
