@@ -250,7 +250,7 @@ def _buckets(f: Filters) -> tuple[list[datetime], list[str]]:
         while at < f.end_at:
             starts.append(at)
             at += timedelta(hours=1)
-        return starts, [s.astimezone(tz).strftime("%Y-%m-%d %H:00") for s in starts]
+        return starts, [s.astimezone(tz).strftime("%Y-%m-%d %H:00 %Z") for s in starts]  # %Z: DST repeats an hour
     days = [f.start + timedelta(days=i) for i in range(f.days)]
     if f.granularity == "week":
         days = sorted({d - timedelta(days=d.weekday()) for d in days})

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import date, datetime, time, timedelta
-from functools import cache
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -31,7 +30,6 @@ _KEY_FIELDS = ("grain", "dim", "term_id", "bucket", "connector_id", "channel", "
 _CHUNK = 500
 
 
-@cache
 def reporting_tz() -> ZoneInfo:
     return ZoneInfo(getattr(settings, "CXM_REPORT_TIME_ZONE", "") or settings.TIME_ZONE)
 
