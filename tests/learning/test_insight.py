@@ -345,3 +345,16 @@ def test_two_workers_storing_one_batch_at_once_count_each_message_once(make_conn
     assert total == 20
     assert Classification.objects.filter(is_current=True).count() == 20
     assert rollups.verify_window(now - timedelta(days=2), now + timedelta(days=2)) == {}
+
+
+def test_rebuild_command_repairs_rollups_that_drifted(world):
+    from django.core.management import CommandError, call_command
+
+    today = rollups.local_day(timezone.now())
+    Rollup.objects.create(grain="d", bucket=rollups.day_start(today - timedelta(days=1)), connector_id=1,
+                          channel="web", lane="issue", language="en", dim="sentiment", value="negative", count=5)
+    with pytest.raises(CommandError, match="differ"):
+        call_command("rebuild_rollups", verify=3)
+    call_command("rebuild_rollups")
+    call_command("rebuild_rollups", verify=3)
+    assert not Rollup.objects.filter(count=5, bucket=rollups.day_start(today - timedelta(days=1))).exists()
