@@ -7,6 +7,7 @@ REDIS_URL switch to PostgreSQL and Redis.
 from __future__ import annotations
 
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -189,6 +190,12 @@ CXM_BRAND_NAME = env_str("CXM_BRAND_NAME", "our team")  # the {brand} placeholde
 CXM_CONSOLE_POLL_SECONDS = float(env_int("CXM_CONSOLE_POLL_SECONDS", 3, minimum=1))
 # Console events are kept this long; a console offline for longer reloads instead of catching up.
 CXM_CONSOLE_EVENT_DAYS = env_int("CXM_CONSOLE_EVENT_DAYS", 7, minimum=1)
+# Dashboards: days (and week starts) are counted in this zone; hourly series are UTC hours shown in it.
+CXM_REPORT_TIME_ZONE = env_str("CXM_REPORT_TIME_ZONE", "UTC")
+try:
+    ZoneInfo(CXM_REPORT_TIME_ZONE)
+except (ValueError, ZoneInfoNotFoundError):
+    raise ImproperlyConfigured(f"CXM_REPORT_TIME_ZONE: unknown time zone {CXM_REPORT_TIME_ZONE!r}") from None
 
 # --- Ingestion limits -------------------------------------------------------------------------
 WEBHOOK_MAX_BYTES = env_int("CXM_WEBHOOK_MAX_BYTES", 1_000_000, minimum=1024)
