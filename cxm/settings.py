@@ -6,6 +6,7 @@ REDIS_URL switch to PostgreSQL and Redis.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -81,6 +82,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "responses.views.insight.can_view_context",
             ],
         },
     },
@@ -154,10 +156,15 @@ CELERY_BEAT_SCHEDULE = {
     "drain-hold-queues": {"task": "responses.drain_hold_queues", "schedule": 30.0},
     "resend-pending-replies": {"task": "responses.resend_pending_replies", "schedule": 15.0},
     "prune-console-events": {"task": "responses.prune_console_events", "schedule": 3600.0},
+    "detect-spikes": {"task": "learning.detect_spikes", "schedule": 300.0},
 }
 # Classification runs on its own queue so slow inference never holds up polling or delivery.
 CXM_LEARNING_QUEUE = env_str("CXM_LEARNING_QUEUE", "learning")
-CELERY_TASK_ROUTES = {"learning.*": {"queue": CXM_LEARNING_QUEUE}}
+CELERY_TASK_ROUTES = {
+    # Spike detection is a few queries: it must not wait behind classification (exact names win).
+    "learning.detect_spikes": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "learning.*": {"queue": CXM_LEARNING_QUEUE},
+}
 
 # --- Learn: models ----------------------------------------------------------------------------
 # The bundled multi-task model (sentiment, emotion, intents' encoder), trained by `train_models`.
@@ -205,6 +212,20 @@ PROVIDER_HTTP_TIMEOUT = float(env_int("CXM_PROVIDER_HTTP_TIMEOUT", 15, minimum=1
 # Outbound fetches to private or loopback addresses are refused unless this is on (tests, demo).
 ALLOW_PRIVATE_URLS = env_bool("CXM_ALLOW_PRIVATE_URLS", DEBUG)
 
+# --- Insight: alert emails -------------------------------------------------------------------
+# Spike alerts are emailed through this SMTP server; without EMAIL_HOST they are written to the
+# process's output instead (the trial). Links in emails and webhooks start with CXM_PUBLIC_URL.
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_BACKEND = ("django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST
+                 else "django.core.mail.backends.console.EmailBackend")
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "cxm@localhost")
+CXM_PUBLIC_URL = env_str("CXM_PUBLIC_URL")
+
 # --- Auth, i18n, static -----------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -218,7 +239,12 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    # Plotly.js for the dashboards, as shipped in the pinned PyPI package `plotly`: served as
+    # static/plotly/plotly.min.js, no CDN and no npm. Located without importing the package.
+    ("plotly", Path(importlib.util.find_spec("plotly").submodule_search_locations[0]) / "package_data"),
+]
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "console:inbox"

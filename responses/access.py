@@ -35,6 +35,18 @@ def team_ids(user: AbstractBaseUser) -> set[int]:
     return set(Team.objects.filter(members=user).values_list("id", flat=True))
 
 
+def connector_ids(user: AbstractBaseUser) -> set[int]:
+    """Connectors whose messages the user may read: every one for an admin; otherwise those of
+    the user's teams (the default team's include those no team owns, as routing does)."""
+    from listening.models import Connector
+    from responses.teams import team_connectors
+
+    if role_of(user) == Role.ADMIN:
+        return set(Connector.objects.values_list("id", flat=True))
+    teams = team_ids(user)
+    return set().union(*team_connectors(teams).values()) if teams else set()
+
+
 def visible_cases(user: AbstractBaseUser) -> QuerySet[Case]:
     return Case.objects.filter(team_id__in=team_ids(user))
 

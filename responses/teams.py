@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import transaction
 
+from listening.models import Connector
 from responses.models import Queue, Team
 
 DEFAULT_QUEUES = (
@@ -47,3 +48,17 @@ def queue_for(team: Team, lane: str, slug: str = "") -> Queue | None:
         if queue.lane == lane:
             return queue
     return queues[0] if queues else None
+
+
+def team_connectors(team_ids=None) -> dict[int, set[int]]:
+    """Team id -> the connectors whose messages are that team's: those it owns and, for the default
+    team, those no team owns (routing sends their conversations there)."""
+    teams = Team.objects.all() if team_ids is None else Team.objects.filter(pk__in=list(team_ids))
+    out: dict[int, set[int]] = {team.pk: set() for team in teams.only("pk")}
+    for team_id, connector_id in Team.connectors.through.objects.filter(team_id__in=list(out)).values_list(
+            "team_id", "connector_id"):
+        out[team_id].add(connector_id)
+    default = Team.objects.filter(slug=settings.CXM_DEFAULT_TEAM, pk__in=list(out)).values_list("pk", flat=True)
+    for team_id in default:
+        out[team_id] |= set(Connector.objects.filter(teams__isnull=True).values_list("pk", flat=True))
+    return out

@@ -4,7 +4,7 @@ is missing. Ids are matched as text so a malformed id is a JSON 404, not the res
 
 from django.urls import path
 
-from responses.views import canned, case, inbox
+from responses.views import alerts, canned, case, inbox, insight
 
 urlpatterns = [
     path("", inbox.inbox, name="inbox"),
@@ -26,4 +26,12 @@ urlpatterns = [
     path("canned/new/", canned.canned_new, name="canned-new"),
     path("canned/<str:canned_id>/", canned.canned_edit, name="canned-edit"),
     path("canned/<str:canned_id>/delete/", canned.canned_delete, name="canned-delete"),
+    path("insight/alerts/", alerts.alert_list, name="alerts"),
+    path("insight/alerts/settings/", alerts.alert_settings, name="alert-settings"),
+    path("insight/alerts/<str:alert_id>/", alerts.alert_detail, name="alert"),
+    path("insight/alerts/<str:alert_id>/acknowledge/", alerts.alert_acknowledge, name="alert-acknowledge"),
+    path("insight/", insight.dashboard, name="insight"),
+    path("insight/panels/<str:name>/", insight.panel, name="insight-panel"),
+    path("insight/messages/", insight.messages, name="insight-messages"),
+    path("insight/snapshot.pdf", insight.snapshot_pdf, name="insight-pdf"),
 ]

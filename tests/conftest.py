@@ -37,3 +37,13 @@ def make_connector(db):
         return connector
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Each test starts with an empty Django cache (the dashboards cache the channels they know)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

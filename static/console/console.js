@@ -89,7 +89,7 @@
   }
 
   // --- Toasts ----------------------------------------------------------------------------------
-  function toast(message, { kind = "info", href = "", linkText = "Open" } = {}) {
+  function toast(message, { kind = "info", href = "", linkText = "Open", ttl = 0 } = {}) {
     const box = $("#toasts");
     if (!box) return;
     const item = el("div", { class: `toast toast-${kind}`, role: kind === "error" ? "alert" : "status" },
@@ -99,7 +99,7 @@
     close.addEventListener("click", () => item.remove());
     item.append(close);
     box.append(item);
-    setTimeout(() => item.remove(), kind === "error" ? 9000 : 6000);
+    setTimeout(() => item.remove(), ttl || (kind === "error" ? 9000 : 6000));
   }
 
   // --- Relative times (every 30 s) -------------------------------------------------------------
@@ -245,6 +245,32 @@
       const by = personName(event.by);
       toast(`Case #${Number(event.case_id)} was assigned to you${by ? ` by ${by}` : ""}`, { href: caseUrl(event.case_id) });
     }
+  });
+
+  // Spike alerts (supervisors, brand managers, admins): a toast linking to the alert, and the
+  // count of open alerts on the "Alerts" link, fetched once per page and bumped live.
+  const alertsLink = $("#alerts-link");
+  const alertsBadge = $("#alerts-badge");
+  function showAlertCount(n) {
+    if (!alertsBadge) return;
+    alertsBadge.textContent = String(n);
+    alertsBadge.hidden = n <= 0;
+  }
+  if (alertsLink && alertsBadge && body.dataset.live) {
+    fetch(`${alertsLink.getAttribute("href")}?status=open`, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then((response) => (response.ok ? response.json() : null))
+      .then((data) => { if (data) showAlertCount(Number(data.open_count) || 0); })
+      .catch(() => { /* the badge stays as it is */ });
+  }
+  live.handlers.push((event) => {
+    if (event.type !== "alert.raised" || !event.alert || typeof event.alert !== "object") return;
+    const alert = event.alert;
+    const template = (alertsLink && alertsLink.dataset.alertUrl) || "/console/insight/alerts/0/";
+    const href = template.replace("/0/", `/${Number(alert.id)}/`);
+    const team = alert.team && alert.team.name ? ` (${String(alert.team.name)})` : "";
+    toast(`${String(alert.kind_label || "Alert")}: ${String(alert.label || "")}${team}. ${String(alert.summary || "")}`,
+      { kind: "alert", href, linkText: "View alert", ttl: 20000 });
+    showAlertCount(Number((alertsBadge && alertsBadge.textContent) || 0) + 1);
   });
 
   // --- Help overlay ----------------------------------------------------------------------------

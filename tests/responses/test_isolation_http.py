@@ -15,8 +15,9 @@ import re
 import pytest
 from django.db.models import Q
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
-from learning.models import Correction
+from learning.models import Alert, AlertSettings, Correction
 from responses.cases import add_note
 from responses.models import AgentProfile, CannedResponse, Case, ConsoleEvent, Note, Reply, Role
 from tests.fakes.http import Reply as FakeReply
@@ -50,6 +51,17 @@ MATRIX: dict[str, dict] = {
     "canned-edit": {"obj": "canned", "methods": ["GET", "POST"], "supervisor": True,
                     "body": {"title": "Edited", "text": "Hello"}},
     "canned-delete": {"obj": "canned", "methods": ["POST"], "supervisor": True, "body": {}},
+    # Alerts: supervisors, brand managers and admins; the settings: admins only ("admin").
+    "alerts": {"obj": None, "methods": ["GET"], "supervisor": True},
+    "alert": {"obj": "alert", "methods": ["GET"], "supervisor": True},
+    "alert-acknowledge": {"obj": "alert", "methods": ["POST"], "supervisor": True, "body": {}},
+    "alert-settings": {"obj": None, "methods": ["GET", "POST"], "admin": True, "body": {"sensitivity": "high"}},
+    # Dashboards: supervisors, brand managers and admins (tests/responses/test_insight_views.py has
+    # the access per role and what an outsider's panels and drill-downs count).
+    "insight": {"obj": None, "methods": ["GET"], "supervisor": True},
+    "insight-panel": {"obj": None, "methods": ["GET"], "supervisor": True, "kwargs": {"name": "sentiment"}},
+    "insight-messages": {"obj": None, "methods": ["GET"], "supervisor": True},
+    "insight-pdf": {"obj": None, "methods": ["POST"], "supervisor": True, "body": {"image": "PNG"}},
 }
 OBJECT_ROUTES = [name for name, row in MATRIX.items() if row["obj"]]
 PLAIN_ROUTES = [name for name, row in MATRIX.items() if not row["obj"]]
@@ -74,7 +86,7 @@ def console_route_names() -> set[str]:
 
 @pytest.fixture
 def world(django_user_model, team_a, team_b, agent_a, supervisor_a, agent_b, connector_a, connector_b,
-          fake_provider):
+          fake_provider, admin_user):
     @fake_provider.route("POST", "/replies")
     def replies(request):
         return FakeReply(200, {"id": "ext-1"})
@@ -85,8 +97,13 @@ def world(django_user_model, team_a, team_b, agent_a, supervisor_a, agent_b, con
     reply_a = Reply.objects.create(case=case_a, author=agent_a, text="failed reply", idempotency_key="failed-a",
                                    status=Reply.Status.FAILED, last_error="provider said no")
     canned_a = CannedResponse.objects.create(team=team_a, title="Team A canned", text=SECRET)
+    now = timezone.now()
+    alert_a = Alert.objects.create(team=team_a, kind="volume", dimension="connector", key=str(connector_a.pk),
+                                   label=SECRET, window_start=now, window_end=now, observed=40, expected=10, score=9.5,
+                                   message_ids=[case_a.last_message_id])
     return {"case": case_a, "case_b": case_b, "reply": reply_a, "canned": canned_a, "supervisor_b": supervisor_b,
-            "agent_a": agent_a, "supervisor_a": supervisor_a, "agent_b": agent_b}
+            "agent_a": agent_a, "supervisor_a": supervisor_a, "agent_b": agent_b, "alert": alert_a,
+            "admin": admin_user}
 
 
 def url_for(name: str, world: dict) -> str:
@@ -98,6 +115,9 @@ def url_for(name: str, world: dict) -> str:
         kwargs = {"reply_id": world["reply"].pk}
     elif obj == "canned":
         kwargs = {"canned_id": world["canned"].pk}
+    elif obj == "alert":
+        kwargs = {"alert_id": world["alert"].pk}
+    kwargs.update(MATRIX[name].get("kwargs", {}))
     return reverse(f"console:{name}", kwargs=kwargs)
 
 
@@ -110,7 +130,20 @@ def body_for(name: str, world: dict) -> dict:
 def call(client, method: str, url: str, data: dict | None = None):
     if method == "GET":
         return client.get(url, HTTP_ACCEPT=JSON)
+    if data and data.get("image") == "PNG":  # the PDF snapshot takes a PNG file, not JSON
+        return client.post(url, data={"image": _png_file()}, HTTP_ACCEPT=JSON)
     return client.post(url, data=json.dumps(data or {}), content_type=JSON, HTTP_ACCEPT=JSON)
+
+
+def _png_file():
+    from io import BytesIO
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from PIL import Image
+
+    buffer = BytesIO()
+    Image.new("RGB", (64, 48), "white").save(buffer, "PNG")
+    return SimpleUploadedFile("dashboards.png", buffer.getvalue(), content_type="image/png")
 
 
 def snapshot() -> dict:
@@ -122,6 +155,8 @@ def snapshot() -> dict:
                                                              "queue_id", "awaiting_assignment")),
         "canned": list(CannedResponse.objects.order_by("id").values_list("id", "title", "text", "team_id")),
         "events": ConsoleEvent.objects.count(),
+        "alerts": list(Alert.objects.order_by("id").values_list("id", "status", "acknowledged_by_id")),
+        "alert_settings": list(AlertSettings.objects.values_list("sensitivity", "min_messages", "webhook_url")),
     }
 
 
@@ -170,7 +205,8 @@ def test_supervising_outsider_gets_404_too(client, world, name):
 @pytest.mark.parametrize("name", list(MATRIX))
 def test_owner_team_gets_2xx_or_3xx(client, world, name, django_capture_on_commit_callbacks):
     row = MATRIX[name]
-    client.force_login(world["supervisor_a"] if row.get("supervisor") else world["agent_a"])
+    owner = "admin" if row.get("admin") else "supervisor_a" if row.get("supervisor") else "agent_a"
+    client.force_login(world[owner])
     url = url_for(name, world)
     for method in row["methods"]:
         with django_capture_on_commit_callbacks(execute=True):

@@ -46,7 +46,15 @@ def check_console(connector_a, agent_a, agent_b):
     assert not ConsoleEvent.objects.filter(user=agent_b).exists()  # a mention of an outsider is not delivered
 
 
-MATRIX = {"ws-console": check_console}
+def check_insight(connector_a, agent_a, agent_b):
+    """Team A's classified messages ring team A's dashboards, never team B's (the scenario lives
+    with the other dashboard socket tests in test_insight_live.py)."""
+    from tests.responses.test_insight_live import check_insight_isolation
+
+    check_insight_isolation(connector_a, agent_a, agent_b)
+
+
+MATRIX = {"ws-console": check_console, "ws-insight": check_insight}
 
 
 def test_every_websocket_route_is_in_the_isolation_matrix():
