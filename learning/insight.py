@@ -414,7 +414,13 @@ def topics(f: Filters) -> dict:
 def _cases(f: Filters):
     from responses.models import Case
 
-    cases = Case.objects.filter(team_id__in=f.team_ids, opened_at__gte=f.start_at, opened_at__lt=f.end_at)
+    return _narrowed(Case.objects.filter(team_id__in=f.team_ids, opened_at__gte=f.start_at, opened_at__lt=f.end_at),
+                     f)
+
+
+def _narrowed(cases, f: Filters):
+    """Cases narrowed by the filters that apply to them (connector only when the user named one:
+    a team's cases may come from connectors it does not own)."""
     if f.connectors_chosen:
         cases = cases.filter(connector_id__in=f.connector_ids)
     if f.channels:
@@ -492,13 +498,7 @@ def _care_times(f: Filters) -> dict:
 def _backlog(f: Filters) -> list[dict]:
     from responses.models import ACTIVE_STATUSES, Case
 
-    cases = Case.objects.filter(team_id__in=f.team_ids, status__in=ACTIVE_STATUSES)
-    if f.connectors_chosen:
-        cases = cases.filter(connector_id__in=f.connector_ids)
-    if f.channels:
-        cases = cases.filter(channel__in=f.channels)
-    if f.lanes:
-        cases = cases.filter(lane__in=f.lanes)
+    cases = _narrowed(Case.objects.filter(team_id__in=f.team_ids, status__in=ACTIVE_STATUSES), f)
     queues: dict = {}
     for row in cases.values("queue_id", "queue__name", "team__name", "status").annotate(n=Count("id")).order_by():
         entry = queues.setdefault(row["queue_id"], {

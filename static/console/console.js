@@ -43,6 +43,7 @@
     return meta ? meta.getAttribute("content") : "";
   }
 
+
   function uuid() {
     if (window.crypto && typeof crypto.randomUUID === "function") return crypto.randomUUID();
     // crypto.randomUUID needs a secure context; plain-http deployments fall back to this.
@@ -101,6 +102,9 @@
     box.append(item);
     setTimeout(() => item.remove(), ttl || (kind === "error" ? 9000 : 6000));
   }
+
+  // Shared with the other pages' scripts (insight.js), which load after this one.
+  window.CXM = Object.freeze({ $, $$, el, csrfToken, toast });
 
   // --- Relative times (every 30 s) -------------------------------------------------------------
   function relative(seconds) {

@@ -53,42 +53,7 @@
   };
 
   // --- Small helpers -----------------------------------------------------------------------------
-  const $ = (selector, root = document) => root.querySelector(selector);
-  const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selector));
-
-  function el(tag, attrs = {}, ...children) {
-    const node = document.createElement(tag);
-    for (const [name, value] of Object.entries(attrs)) {
-      if (value === null || value === undefined || value === false) continue;
-      if (name === "class") node.className = value;
-      else if (name === "text") node.textContent = value;
-      else node.setAttribute(name, String(value));
-    }
-    for (const child of children) {
-      if (child === null || child === undefined) continue;
-      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-    }
-    return node;
-  }
-
-  function csrfToken() {
-    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-    if (match) return decodeURIComponent(match[1]);
-    const meta = $('meta[name="csrf-token"]');
-    return meta ? meta.getAttribute("content") : "";
-  }
-
-  function toast(message, kind = "info") {
-    const box = $("#toasts");
-    if (!box) return;
-    const item = el("div", { class: `toast toast-${kind}`, role: kind === "error" ? "alert" : "status" },
-      el("span", { text: message }));
-    const close = el("button", { type: "button", class: "toast-close", "aria-label": "Dismiss", text: "×" });
-    close.addEventListener("click", () => item.remove());
-    item.append(close);
-    box.append(item);
-    setTimeout(() => item.remove(), kind === "error" ? 9000 : 5000);
-  }
+  const { $, $$, el, csrfToken, toast } = window.CXM;  // from console.js, loaded first on every page
 
   const number = new Intl.NumberFormat();
   const fmt = (n) => (n === null || n === undefined ? "–" : number.format(n));
@@ -759,7 +724,7 @@
       }
       download(await response.blob(), `cxm-dashboards-${stampForFile()}.pdf`);
     } catch (error) {
-      toast(`Snapshot failed: ${error.message}`, "error");
+      toast(`Snapshot failed: ${error.message}`, { kind: "error" });
     } finally {
       button.disabled = false;
       button.textContent = label;
