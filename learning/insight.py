@@ -11,6 +11,7 @@ and teams the user may see (responses.access).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from urllib.parse import urlencode
@@ -205,15 +206,6 @@ def _term(raw) -> int | None:
     return term
 
 
-def _channel_of(kind: str) -> str:
-    from listening.connectors import UnknownConnectorKind, get_connector_class
-
-    try:
-        return get_connector_class(kind).channel
-    except UnknownConnectorKind:
-        return ""
-
-
 def options(user) -> dict:
     """What the filter bar offers this user."""
     from responses.models import Team
@@ -224,7 +216,7 @@ def options(user) -> dict:
              .values_list("language", flat=True).distinct())
     return {
         "channels": sorted(known_channels()),
-        "connectors": [{"id": c.pk, "name": c.name, "channel": _channel_of(c.kind)}
+        "connectors": [{"id": c.pk, "name": c.name, "kind": c.kind}
                        for c in Connector.objects.filter(pk__in=connectors).order_by("name")],
         "teams": [{"id": t.pk, "name": t.name} for t in Team.objects.filter(pk__in=teams).order_by("name")],
         "lanes": list(Lane.values),
@@ -241,11 +233,13 @@ def _buckets(f: Filters) -> tuple[list[datetime], list[str]]:
     """Start instants and labels of the series' buckets, oldest first."""
     tz = rollups.reporting_tz()
     if f.granularity == "hour":
-        starts, at = [], f.start_at
+        # Whole UTC hours (the hourly rollups' buckets) overlapping the range: in a zone with a
+        # half-hour offset the first and last hours reach 30 minutes past the range's edges.
+        starts, at = [], rollups.hour_bucket(f.start_at)
         while at < f.end_at:
             starts.append(at)
             at += timedelta(hours=1)
-        return starts, [s.astimezone(tz).strftime("%Y-%m-%d %H:00 %Z") for s in starts]  # %Z: DST repeats an hour
+        return starts, [s.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") for s in starts]  # %Z: DST repeats an hour
     days = [f.start + timedelta(days=i) for i in range(f.days)]
     if f.granularity == "week":
         days = sorted({d - timedelta(days=d.weekday()) for d in days})
@@ -272,7 +266,8 @@ def _bucket_index(f: Filters, starts: list[datetime]):
 def _rows(f: Filters, dim: str, *group: str, grain: str = rollups.DAY, terms: str = "one"):
     """Summed rollup counts for the filters, grouped by `group`. `terms`: "one" counts every
     message (or those of the chosen term), "each" the rows of every term."""
-    rows = Rollup.objects.filter(grain=grain, dim=dim, bucket__gte=f.start_at, bucket__lt=f.end_at,
+    start_at = rollups.hour_bucket(f.start_at) if grain == rollups.HOUR else f.start_at
+    rows = Rollup.objects.filter(grain=grain, dim=dim, bucket__gte=start_at, bucket__lt=f.end_at,
                                  connector_id__in=f.connector_ids)
     if terms == "each":
         # A list, not "term_id <> 0": PostgreSQL then probes the index once per term, each a range
@@ -284,7 +279,8 @@ def _rows(f: Filters, dim: str, *group: str, grain: str = rollups.DAY, terms: st
     for name, values in (("channel", f.channels), ("lane", f.lanes), ("language", f.languages)):
         if values:
             rows = rows.filter(**{f"{name}__in": values})
-    return rows.values(*group).annotate(n=Sum("count")).order_by()
+    # Re-classification can leave rows at 0: a group summing to 0 is no group at all.
+    return rows.values(*group).annotate(n=Sum("count")).filter(n__gt=0).order_by()
 
 
 def _grain(f: Filters) -> str:
@@ -403,7 +399,7 @@ def topics(f: Filters) -> dict:
     return {
         "terms": terms[:TOP_TERMS],
         "share_of_voice": [{"term_id": t["term_id"], "name": t["name"], "kind": t["kind"], "mentions": t["mentions"],
-                            "share": round(t["mentions"] / voice_total, 4)} for t in voices],
+                            "share": round(t["mentions"] / voice_total, 4)} for t in voices if voice_total],
         "rising": rising[:10], "ignored": [],
     }
 
@@ -418,16 +414,16 @@ def _cases(f: Filters):
                      f)
 
 
-def _narrowed(cases, f: Filters):
-    """Cases narrowed by the filters that apply to them (connector only when the user named one:
-    a team's cases may come from connectors it does not own)."""
+def _narrowed(rows, f: Filters, prefix: str = ""):
+    """Cases (or rows of cases, through `prefix`) narrowed by the filters that apply to them:
+    connector only when the user named one (a team's cases may come from connectors it does not own)."""
     if f.connectors_chosen:
-        cases = cases.filter(connector_id__in=f.connector_ids)
+        rows = rows.filter(**{f"{prefix}connector_id__in": f.connector_ids})
     if f.channels:
-        cases = cases.filter(channel__in=f.channels)
+        rows = rows.filter(**{f"{prefix}channel__in": f.channels})
     if f.lanes:
-        cases = cases.filter(lane__in=f.lanes)
-    return cases
+        rows = rows.filter(**{f"{prefix}lane__in": f.lanes})
+    return rows
 
 
 def _percentile(values: list[float], fraction: float) -> float | None:
@@ -443,15 +439,14 @@ def _percentile(values: list[float], fraction: float) -> float | None:
 
 _CARE_SQL = """
 SELECT
-  count(*) FILTER (WHERE frs IS NOT NULL),
-  percentile_cont(0.5) WITHIN GROUP (ORDER BY frs), percentile_cont(0.9) WITHIN GROUP (ORDER BY frs),
-  count(*) FILTER (WHERE rs IS NOT NULL),
-  percentile_cont(0.5) WITHIN GROUP (ORDER BY rs), percentile_cont(0.9) WITHIN GROUP (ORDER BY rs),
+  count(frs), percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY frs),
+  count(rs), percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY rs),
   count(*) FILTER (WHERE sla_minutes IS NOT NULL AND frs <= sla_minutes * 60),
   count(*) FILTER (WHERE sla_minutes IS NOT NULL AND (frs > sla_minutes * 60 OR (frs IS NULL AND late)))
 FROM (
-  SELECT EXTRACT(EPOCH FROM first_response_at - opened_at) AS frs,
-         EXTRACT(EPOCH FROM resolved_at - opened_at) AS rs, sla_minutes, late
+  -- date_part gives float8 (EXTRACT gives numeric, slower to sort); one sort per column for both percentiles
+  SELECT date_part('epoch', first_response_at - opened_at) AS frs,
+         date_part('epoch', resolved_at - opened_at) AS rs, sla_minutes, late
   FROM ({cases}) AS c
 ) AS t
 """
@@ -470,7 +465,8 @@ def _care_times(f: Filters) -> dict:
         sql, params = cases.query.sql_with_params()
         with connection.cursor() as cursor:
             cursor.execute(_CARE_SQL.format(cases=sql), params)
-            frn, frm, frp, rn, rm, rp, met, breached = cursor.fetchone()
+            frn, frt, rn, res, met, breached = cursor.fetchone()
+            (frm, frp), (rm, rp) = frt or (None, None), res or (None, None)  # NULL when no case counts
     else:
         rows = list(cases)
         frs = [(r["first_response_at"] - r["opened_at"]).total_seconds() for r in rows if r["first_response_at"]]
@@ -510,23 +506,27 @@ def _backlog(f: Filters) -> list[dict]:
 
 
 def _volumes(f: Filters) -> tuple[list[dict], list[dict]]:
+    """Cases opened in the range and the agents' replies on them, per agent and per team."""
     from responses.models import Reply, Team
 
-    cases = _cases(f)
-    replies = Reply.objects.filter(case__in=cases, automatic=False)
-    by_agent = {r["assignee_id"]: r["n"] for r in cases.exclude(assignee=None).values("assignee_id")
-                .annotate(n=Count("id")).order_by()}
-    replied = {r["author_id"]: r["n"] for r in replies.exclude(author=None).values("author_id")
-               .annotate(n=Count("id")).order_by()}
+    by_agent, by_team, replied, team_replies = Counter(), Counter(), Counter(), Counter()
+    for assignee_id, team_id, n in _cases(f).values_list("assignee_id", "team_id").annotate(n=Count("id")).order_by():
+        by_team[team_id] += n
+        if assignee_id:
+            by_agent[assignee_id] += n
+    replies = _narrowed(Reply.objects.filter(
+        automatic=False, case__team_id__in=f.team_ids, case__opened_at__gte=f.start_at, case__opened_at__lt=f.end_at,
+    ), f, prefix="case__")
+    for author_id, team_id, n in replies.values_list("author_id", "case__team_id").annotate(n=Count("id")).order_by():
+        team_replies[team_id] += n
+        if author_id:
+            replied[author_id] += n
     users = get_user_model().objects.in_bulk(set(by_agent) | set(replied))
-    agents = [{"user_id": uid, "name": _name(users.get(uid)), "cases": by_agent.get(uid, 0),
-               "replies": replied.get(uid, 0)} for uid in set(by_agent) | set(replied)]
-    by_team = {r["team_id"]: r["n"] for r in cases.values("team_id").annotate(n=Count("id")).order_by()}
-    team_replies = {r["case__team_id"]: r["n"] for r in replies.values("case__team_id").annotate(n=Count("id"))
-                    .order_by()}
+    agents = [{"user_id": uid, "name": _name(users.get(uid)), "cases": by_agent[uid], "replies": replied[uid]}
+              for uid in set(by_agent) | set(replied)]
     names = dict(Team.objects.filter(pk__in=f.team_ids).values_list("id", "name"))
-    teams = [{"team_id": tid, "name": names.get(tid, ""), "cases": by_team.get(tid, 0),
-              "replies": team_replies.get(tid, 0)} for tid in set(by_team) | set(team_replies)]
+    teams = [{"team_id": tid, "name": names.get(tid, ""), "cases": by_team[tid], "replies": team_replies[tid]}
+             for tid in set(by_team) | set(team_replies)]
     return (sorted(agents, key=lambda a: (-a["cases"], -a["replies"], a["name"])),
             sorted(teams, key=lambda t: (-t["cases"], t["name"])))
 

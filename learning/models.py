@@ -263,6 +263,8 @@ class Rollup(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["grain", "dim", "term_id", "bucket", "connector_id", "channel", "lane", "language", "value"],
+                # On PostgreSQL the index also holds the count (migration 0004), so the panels are
+                # answered from the index alone. SQLite has no INCLUDE.
                 name="rollup_key",
             )
         ]

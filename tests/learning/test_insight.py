@@ -130,7 +130,7 @@ def _current(f: insight.Filters):
 def _bucket(f, sent_at: datetime) -> str:
     local = sent_at.astimezone(rollups.reporting_tz())
     if f.granularity == "hour":
-        return local.strftime("%Y-%m-%d %H:00 %Z")
+        return rollups.hour_bucket(sent_at).astimezone(rollups.reporting_tz()).strftime("%Y-%m-%d %H:%M %Z")
     day = local.date()
     return (day - timedelta(days=day.weekday()) if f.granularity == "week" else day).isoformat()
 
@@ -358,3 +358,17 @@ def test_rebuild_command_repairs_rollups_that_drifted(world):
     call_command("rebuild_rollups")
     call_command("rebuild_rollups", verify=3)
     assert not Rollup.objects.filter(count=5, bucket=rollups.day_start(today - timedelta(days=1))).exists()
+
+
+def test_hourly_series_in_a_half_hour_zone_cover_whole_utc_hours(world, settings):
+    settings.CXM_REPORT_TIME_ZONE = "Asia/Kolkata"  # UTC+5:30: local midnight is not an hourly bucket
+    f = _filters(world["admin"], granularity="hour", **{"from": "2026-11-01", "to": "2026-11-05"})
+    sentiment = insight.sentiment(f)
+    assert sentiment["buckets"][0].endswith(":00 IST") is False and sentiment["buckets"][0].endswith(":30 IST")
+    rows = Classification.objects.filter(
+        is_current=True, status="ok", message__sent_at__gte=rollups.hour_bucket(f.start_at),
+        message__sent_at__lt=f.end_at).values_list("message__sent_at", "sentiment")
+    expected = Counter(_bucket(f, sent_at) for sent_at, sentiment in rows if sentiment == "negative")
+    assert dict(zip(sentiment["buckets"], sentiment["series"]["negative"])) == \
+        {b: expected.get(b, 0) for b in sentiment["buckets"]}
+    assert sum(expected.values()) > 0
