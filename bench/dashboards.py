@@ -1069,29 +1069,6 @@ def resolve(draw: Draw):
 
 
 # --- Timing -------------------------------------------------------------------------------------
-def same(a, b, path: str = "") -> str:
-    """Where two panel answers differ ("" if nowhere); floats to 1e-9, dicts whatever their order."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b), key=str):
-            if key not in a or key not in b:
-                return f"{path}.{key}: only in {'rollup' if key in a else 'raw'}"
-            found = same(a[key], b[key], f"{path}.{key}")
-            if found:
-                return found
-        return ""
-    if isinstance(a, list) and isinstance(b, list):
-        if len(a) != len(b):
-            return f"{path}: {len(a)} items against {len(b)}"
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            found = same(x, y, f"{path}[{i}]")
-            if found:
-                return found
-        return ""
-    if isinstance(a, float) and isinstance(b, float | int) and not isinstance(b, bool):
-        return "" if math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9) else f"{path}: {a!r} against {b!r}"
-    return "" if a == b else f"{path}: {a!r} against {b!r}"
-
-
 def timed(function, f) -> tuple[float, Any]:
     started = time.perf_counter()
     result = function(f)
@@ -1121,7 +1098,7 @@ def run_timings(args: argparse.Namespace, marker: dict) -> dict:
             if i < args.naive_runs:
                 naive_ms, expected = timed(insight_raw.PANELS[name], f)
                 naive[name].append(naive_ms)
-                difference = same(answer, expected)
+                difference = insight_raw.first_difference(answer, expected)
                 if difference:
                     mismatches[name].append(f"{draw.label}: {difference}")
         done = ", ".join(f"{n} {times[n][-1]:.0f}" for n in PANEL_NAMES)

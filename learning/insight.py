@@ -59,6 +59,9 @@ class Filters:
     connectors_chosen: bool = False  # the user named connectors (care then narrows cases to them)
     compare: bool = True
     given: tuple = field(default=(), compare=False)
+    # One "now" per request: whether an unanswered case's SLA has run out must not depend on
+    # which query asked first.
+    now: datetime = field(default_factory=timezone.now, compare=False)
 
     @property
     def start_at(self) -> datetime:
@@ -458,8 +461,7 @@ def _care_times(f: Filters) -> dict:
     SLA minutes, breached when it came later or has not come and the SLA has run out."""
     from responses.models import SlaState
 
-    now = timezone.now()
-    cases = _cases(f).annotate(late=Q(sla_state=SlaState.BREACHED) | Q(sla_due_at__lt=now)).values(
+    cases = _cases(f).annotate(late=Q(sla_state=SlaState.BREACHED) | Q(sla_due_at__lt=f.now)).values(
         "opened_at", "first_response_at", "resolved_at", "sla_minutes", "late")
     if connection.vendor == "postgresql":
         sql, params = cases.query.sql_with_params()

@@ -15,6 +15,7 @@ date), recovered the conversations whose first classified inbound message is in 
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from datetime import timedelta
 from zoneinfo import ZoneInfo
@@ -23,7 +24,6 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Func, IntegerField, Q, Value
 from django.db.models.functions import TruncDay, TruncWeek
-from django.utils import timezone
 
 from learning.models import Classification, Intent, Term
 from learning.rollups import day_start, reporting_tz
@@ -253,12 +253,12 @@ def _duration(cases, field: str) -> dict:
     return {"count": count, "median_seconds": rounded(median), "p90_seconds": rounded(p90)}
 
 
-def _sla(cases) -> dict:
+def _sla(cases, now) -> dict:
     """Met: first response within the SLA. Breached: later, or none yet and the SLA ran out."""
     due = F("opened_at") + F("sla_minutes") * timedelta(minutes=1)
     timed = cases.filter(sla_minutes__isnull=False)
     met = timed.filter(first_response_at__lte=due).count()
-    ran_out = Q(sla_state=SlaState.BREACHED) | Q(sla_due_at__lt=timezone.now())
+    ran_out = Q(sla_state=SlaState.BREACHED) | Q(sla_due_at__lt=now)
     breached = timed.filter(Q(first_response_at__gt=due) | (Q(first_response_at__isnull=True) & ran_out)).count()
     return {"met": met, "breached": breached, "compliance": _share(met, met + breached)}
 
@@ -266,7 +266,7 @@ def _sla(cases) -> dict:
 def _care_times(f) -> dict:
     cases = _cases(f)
     return {"first_response": _duration(cases, "first_response_at"), "resolution": _duration(cases, "resolved_at"),
-            "sla": _sla(cases)}
+            "sla": _sla(cases, f.now)}
 
 
 def _backlog(f) -> list[dict]:
@@ -349,3 +349,26 @@ def recovered(f) -> dict:
 
 PANELS = {"sentiment": sentiment, "volume": volume, "intents": intents, "emotions": emotions, "topics": topics,
           "care": care, "recovered": recovered}
+
+
+def first_difference(a, b, path: str = "") -> str:
+    """Where two panel answers differ ("" if nowhere); floats to 1e-9, dicts whatever their order."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            if key not in a or key not in b:
+                return f"{path}.{key}: only in {'rollup' if key in a else 'raw'}"
+            found = first_difference(a[key], b[key], f"{path}.{key}")
+            if found:
+                return found
+        return ""
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{path}: {len(a)} items against {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            found = first_difference(x, y, f"{path}[{i}]")
+            if found:
+                return found
+        return ""
+    if isinstance(a, float) and isinstance(b, float | int) and not isinstance(b, bool):
+        return "" if math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9) else f"{path}: {a!r} against {b!r}"
+    return "" if a == b else f"{path}: {a!r} against {b!r}"

@@ -372,3 +372,16 @@ def test_hourly_series_in_a_half_hour_zone_cover_whole_utc_hours(world, settings
     assert dict(zip(sentiment["buckets"], sentiment["series"]["negative"])) == \
         {b: expected.get(b, 0) for b in sentiment["buckets"]}
     assert sum(expected.values()) > 0
+
+
+@pytest.mark.parametrize("params", [{}, {"granularity": "week", "channel": "web"}, {"lane": "issue", "language": "en"},
+                                    {"granularity": "hour", "from": "2026-11-01", "to": "2026-11-03"}])
+@pytest.mark.parametrize("who", ["admin", "manager"])
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="insight_raw is PostgreSQL SQL")
+def test_every_panel_equals_the_raw_table_computation(world, params, who):
+    """learning.insight_raw computes each panel straight from the raw tables (the bench's baseline)."""
+    from learning import insight_raw
+
+    f = _filters(world[who], **params)
+    for name, panel in insight.PANELS.items():
+        assert insight_raw.first_difference(panel(f), insight_raw.PANELS[name](f)) == "", name
