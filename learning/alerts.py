@@ -4,10 +4,11 @@ Method (`detect_spikes`, run every 5 minutes by beat's `learning.detect_spikes`,
 in the zero-setup trial):
 
 * **Series.** Per team, over the connectors it owns (the default team also watches connectors that
-  no team owns, as routing does): each channel, each connector and each term (brand, product,
-  competitor, topic) with messages in the window. A channel series holding exactly the messages of
-  one connector series (one connector on that channel) is the same spike: only the connector's is
-  reported.
+  no team owns, as routing does): all of the team's messages, each channel, each connector and
+  each term (brand, product, competitor, topic) with messages in the window. A channel series
+  holding exactly the messages of one connector series (one connector on that channel) is the same
+  spike: only the connector's is reported; the team's whole series is dropped when one channel or
+  connector is all of it.
 * **Window.** Inbound messages sent in the last 60 minutes with a current, successful
   classification, counted exactly from the raw tables; their ids (at most 500) stay on the alert.
 * **Baseline.** The series' hourly counts over the 168 whole hours (7 days) before the hour the
@@ -23,6 +24,12 @@ in the zero-setup trial):
   risen by at least 10 points over p0: on a busy series a trivial change is "significant".
 * **Alert** when z >= the sensitivity's threshold (low 5, medium 4, high 3) and the window holds
   at least `AlertSettings.min_messages` messages. `AlertSettings.enabled` off: no detection.
+* **One surge, one alert.** While the team's whole series spikes, a channel, connector or term
+  spike is left out when the rest of the team's messages rose nearly as much (its rise, observed
+  over the baseline median, is under 1.5 times the rest's) or are nearly as negative (under 10
+  points more): the team's alert says it once, and the parts that rose far more (a topic that
+  drives the surge) are still reported. A surge one channel or connector drives is reported as
+  that part and not also as the team's.
 * **One alert per spike.** While an alert of the same (team, kind, dimension, key) has a window
   that ended within the last 2 hours, a new crossing updates it (latest window end, the peak's
   score and numbers, the newest messages) instead of raising another. An acknowledged alert is
@@ -74,6 +81,9 @@ THRESHOLDS = {AlertSettings.Sensitivity.LOW: 5.0, AlertSettings.Sensitivity.MEDI
 MAD_TO_SD = 1.4826
 PRIOR_NEGATIVE, PRIOR_TOTAL = 1, 3
 MIN_SHARE_RISE = 0.10
+# While the team's whole volume spikes, a part of it is news only if it rose this much more.
+EXPLAINED_FACTOR = 1.5
+TEAM_KEY = "all"
 MAX_MESSAGE_IDS = 500
 WEBHOOK_TIMEOUT = 5.0
 EVENT_TYPE = "alert.raised"
@@ -170,7 +180,7 @@ def gather(connector_ids: set[int], now: datetime) -> list[Series]:
         .values_list("message_id", "message__channel", "message__connector_id", "sentiment", "topics"))
     for message_id, channel, connector_id, sentiment, topics in window.iterator(chunk_size=2000):
         negative = sentiment == Sentiment.NEGATIVE
-        for s in (series("channel", channel), series("connector", connector_id),
+        for s in (series("team", TEAM_KEY), series("channel", channel), series("connector", connector_id),
                   *(series("term", t) for t in rollups.term_ids(topics))):
             s.total += 1
             s.negatives += negative
@@ -180,7 +190,7 @@ def gather(connector_ids: set[int], now: datetime) -> list[Series]:
                 s.negative_ids.append(message_id)
     if found:
         _add_baselines(found, connector_ids, rollups.hour_bucket(start))
-    return _without_duplicates(list(found.values()))
+    return list(found.values())
 
 
 def _add_baselines(found: dict[tuple[str, str], Series], connector_ids: set[int], end_hour: datetime) -> None:
@@ -189,7 +199,8 @@ def _add_baselines(found: dict[tuple[str, str], Series], connector_ids: set[int]
                                   bucket__gte=first_hour, bucket__lt=end_hour)
             .values_list("term_id", "channel", "connector_id", "bucket", "value").annotate(n=Sum("count")))
     for term_id, channel, connector_id, bucket, value, n in rows:
-        keys = [("term", str(term_id))] if term_id else [("channel", channel), ("connector", str(connector_id))]
+        keys = ([("term", str(term_id))] if term_id
+                else [("team", TEAM_KEY), ("channel", channel), ("connector", str(connector_id))])
         hour = int((bucket - first_hour) / timedelta(hours=1))
         for key in keys:
             s = found.get(key)
@@ -201,8 +212,30 @@ def _add_baselines(found: dict[tuple[str, str], Series], connector_ids: set[int]
 
 
 def _without_duplicates(found: list[Series]) -> list[Series]:
+    """One series per spike: a channel holding exactly one connector's messages is that connector,
+    and the team's whole series is dropped when one channel or connector is all of it."""
     connectors = {s.signature() for s in found if s.dimension == "connector"}
-    return [s for s in found if not (s.dimension == "channel" and s.signature() in connectors)]
+    channels = {s.signature() for s in found if s.dimension == "channel"}
+    return [s for s in found
+            if not (s.dimension == "channel" and s.signature() in connectors)
+            and not (s.dimension == "team" and s.signature() in connectors | channels)]
+
+
+def _rise(hourly: list[int], total: int) -> float:
+    return total / max(float(median(hourly)), 1.0)
+
+
+def _explained(kind: str, s: Series, team: Series) -> bool:
+    """Whether a part's spike is the team's broad surge seen through it: the rest of the team's
+    messages rose nearly as much (within EXPLAINED_FACTOR), or are nearly as negative (within
+    MIN_SHARE_RISE). Then the team's own alert says it once."""
+    rest_hourly = [t - p for t, p in zip(team.hourly, s.hourly, strict=True)]
+    rest_total, rest_negatives = team.total - s.total, team.negatives - s.negatives
+    if rest_total <= 0:
+        return False
+    if kind == Alert.Kind.VOLUME:
+        return _rise(rest_hourly, rest_total) * EXPLAINED_FACTOR >= _rise(s.hourly, s.total)
+    return s.negatives / max(s.total, 1) - rest_negatives / rest_total < MIN_SHARE_RISE
 
 
 # --- Testing the series ------------------------------------------------------------------------
@@ -229,6 +262,7 @@ def evaluate(s: Series, threshold: float, min_messages: int) -> list[tuple[str, 
 
 def _labels(found: list[Series]) -> dict[tuple[str, str], str]:
     labels = {(s.dimension, s.key): f"Channel {s.key}" for s in found if s.dimension == "channel"}
+    labels[("team", TEAM_KEY)] = "All messages"
     connector_ids = [int(s.key) for s in found if s.dimension == "connector"]
     for pk, name in Connector.objects.filter(pk__in=connector_ids).values_list("pk", "name"):
         labels[("connector", str(pk))] = f"Connector {name}"
@@ -241,16 +275,29 @@ def _labels(found: list[Series]) -> dict[tuple[str, str], str]:
 def findings(connector_ids: set[int], now: datetime, threshold: float, min_messages: int) -> list[Finding]:
     """Every spike in these connectors' series, for the window ending `now`."""
     found = gather(connector_ids, now)
+    reported = _without_duplicates(found)
+    # The team's whole series, when it is reported itself (not the same as one of its parts).
+    team = next((s for s in reported if s.dimension == "team"), None)
+    team_kinds = {kind for kind, *_ in evaluate(team, threshold, min_messages)} if team else set()
     labels = _labels(found)
-    out = []
-    for s in found:
-        label = labels.get((s.dimension, s.key))
-        if label is None:  # a deleted connector or term
+    kept: list[tuple[Series, tuple]] = []
+    for s in reported:
+        if labels.get((s.dimension, s.key)) is None:  # a deleted connector or term
             continue
-        for kind, observed, expected, z, detail, ids in evaluate(s, threshold, min_messages):
-            detail = {**detail, "threshold": threshold, "window_start": (now - WINDOW).isoformat(),
-                      "window_end": now.isoformat()}
-            out.append(Finding(kind, s.dimension, s.key, label, observed, expected, z, detail, list(ids)))
+        for result in evaluate(s, threshold, min_messages):
+            if s is not team and result[0] in team_kinds and _explained(result[0], s, team):
+                continue
+            kept.append((s, result))
+    # A surge one channel or connector drives is reported as that part, not also as the team's.
+    driven = {result[0] for s, result in kept if s.dimension in ("channel", "connector")}
+    out = []
+    for s, (kind, observed, expected, z, detail, ids) in kept:
+        if s is team and kind in driven:
+            continue
+        detail = {**detail, "threshold": threshold, "window_start": (now - WINDOW).isoformat(),
+                  "window_end": now.isoformat()}
+        out.append(Finding(kind, s.dimension, s.key, labels[(s.dimension, s.key)], observed, expected, z, detail,
+                           list(ids)))
     return out
 
 

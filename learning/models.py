@@ -338,6 +338,7 @@ class Alert(models.Model):
         NEGATIVE = "negative", "Negative share spike"
 
     class Dimension(models.TextChoices):
+        TEAM = "team", "All of the team's messages"
         CHANNEL = "channel", "Channel"
         CONNECTOR = "connector", "Connector"
         TERM = "term", "Term"

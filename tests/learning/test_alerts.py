@@ -177,7 +177,8 @@ def test_a_noisy_but_normal_hour_raises_nothing(connector, alert_settings, now):
 
 def test_the_same_hour_alarms_on_a_flat_baseline_not_on_a_noisy_one(make_connector, team, alert_settings, now):
     steady, jumpy = make_connector("webhook", name="steady"), make_connector("webhook", name="jumpy")
-    team.connectors.add(steady, jumpy)
+    team.connectors.add(steady)  # separate teams: neither is part of the other's surge
+    Team.objects.create(name="Team J", slug="team-j").connectors.add(jumpy)
     pattern = [4, 16, 7, 13, 10, 12, 8]  # median 10 too, but a robust SD of 4.4
     baseline(steady, now, flat(10), channel="steady")
     baseline(jumpy, now, lambda hour: pattern[hour % 7], channel="jumpy")
@@ -186,6 +187,36 @@ def test_the_same_hour_alarms_on_a_flat_baseline_not_on_a_noisy_one(make_connect
     alerts.detect_spikes(now)
     # z = 14 / 3.16 = 4.4 against the flat baseline; 14 / 4.45 = 3.1 against the noisy one.
     assert list(Alert.objects.values_list("label", flat=True)) == ["Connector steady"]
+
+
+def test_a_broad_surge_is_one_team_alert_plus_the_parts_that_rose_far_more(make_connector, team, alert_settings,
+                                                                              now):
+    web, sms = make_connector("webhook", name="web form"), make_connector("webhook", name="sms line")
+    team.connectors.add(web, sms)
+    refund = Term.objects.create(name="refund", kind=Term.Kind.TOPIC)
+    baseline(web, now, flat(10), channel="web")
+    baseline(sms, now, flat(10), channel="sms")
+    baseline(web, now, flat(1), topics=[refund], channel="web")
+    burst(web, now, 40, channel="web", topics_for=lambda i: [refund] if i < 25 else [])  # refund: 25 against 1
+    burst(sms, now, 40, channel="sms")  # everything rose 4x: one surge
+
+    alerts.detect_spikes(now)
+    assert sorted(Alert.objects.values_list("dimension", "label")) == [("team", "All messages"),
+                                                                      ("term", "Topic refund")]
+    whole = Alert.objects.get(dimension="team")
+    assert (whole.observed, whole.expected) == (80, 21)  # 10 + 10 an hour, and the hourly refund mention
+
+
+def test_a_surge_one_connector_drives_is_reported_as_that_connector(make_connector, team, alert_settings, now):
+    web, sms = make_connector("webhook", name="web form"), make_connector("webhook", name="sms line")
+    team.connectors.add(web, sms)
+    baseline(web, now, flat(10), channel="web")
+    baseline(sms, now, flat(10), channel="sms")
+    burst(web, now, 60, channel="web")
+    burst(sms, now, 10, channel="sms")
+
+    alerts.detect_spikes(now)
+    assert list(Alert.objects.values_list("dimension", "label")) == [("connector", "Connector web form")]
 
 
 def test_fewer_messages_than_the_minimum_never_alert(connector, alert_settings, now):
