@@ -46,8 +46,9 @@ def main() -> None:
                 continue
             page.goto(f"{args.url}/console/insight/?{query}")
             page.wait_for_selector(".dash-panel[aria-busy=false] .js-plotly-plot", timeout=60_000)
-            page.wait_for_function("document.querySelectorAll('.dash-panel[aria-busy=true]').length === 0",
-                                   timeout=60_000)
+            # The CSP refuses eval, so wait with selectors rather than wait_for_function.
+            page.locator(".dash-panel[aria-busy=true]").first.wait_for(state="detached", timeout=60_000)
+            page.wait_for_timeout(1500)  # Plotly's transitions
             page.screenshot(path=str(out / f"{name}.png"), full_page=True)
         page.goto(f"{args.url}/console/insight/messages/?{args.query}&sentiment=negative")
         page.wait_for_load_state("networkidle")
