@@ -12,14 +12,15 @@ import logging
 import random
 import string
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from listening.connectors.base import OutboundReply
+from listening.connectors.base import OutboundReply, ReplyRules
 from listening.exceptions import ProviderError
 from listening.models import Direction, Message
 from responses import access, events
@@ -45,8 +46,9 @@ def send_reply(user, case_id, text: str, *, idempotency_key: str = "", resolve: 
             if existing.case_id != case.pk:
                 raise Conflict("this idempotency key was used for another case")
             return existing
-        reply = _create(case, text, key, author=user, resolve=resolve)
         now = timezone.now()
+        check_rules(channel_rules(case), text, now)
+        reply = _create(case, text, key, author=user, resolve=resolve)
         changes = {"status": CaseStatus.PENDING if case.status != CaseStatus.RESOLVED else case.status,
                    "waiting_since": None, "sla_state": SlaState.NONE, "sla_due_at": None, "updated_at": now}
         if case.first_response_at is None:
@@ -108,6 +110,48 @@ def retry_reply(user, reply_id) -> Reply:
                     case_id=case.pk)
         transaction.on_commit(lambda: _enqueue(reply.pk))
     return reply
+
+
+@dataclass(frozen=True)
+class ChannelRules:
+    """A case's reply rules (the connector's, for its channel) and where its window stands."""
+
+    channel: str
+    can_reply: bool
+    rules: ReplyRules
+    last_inbound: datetime | None
+
+    @property
+    def window_ends(self) -> datetime | None:
+        if self.rules.window_hours is None or self.last_inbound is None:
+            return None
+        return self.last_inbound + timedelta(hours=self.rules.window_hours)
+
+
+def channel_rules(case: Case) -> ChannelRules:
+    conversation = case.conversation
+    backend = conversation.connector.get_backend()
+    last = (conversation.messages.filter(direction=Direction.INBOUND).order_by("-sent_at")
+            .values_list("sent_at", flat=True).first())
+    return ChannelRules(conversation.channel, backend.can_reply, backend.reply_rules(conversation.channel), last)
+
+
+def check_rules(found: ChannelRules, text: str, now) -> None:
+    """Refuse, with the reason, a reply the channel would not carry: before it is stored or sent."""
+    if not found.can_reply:
+        raise InvalidRequest(f"replies cannot be sent on {found.channel}: this source only listens")
+    if len(text) > found.rules.max_chars:
+        raise InvalidRequest(f"{found.channel} replies are at most {found.rules.max_chars} characters; "
+                             f"this one is {len(text)}")
+    if found.rules.window_closed(found.last_inbound, now):
+        hours = found.rules.window_hours
+        raise InvalidRequest(f"the {hours:g}-hour reply window on {found.channel} closed "
+                             f"{_ago(now - found.window_ends)} ago. {found.rules.when_closed}".strip())
+
+
+def _ago(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{max(minutes, 1)} min"
 
 
 def _clean(text: str) -> str:

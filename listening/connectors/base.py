@@ -70,6 +70,37 @@ class OutboundReply:
 
 
 @dataclass(frozen=True)
+class ReplyRules:
+    """What a channel lets care send back: the console shows these, and `send_reply` refuses a
+    reply that breaks them before anything is sent."""
+
+    max_chars: int = 4000
+    window_hours: float | None = None  # replies only this long after the customer's last message
+    media: bool = False  # whether the channel carries images and files
+    when_closed: str = ""  # what the channel allows once the window has closed, in words
+
+    def window_closed(self, last_inbound, now) -> bool:
+        if self.window_hours is None or last_inbound is None:
+            return False
+        return (now - last_inbound).total_seconds() > self.window_hours * 3600
+
+
+@dataclass(frozen=True)
+class DeliveryStatus:
+    """A provider's report on a message we sent (a delivery receipt or status callback)."""
+
+    external_id: str  # what send() returned for the message
+    status: str  # one of DELIVERY_STATES
+    error: str = ""  # why it failed, in the provider's words
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+# The generic delivery states, in the order a message moves through them; "failed" is as final
+# as "delivered", and a "read" receipt proves delivery.
+DELIVERY_STATES = ("queued", "sent", "delivered", "failed", "read")
+
+
+@dataclass(frozen=True)
 class PollResult:
     messages: list[InboundMessage]
     cursor: dict[str, Any]
@@ -166,6 +197,16 @@ class BaseConnector:
         """Turn a verified delivery into messages. Raise PayloadInvalid with a reason."""
         raise PayloadInvalid(f"{self.kind} does not receive webhooks")
 
+    def parse_statuses(self, request: WebhookRequest) -> list[DeliveryStatus]:
+        """Delivery reports on sent replies carried by a verified delivery (none by default).
+        listening.webhooks announces them with the delivery_status signal."""
+        return []
+
+    def acknowledge(self, stored: int, duplicates: int) -> tuple[int, str, str] | None:
+        """The answer to an accepted delivery (status, content type, body), for providers that
+        expect a body of their own; None answers {"stored": n, "duplicates": m}."""
+        return None
+
     # --- Polling -------------------------------------------------------------------------------
     @classmethod
     def wants_polling(cls, config: dict[str, Any]) -> bool:
@@ -178,6 +219,10 @@ class BaseConnector:
         raise NotSupported(f"{self.kind} does not poll")
 
     # --- Replies -------------------------------------------------------------------------------
+    def reply_rules(self, channel: str) -> ReplyRules:
+        """The rules of a reply on `channel` (a connector may serve several channels)."""
+        return ReplyRules()
+
     def send(self, reply: OutboundReply) -> str:
         """Deliver a reply through the provider's API and return its external id."""
         raise NotSupported(f"{self.kind} cannot send replies")

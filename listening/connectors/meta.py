@@ -28,6 +28,7 @@ from listening.connectors.base import (
     BaseConnector,
     InboundMessage,
     OutboundReply,
+    ReplyRules,
     WebhookRequest,
     hmac_sha256_hex,
     require_signature,
@@ -62,6 +63,19 @@ WINDOW_CLOSED_REASON = (
     "the 24-hour customer service window is closed (the customer last wrote more than 24 hours "
     "ago): only an approved template message can reach them now"
 )
+
+
+# Meta's messaging policies: a business answers within 24 hours of the person's last message;
+# after that Messenger and Instagram allow only a human-agent tagged message (up to 7 days) and
+# WhatsApp only an approved template.
+REPLY_RULES = {
+    "messenger": ReplyRules(max_chars=2000, window_hours=24, media=True,
+                            when_closed="Send with the HUMAN_AGENT tag (up to 7 days) from Meta Business Suite."),
+    "instagram": ReplyRules(max_chars=1000, window_hours=24, media=True,
+                            when_closed="Send with the HUMAN_AGENT tag (up to 7 days) from Meta Business Suite."),
+    "whatsapp": ReplyRules(max_chars=4096, window_hours=24, media=True,
+                           when_closed="Only an approved WhatsApp template message can reopen the conversation."),
+}
 
 
 class MetaConnector(BaseConnector):
@@ -115,6 +129,9 @@ class MetaConnector(BaseConnector):
         return parse_delivery(request.json())
 
     # --- Replies -------------------------------------------------------------------------------
+    def reply_rules(self, channel: str) -> ReplyRules:
+        return REPLY_RULES.get(channel, ReplyRules())
+
     def send(self, reply: OutboundReply) -> str:
         token = self.credentials.get("access_token")
         if not token:

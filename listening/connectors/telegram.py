@@ -27,6 +27,7 @@ from listening.connectors.base import (
     InboundMessage,
     OutboundReply,
     PollResult,
+    ReplyRules,
     WebhookRequest,
 )
 from listening.connectors.payload import from_unix, optional, require
@@ -147,6 +148,10 @@ class TelegramConnector(BaseConnector):
             subject="" if private else optional(chat, "title", str, "", f"{kind}.chat"),
             url=f"https://t.me/{username}/{message_id}" if USERNAME_RE.match(username) and not private else "",
         )
+
+    def reply_rules(self, channel: str) -> ReplyRules:
+        # Bot API: 4,096 characters a message; a bot may write to a chat that started it at any time.
+        return ReplyRules(max_chars=4096, media=True)
 
     def send(self, reply: OutboundReply) -> str:
         chat, _, rest = (reply.thread_id or reply.recipient_id).partition(":")

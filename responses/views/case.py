@@ -10,6 +10,7 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 
 from learning.models import Classification, Intent, Lane, Sentiment
 from listening.models import Conversation, Direction
@@ -54,6 +55,8 @@ def case_page(request: HttpRequest, case_id: str) -> HttpResponse:
         "mentionable": [{"id": m.pk, "username": m.get_username(), "name": m.get_full_name() or m.get_username()}
                         for m in members],
         "idempotency_key": uuid.uuid4().hex,
+        "rules": replies.channel_rules(case),
+        "now": timezone.now(),
         **_customer(case, teams),
     }
     return render(request, "console/case.html", context)

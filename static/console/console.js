@@ -133,6 +133,10 @@
       if (Number.isNaN(at)) continue;
       const seconds = (now - at) / 1000;
       if (node.dataset.relative === "due") node.textContent = seconds > 0 ? `${relative(seconds)} over` : `in ${relative(seconds)}`;
+      else if (node.dataset.relative === "window") {
+        node.textContent = seconds > 0 ? `closed ${relative(seconds)} ago` : `${relative(seconds)} left`;
+        node.classList.toggle("window-closed", seconds > 0);
+      }
       else node.textContent = relative(seconds);
       node.title = new Date(at).toLocaleString();
     }
