@@ -3,7 +3,9 @@ import json
 from django import forms
 from django.contrib import admin
 
-from listening.models import Connector, Contact, Conversation, Customer, Message
+from cxm.admin import ReadOnlyAdmin
+from listening import audit
+from listening.models import AuditEvent, Connector, Contact, Conversation, Customer, Message
 
 
 class ConnectorForm(forms.ModelForm):
@@ -62,6 +64,37 @@ class ConnectorAdmin(admin.ModelAdmin):
         "health", "last_error", "last_error_at", "last_success_at", "consecutive_failures",
         "messages_received", "duplicates_received", "deliveries_rejected", "cursor", "next_poll_at",
     ]
+
+    # Every change is audited (listening.audit): who, when, what; never a secret.
+    def save_model(self, request, obj, form, change):
+        before = audit.snapshot(Connector.objects.filter(pk=obj.pk).first()) if change else {}
+        super().save_model(request, obj, form, change)
+        audit.record(request.user, "changed" if change else "created", obj, before, audit.snapshot(obj),
+                     ip=request.META.get("REMOTE_ADDR"), always=not change)
+
+    def delete_model(self, request, obj):
+        before = audit.snapshot(obj)
+        audit.record(request.user, "deleted", obj, before, {}, ip=request.META.get("REMOTE_ADDR"), always=True)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for connector in queryset:
+            self.delete_model(request, connector)
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "actor_name", "action", "connector_label", "changed_fields", "ip"]
+    list_filter = ["action"]
+    search_fields = ["actor_name", "connector_label"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="changed")
+    def changed_fields(self, event: AuditEvent) -> str:
+        return ", ".join(sorted(event.changes))
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # an audit log nobody can edit or delete
 
 
 @admin.register(Customer)

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from listening import crypto
+from listening import audit, crypto
 from listening.models import Connector
 
 
@@ -16,6 +16,7 @@ class Command(BaseCommand):
         with transaction.atomic():
             for connector in Connector.objects.select_for_update().exclude(credentials_encrypted=""):
                 try:
+                    before = audit.snapshot(connector)
                     connector.credentials_encrypted = crypto.rotate(connector.credentials_encrypted)
                 except crypto.CredentialsUnreadable:
                     raise CommandError(
@@ -23,5 +24,7 @@ class Command(BaseCommand):
                         "with any configured key; nothing was changed"
                     ) from None
                 connector.save(update_fields=["credentials_encrypted"])
+                audit.record(None, "credentials re-encrypted", connector, before, audit.snapshot(connector),
+                             always=True)
                 rotated += 1
         self.stdout.write(f"re-encrypted credentials of {rotated} connector(s) with the newest key")
