@@ -13,6 +13,7 @@ _REGISTRY: dict[str, str] = {
     "webhook": "listening.connectors.webhook.GenericWebhookConnector",
     "rss": "listening.connectors.rss.FeedConnector",
     "import": "listening.connectors.fileimport.FileImportConnector",
+    "slack": "listening.connectors.slack.SlackConnector",
 }
 
 

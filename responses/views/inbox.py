@@ -23,7 +23,7 @@ NAMED_FILTERS = {"mine": "Mine", "unassigned": "Unassigned", "held": "On hold", 
 CHANNEL_ICONS = {
     "web": "WEB", "webhook": "API", "telegram": "TG", "whatsapp": "WA", "messenger": "FB", "facebook": "FB",
     "instagram": "IG", "twitter": "X", "x": "X", "rss": "RSS", "email": "@", "sms": "SMS", "review": "★",
-    "appstore": "APP", "forum": "FRM", "import": "IMP",
+    "appstore": "APP", "forum": "FRM", "import": "IMP", "slack": "SLK",
 }
 
 
