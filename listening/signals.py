@@ -4,3 +4,8 @@ from django.dispatch import Signal
 # `connector_id` (int). The learning app subscribes to classify them. Receivers get ids, never
 # ORM objects, and must be quick: enqueue work, do not do it.
 messages_ingested = Signal()
+
+# Sent when a verified webhook reports on messages we sent, with `connector_id` (int) and
+# `statuses` (list[listening.connectors.base.DeliveryStatus]). The responses app applies them to
+# its Replies; listening never imports responses.
+delivery_status = Signal()

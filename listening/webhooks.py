@@ -1,4 +1,5 @@
-"""The webhook action: find the connector, answer handshakes, verify, parse and ingest."""
+"""The webhook action: find the connector, answer handshakes, verify, parse and ingest, and
+announce the delivery reports on sent replies that some deliveries carry."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from listening.exceptions import (
     SecretNotConfigured,
 )
 from listening.models import Connector
+from listening.signals import delivery_status
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ def receive_webhook(ref: str, request: WebhookRequest) -> WebhookOutcome:
         if request.method != "POST":
             raise MethodNotAllowed("webhooks are delivered with POST")
         backend.verify(request)
+        statuses = backend.parse_statuses(request)
         messages = backend.parse_webhook(request)
         result = ingest_messages(connector, messages)
     except CredentialsUnreadable:
@@ -77,6 +80,11 @@ def receive_webhook(ref: str, request: WebhookRequest) -> WebhookOutcome:
         logger.warning("connector %s: unparseable delivery: %r", connector.pk, exc)
         _count_rejection(connector)
         raise PayloadInvalid(f"payload has an unexpected shape ({type(exc).__name__})") from None
+    if statuses:  # outside the try: a receiver's bug is ours, not a malformed delivery
+        delivery_status.send(sender=Connector, connector_id=connector.pk, statuses=statuses)
+    answer = backend.acknowledge(result.created, result.duplicates)
+    if answer is not None:
+        return WebhookOutcome(*answer, result=result)
     return WebhookOutcome(
         200, "application/json", {"stored": result.created, "duplicates": result.duplicates}, result
     )

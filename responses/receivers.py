@@ -1,5 +1,6 @@
-"""Signal receivers: classified messages are routed; a user who logs out or leaves a team stops
-receiving that team's events at once (their consoles are told to re-check)."""
+"""Signal receivers: classified messages are routed; a provider's delivery reports update the
+replies they are about; a user who logs out or leaves a team stops receiving that team's events
+at once (their consoles are told to re-check)."""
 
 from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
@@ -7,7 +8,9 @@ from django.db.models.signals import m2m_changed, post_save
 from django.dispatch import receiver
 
 from learning.signals import messages_classified
+from listening.signals import delivery_status
 from responses.models import AgentProfile, Team
+from responses.replies import apply_delivery_status
 
 
 @receiver(messages_classified, dispatch_uid="responses.route_classified")
@@ -15,6 +18,12 @@ def route_classified(sender, message_ids, **kwargs):
     from responses.tasks import route_messages
 
     route_messages.delay(list(message_ids))
+
+
+@receiver(delivery_status, dispatch_uid="responses.delivery_status")
+def delivery_reported(sender, connector_id, statuses, **kwargs):
+    for status in statuses:
+        apply_delivery_status(connector_id, status)
 
 
 @receiver(user_logged_out, dispatch_uid="responses.logged_out")

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from listening.connectors.base import OutboundReply, ReplyRules
+from listening.connectors.base import DeliveryStatus, OutboundReply, ReplyRules
 from listening.exceptions import ProviderError
 from listening.models import Direction, Message
 from responses import access, events
@@ -310,3 +310,43 @@ def render_canned(template: str, case: Case, agent) -> str:
     for name, value in values.items():
         out = out.replace("{" + name + "}", value)
     return out
+
+
+# Reports arrive out of order and more than once: one is applied only if it moves the message
+# forward, so a late "sent" never undoes "delivered" and a repeated report changes nothing.
+DELIVERY_RANK = {"queued": 0, "sent": 1, "delivered": 2, "failed": 2, "read": 3}
+
+
+def apply_delivery_status(connector_id: int, status: DeliveryStatus) -> bool:
+    """Apply a provider's report to the Reply it sent as `status.external_id`; True if the Reply
+    changed. The reply is found through its outbound Message (unique per connector and id), where
+    the last state applied is kept, in raw["delivery"]."""
+    rank = DELIVERY_RANK.get(status.status)
+    if rank is None:
+        return False
+    with transaction.atomic():
+        reply = (Reply.objects.select_for_update(of=("self",)).select_related("case", "message")
+                 .filter(message__connector_id=connector_id, message__external_id=status.external_id).first())
+        if reply is None or reply.status == Reply.Status.PENDING:
+            return False  # not a reply of ours, or an earlier attempt's id while the agent retries it
+        raw = reply.message.raw if isinstance(reply.message.raw, dict) else {}
+        applied = raw.get("delivery") if isinstance(raw.get("delivery"), dict) else {}
+        current = DELIVERY_RANK.get(applied.get("status"), -1)
+        if rank <= current:
+            return False
+        now, delivered = timezone.now(), DELIVERY_RANK["delivered"]
+        Message.objects.filter(pk=reply.message_id).update(
+            raw={**raw, "delivery": {"status": status.status, "at": now.isoformat(), "error": status.error}})
+        if status.status == "failed":
+            changes = {"status": Reply.Status.FAILED,
+                       "last_error": (status.error or "the provider reports that the message failed")[:1000]}
+        elif rank >= delivered and (current < delivered or reply.status != Reply.Status.DELIVERED):
+            changes = {"status": Reply.Status.DELIVERED, "delivered_at": now, "last_error": ""}
+        else:
+            return False  # queued or sent: the reply already shows it went out
+        Reply.objects.filter(pk=reply.pk).update(**changes)
+        for name, value in changes.items():
+            setattr(reply, name, value)
+        events.emit("reply.updated", {"reply": reply_dict(reply), "case_id": reply.case_id},
+                    team_id=reply.case.team_id, case_id=reply.case_id)
+    return True

@@ -10,10 +10,11 @@ from listening.connectors.base import BaseConnector
 _REGISTRY: dict[str, str] = {
     "telegram": "listening.connectors.telegram.TelegramConnector",
     "meta": "listening.connectors.meta.MetaConnector",
+    "slack": "listening.connectors.slack.SlackConnector",
     "webhook": "listening.connectors.webhook.GenericWebhookConnector",
     "rss": "listening.connectors.rss.FeedConnector",
     "import": "listening.connectors.fileimport.FileImportConnector",
-    "slack": "listening.connectors.slack.SlackConnector",
+    "twilio": "listening.connectors.twilio.TwilioConnector",
 }
 
 
