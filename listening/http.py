@@ -83,6 +83,14 @@ def request(method: str, url: str, *, error_mapper: ErrorMapper | None = None, *
     return response
 
 
+def json_or_none(response: httpx.Response) -> Any:
+    """The response's JSON, or None when the body is not JSON (a proxy's error page)."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
 def raise_for_status(response: httpx.Response, safe_url: str) -> None:
     if response.status_code >= 400:
         raise status_error(response, safe_url)

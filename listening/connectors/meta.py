@@ -175,7 +175,7 @@ class MetaConnector(BaseConnector):
         response = http.request(
             "POST", url, json=body, headers={"Authorization": f"Bearer {token}"}, error_mapper=graph_error
         )
-        answer = _json_or_none(response)
+        answer = http.json_or_none(response)
         return answer if isinstance(answer, dict) else {}
 
 
@@ -193,16 +193,9 @@ def whatsapp_body(recipient: str, reply: OutboundReply) -> dict[str, Any]:
     return body
 
 
-def _json_or_none(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
 def graph_error(response: httpx.Response, safe_url: str) -> ProviderError:
     """Map a Graph API error response to the ProviderError that drives retries and health."""
-    answer = _json_or_none(response)
+    answer = http.json_or_none(response)
     status = response.status_code
     error = answer.get("error") if isinstance(answer, dict) else None
     error = error if isinstance(error, dict) else {}

@@ -185,7 +185,7 @@ class SlackConnector(BaseConnector):
             # Without the charset Slack answers with a missing_charset warning.
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json; charset=utf-8"},
         )
-        answer = _json(response)
+        answer = http.json_or_none(response)
         if isinstance(answer, dict) and answer.get("ok") is True:
             return answer
         raise api_error(response, http.redact_url(url))
@@ -200,7 +200,7 @@ class SlackConnector(BaseConnector):
 def api_error(response: httpx.Response, safe_url: str) -> ProviderError:
     """Map {"ok": false, "error": "<code>"} (or a bare HTTP error) to the ProviderError that says
     whether the reply is retried: rate limits honour Retry-After, token problems are permanent."""
-    answer = _json(response)
+    answer = http.json_or_none(response)
     error = answer.get("error") if isinstance(answer, dict) else None
     status = response.status_code
     if not isinstance(error, str):
@@ -335,10 +335,3 @@ def _string(obj: Any, key: str, path: str) -> bool:
     """Whether obj[key] is a string; a missing field is a 400 that names it."""
     require(obj, key, object, path)
     return isinstance(obj[key], str)
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None

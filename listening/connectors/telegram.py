@@ -180,7 +180,7 @@ class TelegramConnector(BaseConnector):
                 "POST", url, json=params, timeout=timeout or settings.PROVIDER_HTTP_TIMEOUT,
                 error_mapper=lambda failed, safe: _api_error(method, failed, safe),
             )
-            body = _json(response)
+            body = http.json_or_none(response)
             if isinstance(body, dict) and body.get("ok") is True and "result" in body:
                 return body["result"]
             status = response.status_code
@@ -194,7 +194,7 @@ class TelegramConnector(BaseConnector):
 def _api_error(method: str, response: httpx.Response, safe_url: str) -> ProviderError:
     """Map {"ok": false, "error_code": N, "description": ..., "parameters": {...}} to our errors;
     anything else (a proxy's error page) by its HTTP status."""
-    body = _json(response)
+    body = http.json_or_none(response)
     if not isinstance(body, dict) or body.get("ok") is not False:
         return http.status_error(response, safe_url)
     code = body.get("error_code")
@@ -214,13 +214,6 @@ def _api_error(method: str, response: httpx.Response, safe_url: str) -> Provider
         reason += f" (the group moved to chat {str(parameters['migrate_to_chat_id'])[:24]})"
     # 400 bad request, 403 bot blocked or kicked, 409 webhook set while polling: permanent here.
     return errors.ProviderRejected(reason, status=code)
-
-
-def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
 
 
 def _id(obj: Any, key: str, path: str) -> int:

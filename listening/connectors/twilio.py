@@ -217,7 +217,7 @@ class TwilioConnector(BaseConnector):
             form["StatusCallback"] = callback
         url = f"{str(self.config['api_base']).rstrip('/')}/2010-04-01/Accounts/{account}/Messages.json"
         response = http.request("POST", url, data=form, auth=(account, str(token)), error_mapper=api_error)
-        answer = _json(response)
+        answer = http.json_or_none(response)
         sid = answer.get("sid") if isinstance(answer, dict) else None
         if not isinstance(sid, str) or not SID_RE.fullmatch(sid):
             # Not retryable: the message may well have gone out, and it must never go twice.
@@ -385,17 +385,10 @@ def _address_for(channel: str, value: str, what: str) -> str:
     return number
 
 
-def _json(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
 def api_error(response: httpx.Response, safe_url: str) -> ProviderError:
     """Map a REST API error ({"code", "message", "more_info", "status"}) to our errors, keeping
     Twilio's words; anything else (a proxy's page) by its HTTP status."""
-    answer = _json(response)
+    answer = http.json_or_none(response)
     if not isinstance(answer, dict) or not answer.get("message"):
         return http.status_error(response, safe_url)
     status = response.status_code
