@@ -390,11 +390,11 @@ def summary(alert: Alert) -> dict:
 
 def recipients(team_id: int) -> list[int]:
     """Who is told live: the team's supervisors and brand managers, and every admin."""
+    from responses.access import admin_q
     from responses.models import Role
 
     return list(get_user_model().objects.filter(is_active=True).filter(
-        Q(is_superuser=True) | Q(cxm_profile__role=Role.ADMIN)
-        | Q(cxm_profile__role__in=[Role.SUPERVISOR, Role.BRAND_MANAGER], cxm_teams__id=team_id)
+        admin_q() | Q(cxm_profile__role__in=[Role.SUPERVISOR, Role.BRAND_MANAGER], cxm_teams__id=team_id)
     ).order_by("pk").values_list("pk", flat=True).distinct())
 
 

@@ -23,6 +23,7 @@ from listening.connectors import UnknownConnectorKind, get_connector_class
 from listening.crypto import CredentialsUnreadable
 from listening.exceptions import ProviderError, ProviderRateLimited
 from listening.models import Connector, Health
+from listening.signals import connector_failing
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,9 @@ def record_failure(connector: Connector, exc: Exception) -> None:
         last_error_at=now,
         next_poll_at=now + timedelta(seconds=delay),
     )
+    if failures == FAILING_AFTER:  # once, when it starts failing
+        transaction.on_commit(lambda: connector_failing.send_robust(
+            sender=Connector, connector_id=connector.pk, reason=reason))
 
 
 def backoff_seconds(interval: int, failures: int) -> float:

@@ -9,3 +9,7 @@ messages_ingested = Signal()
 # `statuses` (list[listening.connectors.base.DeliveryStatus]). The responses app applies them to
 # its Replies; listening never imports responses.
 delivery_status = Signal()
+
+# Sent on commit when a connector's polling has just failed FAILING_AFTER times in a row, with
+# `connector_id` (int) and `reason` (str). The responses app tells the admins' consoles.
+connector_failing = Signal()

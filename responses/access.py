@@ -8,7 +8,7 @@ raise CaseNotFound (404), so its id cannot be probed.
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from responses.exceptions import CaseNotFound, NotAllowed
 from responses.models import AgentProfile, Case, Role, Team
@@ -78,6 +78,16 @@ def require_reply(user: AbstractBaseUser) -> None:
 def require_supervisor(user: AbstractBaseUser) -> None:
     if role_of(user) not in SUPERVISE_ROLES:
         raise NotAllowed("only supervisors and admins can do this")
+
+
+def require_admin(user: AbstractBaseUser) -> None:
+    if role_of(user) != Role.ADMIN:
+        raise NotAllowed("only admins can do this")
+
+
+def admin_q() -> Q:
+    """Users who are admins: a superuser or an admin profile (for querying the user model)."""
+    return Q(is_superuser=True) | Q(cxm_profile__role=Role.ADMIN)
 
 
 def is_supervisor(user: AbstractBaseUser) -> bool:

@@ -8,7 +8,7 @@ from django.db.models.signals import m2m_changed, post_save
 from django.dispatch import receiver
 
 from learning.signals import messages_classified
-from listening.signals import delivery_status
+from listening.signals import connector_failing, delivery_status
 from responses.models import AgentProfile, Team
 from responses.replies import apply_delivery_status
 
@@ -24,6 +24,23 @@ def route_classified(sender, message_ids, **kwargs):
 def delivery_reported(sender, connector_id, statuses, **kwargs):
     for status in statuses:
         apply_delivery_status(connector_id, status)
+
+
+@receiver(connector_failing, dispatch_uid="responses.connector_failing")
+def connector_started_failing(sender, connector_id, reason, **kwargs):
+    """Every admin's console hears at once that a source stopped working."""
+    from django.contrib.auth import get_user_model
+
+    from listening.models import Connector
+    from responses import access, events
+
+    connector = Connector.objects.filter(pk=connector_id).values("id", "name", "kind").first()
+    if connector is None:
+        return
+    admins = get_user_model().objects.filter(access.admin_q(), is_active=True).values_list("pk", flat=True)
+    with transaction.atomic():
+        for user_id in admins.distinct():
+            events.emit("connector.failing", {"connector": connector, "reason": reason[:300]}, user_id=user_id)
 
 
 @receiver(user_logged_out, dispatch_uid="responses.logged_out")

@@ -4,7 +4,7 @@ is missing. Ids are matched as text so a malformed id is a JSON 404, not the res
 
 from django.urls import path
 
-from responses.views import alerts, canned, case, inbox, insight
+from responses.views import alerts, canned, case, connectors, inbox, insight
 
 urlpatterns = [
     path("", inbox.inbox, name="inbox"),
@@ -34,4 +34,7 @@ urlpatterns = [
     path("insight/panels/<str:name>/", insight.panel, name="insight-panel"),
     path("insight/messages/", insight.messages, name="insight-messages"),
     path("insight/snapshot.pdf", insight.snapshot_pdf, name="insight-pdf"),
+    path("sources/", connectors.connector_list, name="connectors"),
+    path("sources/<str:connector_id>/pause/", connectors.connector_pause, name="connector-pause"),
+    path("sources/<str:connector_id>/resume/", connectors.connector_resume, name="connector-resume"),
 ]

@@ -36,11 +36,6 @@ def require_viewer(user) -> None:
         raise NotAllowed("alerts are for supervisors, brand managers and admins")
 
 
-def require_admin(user) -> None:
-    if access.role_of(user) != Role.ADMIN:
-        raise NotAllowed("only admins change alert settings")
-
-
 def visible_alerts(user):
     return Alert.objects.filter(team_id__in=access.team_ids(user))
 
@@ -270,7 +265,7 @@ def _json_form_data(request: HttpRequest, row: AlertSettings) -> dict:
 
 @console_view("GET", "POST")
 def alert_settings(request: HttpRequest) -> HttpResponse:
-    require_admin(request.user)
+    access.require_admin(request.user)
     row = AlertSettings.current()
     if request.method == "GET" and wants_json(request):
         return JsonResponse({"settings": settings_json(row)})

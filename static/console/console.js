@@ -281,6 +281,14 @@
     showAlertCount(Number((alertsBadge && alertsBadge.textContent) || 0) + 1);
   });
 
+  // A source that just started failing: every admin hears it at once.
+  live.handlers.push((event) => {
+    if (event.type !== "connector.failing" || !event.connector || typeof event.connector !== "object") return;
+    const link = $("#sources-link");
+    toast(`Source failing: ${String(event.connector.name || "")}. ${String(event.reason || "")}`,
+      { kind: "error", href: link ? link.getAttribute("href") : "/console/sources/", linkText: "Sources", ttl: 20000 });
+  });
+
   // --- Help overlay ----------------------------------------------------------------------------
   function toggleHelp(show) {
     const help = $("#help");

@@ -18,6 +18,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
 from learning.models import Alert, AlertSettings, Correction
+from listening.models import AuditEvent, Connector
 from responses.cases import add_note
 from responses.models import AgentProfile, CannedResponse, Case, ConsoleEvent, Note, Reply, Role
 from tests.fakes.http import Reply as FakeReply
@@ -62,8 +63,13 @@ MATRIX: dict[str, dict] = {
     "insight-panel": {"obj": None, "methods": ["GET"], "supervisor": True, "kwargs": {"name": "sentiment"}},
     "insight-messages": {"obj": None, "methods": ["GET"], "supervisor": True},
     "insight-pdf": {"obj": None, "methods": ["POST"], "supervisor": True, "body": {"image": "PNG"}},
+    # Sources: admins only, over every connector (no team scope: anyone else gets 403).
+    "connectors": {"obj": None, "methods": ["GET"], "admin": True},
+    "connector-pause": {"obj": "connector", "methods": ["POST"], "admin": True, "body": {}},
+    "connector-resume": {"obj": "connector", "methods": ["POST"], "admin": True, "body": {}},
 }
-OBJECT_ROUTES = [name for name, row in MATRIX.items() if row["obj"]]
+# Team-scoped objects: an outsider gets 404. (Admin-only routes are not team-scoped.)
+OBJECT_ROUTES = [name for name, row in MATRIX.items() if row["obj"] and not row.get("admin")]
 PLAIN_ROUTES = [name for name, row in MATRIX.items() if not row["obj"]]
 
 
@@ -117,6 +123,8 @@ def url_for(name: str, world: dict) -> str:
         kwargs = {"canned_id": world["canned"].pk}
     elif obj == "alert":
         kwargs = {"alert_id": world["alert"].pk}
+    elif obj == "connector":
+        kwargs = {"connector_id": world["case"].conversation.connector_id}
     kwargs.update(MATRIX[name].get("kwargs", {}))
     return reverse(f"console:{name}", kwargs=kwargs)
 
@@ -157,6 +165,8 @@ def snapshot() -> dict:
         "events": ConsoleEvent.objects.count(),
         "alerts": list(Alert.objects.order_by("id").values_list("id", "status", "acknowledged_by_id")),
         "alert_settings": list(AlertSettings.objects.values_list("sensitivity", "min_messages", "webhook_url")),
+        "connectors": list(Connector.objects.order_by("id").values_list("id", "enabled")),
+        "audit": AuditEvent.objects.count(),
     }
 
 
