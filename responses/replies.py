@@ -30,7 +30,8 @@ from responses.summaries import case_summary, reply_dict
 
 log = logging.getLogger(__name__)
 
-MAX_REPLY_CHARS = 4000
+# A ceiling for any channel; each channel's own limit is in its connector's reply rules.
+MAX_REPLY_CHARS = 40_000
 MAX_ATTEMPTS = 6
 
 

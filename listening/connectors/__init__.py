@@ -15,6 +15,8 @@ _REGISTRY: dict[str, str] = {
     "rss": "listening.connectors.rss.FeedConnector",
     "import": "listening.connectors.fileimport.FileImportConnector",
     "twilio": "listening.connectors.twilio.TwilioConnector",
+    "mastodon": "listening.connectors.mastodon.MastodonConnector",
+    "reddit": "listening.connectors.reddit.RedditConnector",
 }
 
 

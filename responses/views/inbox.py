@@ -24,6 +24,8 @@ CHANNEL_ICONS = {
     "web": "WEB", "webhook": "API", "telegram": "TG", "whatsapp": "WA", "messenger": "FB", "facebook": "FB",
     "instagram": "IG", "twitter": "X", "x": "X", "rss": "RSS", "email": "@", "sms": "SMS", "review": "★",
     "appstore": "APP", "forum": "FRM", "import": "IMP", "slack": "SLK",
+    "mastodon": "MAS",
+    "reddit": "RDT",
 }
 
 
