@@ -96,11 +96,13 @@ def raise_for_status(response: httpx.Response, safe_url: str) -> None:
         raise status_error(response, safe_url)
 
 
-def status_error(response: httpx.Response, safe_url: str) -> ProviderError:
-    """The ProviderError for an error response, judged by its HTTP status alone."""
+def status_error(response: httpx.Response, safe_url: str, reason: str = "") -> ProviderError:
+    """The ProviderError for an error response, judged by its HTTP status alone; `reason` is the
+    provider's own words when a connector could read them (default: the status and body)."""
     status = response.status_code
-    detail = response.text[:200].replace("\n", " ")
-    reason = f"{safe_url} answered {status}: {detail}"
+    if not reason:
+        detail = response.text[:200].replace("\n", " ")
+        reason = f"{safe_url} answered {status}: {detail}"
     retry_after = retry_after_seconds(response.headers.get("retry-after"))
     if status == 429:
         return ProviderRateLimited(reason, retry_after=retry_after, status=status)

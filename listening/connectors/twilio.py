@@ -53,9 +53,7 @@ from listening.exceptions import (
     PayloadInvalid,
     ProviderAuthError,
     ProviderError,
-    ProviderRateLimited,
     ProviderRejected,
-    ProviderUnavailable,
     SignatureInvalid,
     SignatureMissing,
 )
@@ -391,15 +389,7 @@ def api_error(response: httpx.Response, safe_url: str) -> ProviderError:
     answer = http.json_or_none(response)
     if not isinstance(answer, dict) or not answer.get("message"):
         return http.status_error(response, safe_url)
-    status = response.status_code
     reason = f"Twilio error {clean_text(answer.get('code'), 12)}: {clean_text(answer['message'], 300)}"
     if isinstance(answer.get("more_info"), str):
         reason += f" ({clean_text(answer['more_info'], 200)})"
-    retry_after = http.retry_after_seconds(response.headers.get("retry-after"))
-    if status == 429:
-        return ProviderRateLimited(reason, retry_after=retry_after, status=status)
-    if status in (401, 403):
-        return ProviderAuthError(reason, status=status)
-    if status >= 500:
-        return ProviderUnavailable(reason, retry_after=retry_after, status=status)
-    return ProviderRejected(reason, status=status)
+    return http.status_error(response, safe_url, reason)
