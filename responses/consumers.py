@@ -263,13 +263,22 @@ def _pruned_past(cursor: int) -> bool:
     return horizon is not None and cursor < horizon
 
 
-def _access_now(user_id: int, session_key: str | None) -> tuple[set[int], str]:
-    """The user's teams now, or a reason their console must close."""
+def signed_in_user(user_id: int, session_key: str | None):
+    """(the user, "") while their account is active and their session still signs them in, else
+    (None, the reason a live socket must close)."""
     user = get_user_model().objects.filter(pk=user_id).first()
     if user is None or not user.is_active:
-        return set(), "account disabled"
+        return None, "account disabled"
     if session_key is not None and not _session_authenticates(session_key, user):
-        return set(), "logged out"
+        return None, "logged out"
+    return user, ""
+
+
+def _access_now(user_id: int, session_key: str | None) -> tuple[set[int], str]:
+    """The user's teams now, or a reason their console must close."""
+    user, reason = signed_in_user(user_id, session_key)
+    if user is None:
+        return set(), reason
     if not access.can_use_console(user):
         return set(), "no console access"
     return access.team_ids(user), ""

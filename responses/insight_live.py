@@ -22,12 +22,11 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.dispatch import receiver
 
 from learning.signals import messages_classified
 from responses import access
-from responses.consumers import _session_authenticates
+from responses.consumers import signed_in_user
 from responses.events import send_to_group, user_group
 
 log = logging.getLogger(__name__)
@@ -127,11 +126,9 @@ def _insight_access(user_id: int, session_key: str | None) -> tuple[set[str], st
     from learning import insight
     from responses.models import Role
 
-    user = get_user_model().objects.filter(pk=user_id).first()
-    if user is None or not user.is_active:
-        return set(), "account disabled"
-    if session_key is not None and not _session_authenticates(session_key, user):
-        return set(), "logged out"
+    user, reason = signed_in_user(user_id, session_key)
+    if user is None:
+        return set(), reason
     if not insight.can_view(user):
         return set(), "no access to the dashboards"
     if access.role_of(user) == Role.ADMIN:
