@@ -106,7 +106,7 @@ from bench.ingest import (  # noqa: E402
     _proc_cpu,
     bench_env,
     create_database,
-    drop_database,
+    drop_bench_database,
     install_time_limit,
     make_messages,
     make_webhook_connector,
@@ -1091,14 +1091,7 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.suppress(Exception):
                 flush_redis(args.redis_url)
         if created_db:
-            with contextlib.suppress(Exception):
-                from django.db import connections
-
-                connections.close_all()
-            try:
-                drop_database(args.database_url)
-            except Exception as exc:  # noqa: BLE001 -- report, never mask the run's own outcome
-                print(f"warning: could not drop the bench database: {exc}", file=sys.stderr)
+            drop_bench_database(args.database_url)
         tmp_ctx.cleanup()
         lock.close()
 

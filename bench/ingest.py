@@ -216,6 +216,19 @@ def create_database(db_url: str) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
+def drop_bench_database(db_url: str) -> None:
+    """At the end of a run that created it: close Django's connections and drop the database,
+    reporting a failure without masking the run's own outcome."""
+    with contextlib.suppress(Exception):
+        from django.db import connections
+
+        connections.close_all()
+    try:
+        drop_database(db_url)
+    except Exception as exc:  # noqa: BLE001 -- report, never mask the run's own outcome
+        print(f"warning: could not drop the bench database: {exc}", file=sys.stderr)
+
+
 def drop_database(db_url: str) -> None:
     import psycopg
     from psycopg import sql
@@ -1103,14 +1116,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in servers:
             s.stop()
         if created_db:
-            with contextlib.suppress(Exception):
-                from django.db import connections
-
-                connections.close_all()
-            try:
-                drop_database(args.database_url)
-            except Exception as exc:  # noqa: BLE001 -- report, never mask the run's own outcome
-                print(f"warning: could not drop the bench database: {exc}", file=sys.stderr)
+            drop_bench_database(args.database_url)
         tmp_ctx.cleanup()
 
 
