@@ -269,7 +269,7 @@ def _store(rows: list[Classification]) -> None:
         Classification.objects.filter(pk__in=replaced).update(is_current=False)
         created = Classification.objects.bulk_create(rows)
         class_ids = [c.pk for c in created if c.pk]
-        rollups.record(replaced, class_ids)
+        rollups.record(replaced, created)
         rollups.refresh_moods(conversation_ids)
         transaction.on_commit(
             lambda: messages_classified.send_robust(sender=Classification, message_ids=ids,

@@ -82,11 +82,17 @@ def _counted(classifications) -> Counter:
     return totals
 
 
-def record(old_ids: list[int], new_ids: list[int]) -> None:
-    """Move the counts from the classifications `old_ids` (no longer current) to `new_ids`."""
-    ok = Classification.objects.filter(status=Classification.Status.OK, message__direction=Direction.INBOUND)
-    delta = _counted(ok.filter(pk__in=new_ids)) if new_ids else Counter()
+def record(old_ids: list[int], created: list[Classification]) -> None:
+    """Move the counts from the classifications `old_ids` (no longer current) to `created`, the
+    rows just stored (read from memory, with their messages, rather than queried back)."""
+    delta: Counter = Counter()
+    for row in created:
+        message = row.message
+        if row.status == Classification.Status.OK and message.direction == Direction.INBOUND:
+            delta.update(keys(message.sent_at, message.connector_id, message.channel, row.lane, row.language,
+                              row.sentiment, row.intent, row.emotion, row.topics))
     if old_ids:
+        ok = Classification.objects.filter(status=Classification.Status.OK, message__direction=Direction.INBOUND)
         delta.subtract(_counted(ok.filter(pk__in=old_ids)))
     apply({key: n for key, n in delta.items() if n})
 
