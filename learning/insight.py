@@ -179,13 +179,8 @@ def parse_filters(params, user) -> Filters:
         raise InvalidFilter("unknown connector: " + ", ".join(map(str, sorted(chosen_connectors - granted_connectors))))
     if chosen_connectors:
         connectors &= chosen_connectors
-    unknown = set(lists["channel"]) - known_channels()
-    if unknown:
-        raise InvalidFilter(f"unknown channel: {', '.join(sorted(v[:40] for v in unknown))}")
-    bad_lanes = set(lists["lane"]) - set(Lane.values)
-    if bad_lanes:
-        raise InvalidFilter(f"unknown lane: {', '.join(sorted(v[:40] for v in bad_lanes))}; "
-                            f"lanes are {', '.join(Lane.values)}")
+    _check_channels(lists["channel"])
+    _check_lanes(lists["lane"])
     bad_languages = [v for v in lists["language"] if not _LANGUAGE.match(v)]
     if bad_languages:
         raise InvalidFilter(f"not a language code: {bad_languages[0][:40]!r}")
@@ -199,6 +194,19 @@ def parse_filters(params, user) -> Filters:
         connectors_chosen=bool(chosen_connectors), compare=params.get("compare", "1") not in ("0", "false", "off"),
         given=tuple(given),
     )
+
+
+def _check_channels(values) -> None:
+    unknown = set(values) - known_channels()
+    if unknown:
+        raise InvalidFilter(f"unknown channel: {', '.join(sorted(v[:40] for v in unknown))}")
+
+
+def _check_lanes(values) -> None:
+    bad_lanes = set(values) - set(Lane.values)
+    if bad_lanes:
+        raise InvalidFilter(f"unknown lane: {', '.join(sorted(v[:40] for v in bad_lanes))}; "
+                            f"lanes are {', '.join(Lane.values)}")
 
 
 def _term(raw) -> int | None:
@@ -634,11 +642,8 @@ def _point(f: Filters, params) -> tuple[Filters, dict, datetime, datetime]:
             where[name] = value
     narrowed = {k: [params.get(k)] for k in ("lane", "channel") if params.get(k)}
     term = _term(params.get("term")) if params.get("term") else f.term
-    if narrowed:
-        if "lane" in narrowed and narrowed["lane"][0] not in Lane.values:
-            raise InvalidFilter(f"unknown lane: {narrowed['lane'][0][:40]!r}")
-        if "channel" in narrowed and narrowed["channel"][0] not in known_channels():
-            raise InvalidFilter(f"unknown channel: {narrowed['channel'][0][:40]!r}")
+    _check_lanes(narrowed.get("lane", []))
+    _check_channels(narrowed.get("channel", []))
     f = replace(f, term=term, lanes=tuple(narrowed.get("lane", f.lanes)),
                 channels=tuple(narrowed.get("channel", f.channels)))
     return f, where, start_at, end_at

@@ -385,3 +385,14 @@ def test_every_panel_equals_the_raw_table_computation(world, params, who):
     f = _filters(world[who], **params)
     for name, panel in insight.PANELS.items():
         assert insight_raw.first_difference(panel(f), insight_raw.PANELS[name](f)) == "", name
+
+
+@pytest.mark.parametrize("params, reason", [
+    ({"lane": "urgent"}, "unknown lane"), ({"channel": "carrier-pigeon"}, "unknown channel"),
+    ({"sentiment": "furious"}, "not a valid sentiment"), ({"bucket": "yesterday"}, "'bucket' must be"),
+    ({"before": "garbage"}, "not a cursor"),
+])
+def test_a_malformed_drilldown_point_is_refused_with_a_reason(world, params, reason):
+    with pytest.raises(insight.InvalidFilter) as error:
+        insight.drilldown(_filters(world["admin"]), params, world["admin"])
+    assert reason in error.value.reason
