@@ -29,7 +29,7 @@ def _rows(request: HttpRequest) -> list[dict]:
                     .annotate(n=Count("id")).values_list("connector_id", "n"))
     rows = []
     for connector in Connector.objects.order_by("name"):
-        backend_class = connector.get_backend().__class__ if _known(connector) else None
+        backend_class = _connector_class(connector.kind)
         rows.append({
             "id": connector.pk, "name": connector.name, "kind": connector.kind, "slug": connector.slug,
             "enabled": connector.enabled, "health": connector.health,
@@ -45,14 +45,14 @@ def _rows(request: HttpRequest) -> list[dict]:
     return rows
 
 
-def _known(connector: Connector) -> bool:
+def _connector_class(kind: str):
+    """The registered class of a kind, or None for a kind this release no longer has."""
     from listening.connectors import UnknownConnectorKind, get_connector_class
 
     try:
-        get_connector_class(connector.kind)
+        return get_connector_class(kind)
     except UnknownConnectorKind:
-        return False
-    return True
+        return None
 
 
 def _json_row(row: dict) -> dict:
