@@ -239,6 +239,10 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Files that came with messages (email attachments), in Django's default storage. They are never
+# served from MEDIA_URL: the console's download view checks that the user may see the case.
+MEDIA_ROOT = Path(env_str("CXM_MEDIA_ROOT", str(BASE_DIR / "media")))
+MEDIA_URL = "media/"
 STATICFILES_DIRS = [
     BASE_DIR / "static",
     # Plotly.js for the dashboards, as shipped in the pinned PyPI package `plotly`: served as

@@ -20,6 +20,7 @@ from django.db import connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
+from listening.attachments import store_attachments
 from listening.connectors.base import InboundAuthor, InboundMessage
 from listening.exceptions import PayloadInvalid
 from listening.models import Connector, Contact, Conversation, Customer, Direction, Message
@@ -169,6 +170,7 @@ def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage]) -> Inge
         )
     result.created_ids = [row[0] for row in created]
     result.duplicates += len(rows) - len(created)
+    store_attachments(fresh, created)
     _link_parents(connector, created)
     _bump_counters(Conversation, [(row[2], row[4]) for row in created], "last_message_at")
     _bump_counters(Contact, [(row[3], row[4]) for row in created], "last_seen_at")

@@ -45,16 +45,22 @@ def guard_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise ProviderRejected(f"not an http(s) URL: {redact_url(url)[:200]}")
+    guard_host(parts.hostname, parts.port or 443)
+
+
+def guard_host(hostname: str, port: int) -> None:
+    """Refuse a host that resolves to a private, loopback or otherwise non-public address
+    (URLs, and mail servers for listening.connectors.email), unless private URLs are allowed."""
     if settings.ALLOW_PRIVATE_URLS:
         return
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
-        raise ProviderUnavailable(f"cannot resolve {parts.hostname}: {exc}") from None
+        infos = socket.getaddrinfo(hostname, port, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ProviderUnavailable(f"cannot resolve {hostname}: {exc}") from None
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
         if not address.is_global:
-            raise ProviderRejected(f"{parts.hostname} resolves to a non-public address")
+            raise ProviderRejected(f"{hostname} resolves to a non-public address")
 
 
 ErrorMapper = Callable[[httpx.Response, str], ProviderError]

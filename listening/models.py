@@ -50,6 +50,12 @@ class Connector(models.Model):
     messages_received = models.PositiveBigIntegerField(default=0)
     duplicates_received = models.PositiveBigIntegerField(default=0)
     deliveries_rejected = models.PositiveBigIntegerField(default=0)
+    # The provider's rate-limit headroom from its latest answer: {remaining, limit, resets_at,
+    # seen_at} (see BaseConnector.note_rate_limit); empty until a provider tells it.
+    rate_limit = models.JSONField(default=dict, blank=True)
+    # The latest backfill (listening.backfill): {since, state, pages, created, duplicates,
+    # started_at, finished_at, error}; state is the connector's own place in the walk back.
+    backfill = models.JSONField(default=dict, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -216,3 +222,29 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_name} {self.action} {self.connector_label}"
+
+
+def attachment_path(instance: Attachment, filename: str) -> str:
+    """Content-addressed: the same bytes always land on the same path, so a retried ingestion
+    rewrites the file it already wrote instead of leaving a second copy."""
+    return f"attachments/{instance.sha256[:2]}/{instance.sha256}"
+
+
+class Attachment(models.Model):
+    """A file that came with a message (an email attachment). One that was not kept (too large)
+    has no file and says why in `skipped_reason`."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attachments")
+    filename = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=127)
+    size = models.PositiveBigIntegerField(help_text="Bytes, as received (or as announced when not kept).")
+    sha256 = models.CharField(max_length=64, blank=True, default="")
+    file = models.FileField(upload_to=attachment_path, max_length=200, blank=True, default="")
+    skipped_reason = models.CharField(max_length=300, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["message", "id"]
+
+    def __str__(self) -> str:
+        return self.filename

@@ -68,6 +68,7 @@ def poll_connector(connector_id: int, *, max_pages: int = 20, force: bool = Fals
         return PollOutcome(polled=False)
     connector = Connector.objects.get(pk=connector_id)
     outcome = PollOutcome(polled=True)
+    backend = None
     try:
         backend = connector.get_backend()
         for _ in range(max_pages):
@@ -85,8 +86,22 @@ def poll_connector(connector_id: int, *, max_pages: int = 20, force: bool = Fals
         outcome.error = str(exc)
         record_failure(connector, exc)
         return outcome
+    finally:
+        save_rate_limit(connector.pk, backend)
     record_success(connector)
     return outcome
+
+
+def save_rate_limit(connector_id: int, backend) -> None:
+    """Keep the headroom the provider reported in its latest answer, for the Sources page."""
+    limit = getattr(backend, "rate_limit", None)
+    if limit is None:
+        return
+    Connector.objects.filter(pk=connector_id).update(rate_limit={
+        "remaining": limit.remaining, "limit": limit.limit,
+        "resets_at": limit.resets_at.isoformat() if limit.resets_at else None,
+        "seen_at": timezone.now().isoformat(),
+    })
 
 
 def record_success(connector: Connector) -> None:

@@ -23,6 +23,7 @@ from django.utils import timezone
 from listening.connectors.base import DeliveryStatus, OutboundReply, ReplyRules
 from listening.exceptions import ProviderError
 from listening.models import Direction, Message
+from listening.polling import save_rate_limit
 from responses import access, events
 from responses.exceptions import CaseNotFound, Conflict, InvalidRequest
 from responses.models import CannedResponse, Case, CaseStatus, Reply, SlaState
@@ -192,16 +193,20 @@ def deliver(reply_id: int) -> tuple[str, float]:
         recipient_id=case.conversation.contact.external_id if case.conversation.contact else "",
         thread_id=case.conversation.external_id,
         in_reply_to=reply.in_reply_to.external_id if reply.in_reply_to else "",
-        idempotency_key=reply.idempotency_key,
+        idempotency_key=reply.idempotency_key, subject=case.conversation.subject,
     )
+    backend = None
     try:
-        external_id = connector.get_backend().send(outbound)
+        backend = connector.get_backend()
+        external_id = backend.send(outbound)
     except ProviderError as exc:
         return _failed_attempt(reply, exc)
     except Exception as exc:  # a bug or misconfiguration: fail visibly, never crash the worker
         log.exception("sending reply %s failed", reply.pk)
         _finish_failed(reply, f"could not send: {type(exc).__name__}: {str(exc)[:300]}")
         return Outcome.DONE, 0.0
+    finally:
+        save_rate_limit(connector.pk, backend)
     _delivered(reply, str(external_id or reply.idempotency_key))
     return Outcome.DONE, 0.0
 

@@ -16,7 +16,11 @@ _REGISTRY: dict[str, str] = {
     "import": "listening.connectors.fileimport.FileImportConnector",
     "twilio": "listening.connectors.twilio.TwilioConnector",
     "mastodon": "listening.connectors.mastodon.MastodonConnector",
+    "email": "listening.connectors.email.EmailConnector",
     "reddit": "listening.connectors.reddit.RedditConnector",
+    "x": "listening.connectors.x.XConnector",
+    "google_play": "listening.connectors.google_play.GooglePlayConnector",
+    "app_store": "listening.connectors.app_store.AppStoreConnector",
 }
 
 

@@ -41,6 +41,21 @@ class InboundAuthor:
 
 
 @dataclass(frozen=True)
+class InboundAttachment:
+    """A file that came with a message. `content` is empty when it was not kept, and then
+    `skipped_reason` says why ("larger than 10 MB, not kept")."""
+
+    filename: str
+    content_type: str
+    size: int
+    content: bytes = b""
+    skipped_reason: str = ""
+
+    def __repr__(self) -> str:  # never the bytes: reprs end up in logs and tracebacks
+        return f"<InboundAttachment {self.filename[:60]!r} {self.content_type} {self.size} bytes>"
+
+
+@dataclass(frozen=True)
 class InboundMessage:
     """A message normalised from any source, ready for listening.actions.ingest_messages."""
 
@@ -55,6 +70,7 @@ class InboundMessage:
     url: str = ""
     direction: str = "in"
     raw: dict[str, Any] = field(default_factory=dict)
+    attachments: tuple[InboundAttachment, ...] = ()  # stored by ingest_messages with a new message
 
 
 @dataclass(frozen=True)
@@ -67,6 +83,7 @@ class OutboundReply:
     thread_id: str = ""  # the Conversation's external id
     in_reply_to: str = ""  # external id of the message answered
     idempotency_key: str = ""
+    subject: str = ""  # the Conversation's subject (email answers "Re: <subject>")
 
 
 @dataclass(frozen=True)
@@ -98,6 +115,32 @@ class DeliveryStatus:
 # The generic delivery states, in the order a message moves through them; "failed" is as final
 # as "delivered", and a "read" receipt proves delivery.
 DELIVERY_STATES = ("queued", "sent", "delivered", "failed", "read")
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """The provider's rate-limit headroom as its last response told it (shown on Sources)."""
+
+    remaining: int
+    limit: int | None = None
+    resets_at: datetime | None = None  # timezone-aware
+
+
+@dataclass(frozen=True)
+class OAuthSpec:
+    """How an admin connects this source with the provider's OAuth 2 authorization-code flow
+    (responses.views.connect). URLs may name config keys in braces, e.g. "{instance_url}/oauth/
+    authorize". The app's id and secret are credentials the admin enters first."""
+
+    authorize_url: str
+    token_url: str
+    scopes: tuple[str, ...] = ()
+    scope_separator: str = " "
+    client_id_field: str = "client_id"
+    client_secret_field: str = "client_secret"
+    pkce: bool = True
+    client_auth: str = "basic"  # "basic": HTTP basic with id and secret; "body": in the form
+    extra_params: tuple[tuple[str, str], ...] = ()  # added to the authorize URL
 
 
 @dataclass(frozen=True)
@@ -141,6 +184,8 @@ class BaseConnector:
 
     Override what the source supports; the defaults refuse clearly."""
 
+    # Templates show a connector class's attributes (the connect pages); never call it there.
+    do_not_call_in_templates: ClassVar[bool] = True
     kind: ClassVar[str]
     label: ClassVar[str]
     channel: ClassVar[str]  # default channel of its messages
@@ -154,11 +199,35 @@ class BaseConnector:
     config_defaults: ClassVar[dict[str, Any]] = {}
     # Names of secrets kept in Connector.credentials (encrypted).
     credential_fields: ClassVar[tuple[str, ...]] = ()
+    # Words for the connect form (responses.views.connect), by config key or credential name.
+    config_help: ClassVar[dict[str, str]] = {}
+    credential_help: ClassVar[dict[str, str]] = {}
+    # Credentials the connector cannot work without (the source's page says which are missing).
+    required_credentials: ClassVar[tuple[str, ...]] = ()
+    # Shared secrets CXM makes up for the admin to paste into the provider's console (a
+    # webhook's secret): generated when missing, shown once, never again.
+    generated_credentials: ClassVar[tuple[str, ...]] = ()
+    # The provider's OAuth 2 flow, where it has one; None: credentials are pasted in.
+    oauth: ClassVar[OAuthSpec | None] = None
+    # Whether backfill() can fetch messages older than the connector's cursor.
+    supports_backfill: ClassVar[bool] = False
 
     def __init__(self, row: ConnectorRow) -> None:
         self.row = row
         self.config = {**self.config_defaults, **(row.config or {})}
         self._credentials: dict[str, Any] | None = None
+        # Set by note_rate_limit from the provider's latest response; listening.polling and
+        # responses.replies save it on the row.
+        self.rate_limit: RateLimit | None = None
+
+    def note_rate_limit(self, remaining: Any, limit: Any = None, resets_at: datetime | None = None) -> None:
+        """Remember the headroom a provider reported (header values as they came; junk ignored)."""
+        try:
+            left = int(float(remaining))
+            most = None if limit in (None, "") else int(float(limit))
+        except (TypeError, ValueError, OverflowError):
+            return
+        self.rate_limit = RateLimit(remaining=max(0, left), limit=most, resets_at=resets_at)
 
     @property
     def credentials(self) -> dict[str, Any]:
@@ -217,6 +286,35 @@ class BaseConnector:
     def poll(self, cursor: dict[str, Any]) -> PollResult:
         """Fetch what is new since `cursor`. Raise ProviderError subclasses on failure."""
         raise NotSupported(f"{self.kind} does not poll")
+
+    def backfill(self, since: datetime, state: dict[str, Any]) -> PollResult:
+        """One page of messages sent at or after `since`, older than what polling fetches, walking
+        back from `state` ({} at first). PollResult.cursor is the next state (never the polling
+        cursor), `more` whether another page follows. Only when supports_backfill."""
+        raise NotSupported(f"{self.label}'s API does not let us fetch older messages")
+
+    # --- Setup ---------------------------------------------------------------------------------
+    def oauth_credentials(self, token: dict[str, Any]) -> dict[str, Any]:
+        """The credentials to save from the OAuth token endpoint's answer (see `oauth`)."""
+        saved = {"access_token": str(token.get("access_token") or "")}
+        if token.get("refresh_token"):
+            saved["refresh_token"] = str(token["refresh_token"])
+        return saved
+
+    def oauth_config(self, token: dict[str, Any]) -> dict[str, Any]:
+        """Config the OAuth answer settles (Slack: the workspace the app was installed in)."""
+        return {}
+
+    def check_connection(self) -> str:
+        """Call the provider with the saved credentials and say, in words, what it answered
+        ("Signed in as @brand on mastodon.social"). Raise a ProviderError (or
+        SecretNotConfigured / ConfigInvalid) with the reason when it fails. Stores nothing."""
+        if self.polls and self.wants_polling(self.config):
+            page = self.poll({})
+            return f"Reached {self.label}: {len(page.messages)} message(s) waiting (none stored by this test)."
+        for name in self.required_credentials:
+            self.secret(name)
+        return f"{self.label} calls us: nothing to call from here. Send a test delivery to the webhook URL."
 
     # --- Replies -------------------------------------------------------------------------------
     def reply_rules(self, channel: str) -> ReplyRules:

@@ -64,7 +64,8 @@ def case_page(request: HttpRequest, case_id: str) -> HttpResponse:
 
 def _timeline(case: Case) -> tuple[list[dict], list[str]]:
     """Messages, replies not yet delivered and notes, in time order; and the topics matched."""
-    messages = list(case.conversation.messages.select_related("author").order_by("-sent_at", "-id")[:THREAD_LIMIT])
+    messages = list(case.conversation.messages.select_related("author").prefetch_related("attachments")
+                    .order_by("-sent_at", "-id")[:THREAD_LIMIT])
     messages.reverse()
     inbound = [m.pk for m in messages if m.direction == Direction.INBOUND]
     current = {c.message_id: c for c in Classification.objects.filter(message_id__in=inbound, is_current=True)}

@@ -26,6 +26,8 @@ CHANNEL_ICONS = {
     "appstore": "APP", "forum": "FRM", "import": "IMP", "slack": "SLK",
     "mastodon": "MAS",
     "reddit": "RDT",
+    "x_dm": "XDM",
+    "google_play": "GP", "app_store": "iOS",
 }
 
 
