@@ -3,6 +3,9 @@ from the streaming API; replies posted as statuses.
 
 Setup: on the brand's account, Preferences › Development › New application with the scopes
 `read:notifications`, `read:statuses` and `write:statuses`; its access token is `access_token`.
+Or connect with OAuth (`oauth`, with PKCE): register an application with the scopes `read write`
+and the connect page's redirect URI, enter its `client_id` and `client_secret`, and the token
+answer's access_token is saved. "Test connection" calls /api/v1/accounts/verify_credentials.
 Config: `instance_url` (https://mastodon.social), `hashtags` to follow, reply `visibility`.
 
 - a message is its status id on our instance, so a status seen as a mention *and* in a hashtag
@@ -17,6 +20,9 @@ Config: `instance_url` (https://mastodon.social), `hashtags` to follow, reply `v
   status and never wider: direct stays direct, private stays private, the rest is `visibility`
   (unlisted unless configured). A content warning is carried over. The reply's idempotency key
   is sent as Idempotency-Key, so a repeated send posts once.
+- backfill walks each source down from the newest page with max_id until a page reaches items
+  created before `since`; its state keeps each source's next max_id, or that it is done.
+- every answer's X-RateLimit-Limit/Remaining/Reset (an ISO 8601 time) is noted as the headroom.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -36,6 +43,7 @@ from listening.connectors.base import (
     BaseConnector,
     InboundAuthor,
     InboundMessage,
+    OAuthSpec,
     OutboundReply,
     PollResult,
     ReplyRules,
@@ -71,7 +79,27 @@ class MastodonConnector(BaseConnector):
     idempotent_sends = True  # Mastodon drops a repeated POST /api/v1/statuses with the same Idempotency-Key
     config_defaults = {"instance_url": "", "hashtags": [], "mentions": True, "visibility": "unlisted",
                        "max_chars": 500, "page_size": 40}
-    credential_fields = ("access_token",)
+    credential_fields = ("access_token", "client_id", "client_secret")
+    config_help = {
+        "instance_url": "The server the brand's account lives on, with no path, like https://mastodon.social.",
+        "hashtags": "Hashtags to follow on that server's public timeline (up to 10, without the #).",
+        "mentions": "Whether to read the account's mentions (its notifications of type mention).",
+        "visibility": "The widest visibility of a reply (direct, private, unlisted or public); a reply is never "
+                      "more visible than the status it answers.",
+        "max_chars": "The server's character limit per status (500 on mastodon.social; see its About page).",
+        "page_size": "Statuses fetched per call, 1 to 40.",
+    }
+    credential_help = {
+        "access_token": "Preferences › Development › your application › Your access token (scopes "
+                        "read:notifications, read:statuses, write:statuses); filled in by Connect with Mastodon.",
+        "client_id": "Preferences › Development › your application › Client key (only for Connect with Mastodon).",
+        "client_secret": "Preferences › Development › your application › Client secret (only for Connect with "
+                         "Mastodon).",
+    }
+    required_credentials = ("access_token",)
+    oauth = OAuthSpec(authorize_url="{instance_url}/oauth/authorize", token_url="{instance_url}/oauth/token",
+                      scopes=("read", "write"), client_auth="body", pkce=True)
+    supports_backfill = True
 
     @classmethod
     def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
@@ -135,6 +163,41 @@ class MastodonConnector(BaseConnector):
             return items, {"since": since, "max": below, "top": top}, True
         return items, ({"since": top} if top else {}), False
 
+    # --- Backfill ------------------------------------------------------------------------------
+    def backfill(self, since: datetime, state: dict[str, Any]) -> PollResult:
+        """One page further back from each source not yet walked down to `since`. State:
+        {"<source>": {"max": "<id>"}} while walking, {"<source>": {"done": true}} once there."""
+        config = self.validate_config(dict(self.row.config or {}))
+        found: dict[str, InboundMessage] = {}
+        new_state: dict[str, Any] = {}
+        for source, path, params in self.sources(config):
+            walked = state.get(source) if isinstance(state.get(source), dict) else {}
+            if walked.get("done") is True:
+                new_state[source] = {"done": True}
+                continue
+            messages, new_state[source] = self._backfill_page(source, path, params, walked, since,
+                                                              config["page_size"])
+            for message in messages:
+                found.setdefault(message.external_id, message)
+        more = any(not walked.get("done") for walked in new_state.values())
+        return PollResult(list(found.values()), new_state, more=more)
+
+    def _backfill_page(self, source: str, path: str, params: dict[str, Any], walked: dict[str, Any],
+                       since: datetime, limit: int) -> tuple[list[InboundMessage], dict[str, Any]]:
+        query = {**params, "limit": limit}
+        if _cursor_id(walked, "max"):
+            query["max_id"] = walked["max"]
+        response = self._request("GET", path, params=query)
+        items = _json_list(response, path)
+        ids = [_id(item, "id", f"{path}[{index}]") for index, item in enumerate(items)]
+        stamps = [_created_at(item, f"{path}[{index}]") for index, item in enumerate(items)]
+        recent = [item for item, stamp in zip(items, stamps, strict=True) if stamp >= since]
+        messages = [m for m in self._parse_page(source, path, recent) if m.sent_at >= since]
+        # Newest first: one item older than `since` means everything below it is older too.
+        if not items or min(stamps) < since:
+            return messages, {"done": True}
+        return messages, {"max": _link_max_id(response) or min(ids, key=_order)}
+
     def _parse_page(self, source: str, path: str, items: list[Any]) -> list[InboundMessage]:
         messages = []
         try:
@@ -152,6 +215,29 @@ class MastodonConnector(BaseConnector):
         except PayloadInvalid as exc:  # the server's fault: retried with backoff, nothing stored
             raise ProviderUnavailable(f"Mastodon {path} sent a malformed page: {exc}") from None
         return messages
+
+    # --- Setup ---------------------------------------------------------------------------------
+    def check_connection(self) -> str:
+        """verify_credentials: which account the token signs in as, and what is listened to."""
+        config = self.validate_config(dict(self.row.config or {}))
+        path = "/api/v1/accounts/verify_credentials"
+        account = _json_dict(self._request("GET", path), path)
+        acct = account.get("acct")
+        if not isinstance(acct, str) or not ACCT_RE.fullmatch(acct):
+            raise ProviderUnavailable(f"Mastodon {path} answered without the account's acct")
+        listening = (["mentions"] if config["mentions"] else []) + [f"#{tag}" for tag in config["hashtags"]]
+        where = urlsplit(str(config["instance_url"])).netloc
+        return f"Signed in as @{acct} on {where}; listening to {', '.join(listening) or 'nothing'}."
+
+    def oauth_credentials(self, token: dict[str, Any]) -> dict[str, Any]:
+        """Mastodon's token answer: {"access_token", "token_type": "Bearer", "scope", "created_at"};
+        its tokens do not expire, so there is no refresh_token."""
+        access = token.get("access_token") if isinstance(token, dict) else None
+        if not isinstance(access, str) or not access:
+            said = (token.get("error_description") or token.get("error")) if isinstance(token, dict) else None
+            reason = clean_text(said, 200) or "no reason given"
+            raise ProviderAuthError(f"Mastodon's token answer has no access_token: {reason}")
+        return {"access_token": access}
 
     # --- Replies -------------------------------------------------------------------------------
     def reply_rules(self, channel: str) -> ReplyRules:
@@ -194,7 +280,23 @@ class MastodonConnector(BaseConnector):
             raise ProviderAuthError("this connector has no access_token configured")
         url = f"{str(self.config['instance_url']).rstrip('/')}{path}"
         headers = {"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
-        return http.request(method, url, headers=headers, error_mapper=api_error, **kwargs)
+        response = http.request(method, url, headers=headers, error_mapper=self._api_error, **kwargs)
+        self._note_headroom(response)
+        return response
+
+    def _api_error(self, response: httpx.Response, safe_url: str) -> ProviderError:
+        self._note_headroom(response)  # a 429 says when the window resets
+        return api_error(response, safe_url)
+
+    def _note_headroom(self, response: httpx.Response) -> None:
+        remaining = response.headers.get("x-ratelimit-remaining")
+        if remaining is None:
+            return
+        try:
+            resets_at = from_iso(response.headers.get("x-ratelimit-reset", ""), "X-RateLimit-Reset")
+        except PayloadInvalid:
+            resets_at = None
+        self.note_rate_limit(remaining, response.headers.get("x-ratelimit-limit"), resets_at)
 
     def stream_url(self, stream: str) -> str:
         """The server-sent events URL of `stream`: "user" (notifications) or "hashtag:<tag>"."""
@@ -365,6 +467,14 @@ def _id(obj: Any, key: str, where: str) -> str:
     if not ID_RE.fullmatch(value):
         raise ProviderUnavailable(f"Mastodon sent a malformed item: field {where}.{key} is not an id")
     return value
+
+
+def _created_at(item: Any, where: str) -> datetime:
+    """When a notification or status was created (paging order follows it)."""
+    try:
+        return from_iso(require(item, "created_at", str, where), f"{where}.created_at")
+    except PayloadInvalid as exc:
+        raise ProviderUnavailable(f"Mastodon sent a malformed item: {exc}") from None
 
 
 def _order(value: str) -> tuple[int, str]:

@@ -13,21 +13,30 @@ Conventions (see meta_payloads for the parsing):
   and "<phone_number_id>:<wa_id>", so a reply knows which page or number to answer from;
 - echoes of what the page sent (from CXM or from Meta Business Suite) are stored as outbound;
 - a WhatsApp wa_id becomes the contact's phone, unverified (it never merges customers).
+- "test connection" reads GET /me?fields=id,name with `access_token`; every Graph answer's
+  X-App-Usage, X-Page-Usage and X-Business-Use-Case-Usage (JSON percentages of the quota used)
+  is noted as headroom: 100 minus the highest percentage, reset after the estimated minutes.
+- no backfill: messages arrive by webhook only (WhatsApp keeps no history to read back).
 """
 
 from __future__ import annotations
 
 import hmac
+import json
+import math
 import re
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+from django.utils import timezone
 
 from listening import http
 from listening.connectors.base import (
     BaseConnector,
     InboundMessage,
     OutboundReply,
+    PollResult,
     ReplyRules,
     WebhookRequest,
     hmac_sha256_hex,
@@ -45,11 +54,15 @@ from listening.exceptions import (
     ProviderUnavailable,
     SignatureInvalid,
 )
+from listening.sanitize import clean_text
 
 SIGNATURE_HEADER = "x-hub-signature-256"
 GRAPH_VERSION_RE = re.compile(r"v\d{1,3}\.\d{1,2}")
 NUMERIC_ID_RE = re.compile(r"\d{1,40}")
 CHALLENGE_RE = re.compile(r"[\w.\-]{1,256}")  # Meta sends digits; anything else is not Meta
+# Graph's rate-limit usage headers: JSON percentages of the quota used in the current window.
+USAGE_HEADERS = ("x-app-usage", "x-page-usage", "x-business-use-case-usage")
+USAGE_KEYS = ("call_count", "total_cputime", "total_time")
 
 # Graph error codes (https://developers.facebook.com/docs/graph-api/guides/error-handling and
 # the WhatsApp Cloud API error-code reference), matched before the HTTP status, because Graph
@@ -90,6 +103,24 @@ class MetaConnector(BaseConnector):
         "page_id": "",  # the Page whose token this is; replies to other pages' threads are refused
     }
     credential_fields = ("app_secret", "verify_token", "access_token")
+    config_help = {
+        "api_base": "The Graph API host: keep https://graph.facebook.com.",
+        "graph_version": "The Graph API version calls use, like v21.0 (App Dashboard › Settings › Advanced).",
+        "phone_number_id": "WhatsApp Manager › Phone numbers, or the app's WhatsApp › API Setup page: the id of "
+                           "the number replies are sent from when a thread names none.",
+        "page_id": "The Facebook Page the access token belongs to (the Page's About › Page transparency, or "
+                   "GET /me with the Page token); replies to other pages' threads are refused.",
+    }
+    credential_help = {
+        "app_secret": "App Dashboard › App settings › Basic › App secret; it signs every delivery.",
+        "verify_token": "Made up by CXM when left empty (shown once), or any string you choose; enter the same in "
+                        "the app's Webhooks settings as the Verify token.",
+        "access_token": "A Page access token (Messenger › Settings › Generate token) for Messenger and Instagram, "
+                        "or a system-user token with whatsapp_business_messaging (Business settings › System "
+                        "users) for WhatsApp.",
+    }
+    required_credentials = ("app_secret", "verify_token", "access_token")
+    generated_credentials = ("verify_token",)
 
     @classmethod
     def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
@@ -127,6 +158,29 @@ class MetaConnector(BaseConnector):
 
     def parse_webhook(self, request: WebhookRequest) -> list[InboundMessage]:
         return parse_delivery(request.json())
+
+    def backfill(self, since: datetime, state: dict[str, Any]) -> PollResult:
+        raise NotSupported("Meta delivers messages to this connector by webhook only: the WhatsApp Cloud API keeps "
+                           "no message history, and Messenger and Instagram history is not read back")
+
+    # --- Setup ---------------------------------------------------------------------------------
+    def check_connection(self) -> str:
+        """GET /me with the access token: the Page (or system user) it speaks for."""
+        for name in ("app_secret", "verify_token"):
+            self.secret(name)  # without them Meta's deliveries and handshake are refused
+        token = self.credentials.get("access_token")
+        if not token:
+            raise ProviderAuthError("this connector has no access_token configured")
+        response = self._graph("GET", "me", str(token), params={"fields": "id,name"})
+        me = http.json_or_none(response)
+        who, name = (me.get(key) if isinstance(me, dict) else None for key in ("id", "name"))
+        if not isinstance(who, str) or not NUMERIC_ID_RE.fullmatch(who):
+            raise ProviderUnavailable("Graph GET /me answered without an id")
+        said = f"Signed in as {clean_text(name, 100) if isinstance(name, str) else 'an unnamed account'} ({who})."
+        page_id = str(self.config.get("page_id") or "")
+        if page_id and page_id != who:
+            said += f" Note: page_id is {page_id}, but this token speaks for {who}."
+        return said
 
     # --- Replies -------------------------------------------------------------------------------
     def reply_rules(self, channel: str) -> ReplyRules:
@@ -170,13 +224,35 @@ class MetaConnector(BaseConnector):
         return f"{phone_number_id}/messages"
 
     def _graph_post(self, path: str, body: dict[str, Any], token: str) -> dict[str, Any]:
+        answer = http.json_or_none(self._graph("POST", path, token, json=body))
+        return answer if isinstance(answer, dict) else {}
+
+    def _graph(self, method: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
         """One Graph API call; errors are classified by the error code in the body."""
         url = f"{str(self.config['api_base']).rstrip('/')}/{self.config['graph_version']}/{path}"
-        response = http.request(
-            "POST", url, json=body, headers={"Authorization": f"Bearer {token}"}, error_mapper=graph_error
-        )
-        answer = http.json_or_none(response)
-        return answer if isinstance(answer, dict) else {}
+        response = http.request(method, url, headers={"Authorization": f"Bearer {token}"},
+                                error_mapper=self._graph_error, **kwargs)
+        self._note_usage(response)
+        return response
+
+    def _graph_error(self, response: httpx.Response, safe_url: str) -> ProviderError:
+        self._note_usage(response)  # a throttled answer says how long until access returns
+        return graph_error(response, safe_url)
+
+    def _note_usage(self, response: httpx.Response) -> None:
+        """Headroom from the usage headers: 100 minus the most used percentage of any quota."""
+        percents: list[float] = []
+        waits: list[float] = []
+        for name in USAGE_HEADERS:
+            for usage in _usages(response.headers.get(name)):
+                percents += [v for k in USAGE_KEYS if (v := _number(usage.get(k))) is not None]
+                wait = _number(usage.get("estimated_time_to_regain_access"))  # minutes
+                waits += [wait] if wait is not None else []
+        if not percents:
+            return
+        longest = min(max(waits, default=0.0), 24 * 60.0)
+        resets_at = timezone.now() + timedelta(minutes=longest) if longest > 0 else None
+        self.note_rate_limit(100 - max(percents), 100, resets_at)
 
 
 def whatsapp_body(recipient: str, reply: OutboundReply) -> dict[str, Any]:
@@ -215,6 +291,30 @@ def graph_error(response: httpx.Response, safe_url: str) -> ProviderError:
     if status >= 500 or code in UNAVAILABLE_CODES:
         return ProviderUnavailable(reason, retry_after=retry_after, status=status)
     return ProviderRejected(reason, status=status)
+
+
+def _usages(header: str | None) -> list[dict[str, Any]]:
+    """X-App-Usage and X-Page-Usage are one object; X-Business-Use-Case-Usage maps each business
+    object id to a list of objects, one per use case (messenger, pages...)."""
+    try:
+        parsed = json.loads(header) if header else None
+    except (ValueError, RecursionError):
+        return []
+    if not isinstance(parsed, dict):
+        return []
+    if any(key in parsed for key in USAGE_KEYS):
+        return [parsed]
+    return [usage for uses in parsed.values() if isinstance(uses, list) for usage in uses if isinstance(usage, dict)]
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 def _int(value: Any) -> int:

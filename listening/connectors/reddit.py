@@ -3,7 +3,9 @@
 Setup: create an app at https://www.reddit.com/prefs/apps. A "script" app (the care team's own
 account) uses `client_id`, `client_secret`, `username` and `password`; an installed or web app
 uses `client_id`, `client_secret` (empty for installed apps) and a permanent `refresh_token`.
-Scopes: read (search), privatemessages (mentions), submit (comments), identity.
+Scopes: read (search), privatemessages (mentions), submit (comments), identity. A web app can
+also be connected with Reddit's OAuth flow (`oauth`, duration=permanent): the token answer's
+refresh_token is saved. "Test connection" calls /api/v1/me.
 
 Protocol: a bearer token from POST <auth_base>/api/v1/access_token (HTTP basic auth with the
 app's id and secret; it lasts an hour), then GET <api_base>/r/<a+b>/search and /message/mentions,
@@ -22,24 +24,33 @@ Conventions:
   lags, so a late-indexed post a little older than the mark is still picked up once.
 - the access token is never written to the cursor (stored in clear): it is cached in this
   process, keyed by the credentials, until a minute before it expires.
+- backfill walks each source's listing back with `after` until an item was created before
+  `since`; its state keeps each source's next `after`, or that it is done. Reddit listings end
+  after about 1,000 items, so a busy search cannot reach further back than that.
+- every API answer's X-Ratelimit-Used/Remaining/Reset (seconds until the window resets) is
+  noted as the headroom; the limit is used + remaining.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import threading
 import time
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+from django.utils import timezone
 
 from listening import http
 from listening.connectors.base import (
     BaseConnector,
     InboundAuthor,
     InboundMessage,
+    OAuthSpec,
     OutboundReply,
     PollResult,
     ReplyRules,
@@ -92,6 +103,31 @@ class RedditConnector(BaseConnector):
     config_defaults = {"subreddits": [], "queries": [], "mentions": True, "user_agent": "",
                        "page_size": 100, "api_base": "https://oauth.reddit.com", "auth_base": WEB}
     credential_fields = ("client_id", "client_secret", "username", "password", "refresh_token")
+    config_help = {
+        "subreddits": "Subreddits to search, without r/ (empty: all of Reddit).",
+        "queries": "Search queries (Reddit search syntax), newest posts first; up to 20.",
+        "mentions": "Whether to read the account's inbox mentions (u/<account> in a comment).",
+        "user_agent": "The User-Agent Reddit asks for, like server:com.acme.cxm:0.1 (by /u/AcmeCare); empty "
+                      "builds one from the username.",
+        "page_size": "Items per listing page, 1 to 100.",
+        "api_base": "Reddit's OAuth API host: keep https://oauth.reddit.com.",
+        "auth_base": "Reddit's token and authorize host: keep https://www.reddit.com.",
+    }
+    credential_help = {
+        "client_id": "reddit.com/prefs/apps › your app › the id under its name (14+ characters).",
+        "client_secret": "reddit.com/prefs/apps › your app › secret (empty for an installed app).",
+        "username": "Script apps: the Reddit account the app belongs to (listed as a developer of the app).",
+        "password": "Script apps: that account's password (an account with two-factor login cannot use it).",
+        "refresh_token": "Web or installed apps: a permanent refresh token; filled in by Connect with Reddit.",
+    }
+    # And either username + password (a script app) or refresh_token: check_connection says which is missing.
+    required_credentials = ("client_id",)
+    oauth = OAuthSpec(
+        authorize_url="{auth_base}/api/v1/authorize", token_url="{auth_base}/api/v1/access_token",
+        scopes=("identity", "read", "privatemessages", "submit"), client_auth="basic", pkce=False,
+        extra_params=(("duration", "permanent"),),
+    )
+    supports_backfill = True
 
     @classmethod
     def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
@@ -193,6 +229,32 @@ class RedditConnector(BaseConnector):
             raise ProviderUnavailable(f"Reddit {path} answered a malformed Listing: {exc}") from None
         return items, after
 
+    # --- Backfill ------------------------------------------------------------------------------
+    def backfill(self, since: datetime, state: dict[str, Any]) -> PollResult:
+        """One listing page further back from each source not yet walked down to `since`. State:
+        {"sources": {"<source>": {"after": "<fullname>"} while walking, {"done": true} once there}}."""
+        config = self.validate_config(dict(self.row.config or {}))
+        walked_all = state.get("sources") if isinstance(state.get("sources"), dict) else {}
+        floor = since.timestamp()
+        found: dict[str, InboundMessage] = {}
+        states: dict[str, Any] = {}
+        for key, path, params in self._sources(config):
+            walked = walked_all.get(key) if isinstance(walked_all.get(key), dict) else {}
+            if walked.get("done") is True:
+                states[key] = {"done": True}
+                continue
+            after = walked.get("after") if isinstance(walked.get("after"), str) else ""
+            items, after = self._listing(path, {**params, **({"after": after} if FULLNAME_RE.fullmatch(after) else {})})
+            for name, created, data, kind in items:
+                message = self._message(kind, data, name, created) if created >= floor else None
+                if message:
+                    found.setdefault(name, message)
+            # Newest first: one item older than `since` means everything after it is older too.
+            done = not items or not after or min(item[1] for item in items) < floor
+            states[key] = {"done": True} if done else {"after": after}
+        ordered = sorted(found.values(), key=lambda m: m.sent_at)
+        return PollResult(ordered, {"sources": states}, more=any(not s.get("done") for s in states.values()))
+
     def _message(self, kind: str, data: dict[str, Any], name: str, created: float) -> InboundMessage | None:
         try:
             return _post(data, name, created) if kind == "t3" else _comment(data, name, created)
@@ -227,6 +289,32 @@ class RedditConnector(BaseConnector):
             raise ProviderRejected("/api/comment answered without the new comment's name")
         return sent
 
+    # --- Setup ---------------------------------------------------------------------------------
+    def check_connection(self) -> str:
+        """/api/v1/me: which account the credentials sign in as, and what is listened to."""
+        config = self.validate_config(dict(self.row.config or {}))
+        if not self.credentials.get("refresh_token") and not (
+                self.credentials.get("username") and self.credentials.get("password")):
+            raise RedditAuthError("this connector needs a refresh_token (Connect with Reddit) or, for a script app, "
+                                  "a username and password")
+        me = http.json_or_none(self._api("GET", "/api/v1/me"))
+        name = me.get("name") if isinstance(me, dict) else None
+        if not isinstance(name, str) or not USERNAME_RE.fullmatch(name):
+            raise ProviderUnavailable("Reddit /api/v1/me answered without the account's name")
+        where = f" in r/{'+'.join(config['subreddits'])}" if config["subreddits"] else ""
+        sources = [f'"{clean_text(query, 60)}"{where}' for query in config["queries"]]
+        sources += ["mentions"] if config["mentions"] else []
+        return f"Signed in as u/{name}; listening to {', '.join(sources)}."
+
+    def oauth_credentials(self, token: dict[str, Any]) -> dict[str, Any]:
+        """Only the permanent refresh_token is kept: access tokens are fetched from it as needed."""
+        refresh = token.get("refresh_token") if isinstance(token, dict) else None
+        if not isinstance(refresh, str) or not refresh:
+            error = clean_text(token.get("error"), 80) if isinstance(token, dict) else ""
+            reason = error or "the authorize URL must ask for duration=permanent"
+            raise RedditAuthError(f"Reddit's token answer has no refresh_token: {reason}")
+        return {"refresh_token": refresh}
+
     # --- OAuth ---------------------------------------------------------------------------------
     def _api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One call to the OAuth API; an expired token (401) is fetched again once."""
@@ -235,11 +323,27 @@ class RedditConnector(BaseConnector):
             token = self._token(fresh=attempt == 2)
             headers = {"Authorization": f"bearer {token}", "User-Agent": self._user_agent()}
             try:
-                return http.request(method, url, headers=headers, error_mapper=_status_error, **kwargs)
+                response = http.request(method, url, headers=headers, error_mapper=self._api_error, **kwargs)
             except ProviderAuthError as exc:
                 if exc.status != 401 or attempt == 2:
                     raise
+                continue
+            self._note_headroom(response)
+            return response
         raise AssertionError("unreachable")
+
+    def _api_error(self, response: httpx.Response, safe_url: str) -> ProviderError:
+        self._note_headroom(response)  # a 429 says how long until the window resets
+        return _status_error(response, safe_url)
+
+    def _note_headroom(self, response: httpx.Response) -> None:
+        remaining, used, reset = (_finite(response.headers.get(f"x-ratelimit-{name}"))
+                                  for name in ("remaining", "used", "reset"))
+        if remaining is None:
+            return
+        limit = remaining + used if used is not None else None
+        resets_at = timezone.now() + timedelta(seconds=min(max(reset, 0.0), 86_400.0)) if reset is not None else None
+        self.note_rate_limit(remaining, limit, resets_at)
 
     def _token(self, *, fresh: bool = False) -> str:
         key = self._fingerprint()
@@ -289,6 +393,14 @@ class RedditConnector(BaseConnector):
             return self.config["user_agent"]
         username = str(self.credentials.get("username") or "")
         return "server:cxm-listening:0.1" + (f" (by /u/{username})" if USERNAME_RE.fullmatch(username) else "")
+
+
+def _finite(value: str | None) -> float | None:
+    try:
+        number = float(value or "")
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 # --- Errors --------------------------------------------------------------------------------------

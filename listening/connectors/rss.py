@@ -5,6 +5,10 @@ response carried, kept in the cursor), so an unchanged feed costs one 304 and st
 Entries are deduped by their id through the (connector, external_id) constraint, so a feed that
 ignores validators and re-serves old entries stores nothing twice either. Each entry is its own
 conversation, except an Atom entry that says it answers another (RFC 4685 `thr:in-reply-to`).
+
+"Test connection" fetches the feed and says its title and entry count. Backfill is one page: the
+entries the feed serves now that were published at or after the date asked (a feed keeps only
+its latest entries, so nothing older can be fetched); undated entries are left to polling.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from listening import http
 from listening.connectors.base import BaseConnector, InboundAuthor, InboundMessage, OutboundReply, PollResult
 from listening.exceptions import ConfigInvalid, NotSupported, ProviderRejected
 from listening.htmltext import html_to_text
+from listening.sanitize import clean_text
 
 MAX_REDIRECTS = 5
 MAX_FEED_BYTES = 10 * 1024 * 1024
@@ -35,6 +40,13 @@ class FeedConnector(BaseConnector):
     polls = True
     can_reply = False
     config_defaults = {"url": "", "channel": "feed", "max_entries": 200}
+    config_help = {
+        "url": "The feed's http(s) address: the site's RSS or Atom link (often behind an RSS icon, or in the page's "
+               '<link rel="alternate"> tag).',
+        "channel": "The channel its messages are filed under, like appstore, reviews or forum (a-z, 0-9, _ and -).",
+        "max_entries": "At most this many entries are read per fetch, 1 to 10000.",
+    }
+    supports_backfill = True
 
     @classmethod
     def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
@@ -47,6 +59,42 @@ class FeedConnector(BaseConnector):
 
     def poll(self, cursor: dict[str, Any]) -> PollResult:
         """Fetch the feed unless it is unchanged since the validators in `cursor`."""
+        fetched = self._fetch(cursor)
+        if fetched is None:
+            return PollResult(messages=[], cursor=cursor)
+        response, parsed = fetched
+        entries = parsed.entries[: int(self.config["max_entries"])]
+        ids_here = {_entry_id(e) for e in entries}
+        messages = [self._message(entry, ids_here) for entry in entries]
+        validators = (("etag", response.headers.get("etag")), ("modified", response.headers.get("last-modified")))
+        # A damaged document (bozo) that still yielded entries may have lost some: keep no
+        # validators, so the next poll fetches it again instead of getting a 304.
+        new_cursor = {} if parsed.bozo else {key: value for key, value in validators if value}
+        return PollResult(messages=messages, cursor=new_cursor)
+
+    def backfill(self, since: datetime, state: dict[str, Any]) -> PollResult:
+        """The entries served now that were published at or after `since`: one page, then done."""
+        if state.get("done") is True:
+            return PollResult(messages=[], cursor={"done": True})
+        fetched = self._fetch({})
+        entries = fetched[1].entries[: int(self.config["max_entries"])] if fetched else []
+        ids_here = {_entry_id(e) for e in entries}
+        recent = [e for e in entries if _dated(e) and _when(e) >= since]
+        return PollResult(messages=[self._message(entry, ids_here) for entry in recent], cursor={"done": True})
+
+    def check_connection(self) -> str:
+        """Fetch the feed (no validators, so never a 304) and say what it is; stores nothing."""
+        self.validate_config(dict(self.row.config or {}))
+        fetched = self._fetch({})
+        if fetched is None:
+            raise ProviderRejected("the feed answered 304 Not Modified to a request without validators")
+        feed = fetched[1].feed
+        title = clean_text(_text(feed.get("title", ""), feed.get("title_detail")), 200) or "an untitled feed"
+        count = len(fetched[1].entries)
+        return f'Reached "{title}": {count} entr{"y" if count == 1 else "ies"} (none stored by this test).'
+
+    def _fetch(self, cursor: dict[str, Any]) -> tuple[Any, Any] | None:
+        """GET the feed (conditional on the cursor's validators) and parse it; None when unchanged."""
         headers = {"Accept": "application/atom+xml, application/rss+xml, application/xml;q=0.9, */*;q=0.5"}
         if cursor.get("etag"):
             headers["If-None-Match"] = cursor["etag"]
@@ -54,7 +102,7 @@ class FeedConnector(BaseConnector):
             headers["If-Modified-Since"] = cursor["modified"]
         response = self._get(str(self.config["url"]), headers)
         if response.status_code == 304:
-            return PollResult(messages=[], cursor=cursor)
+            return None
         if len(response.content) > MAX_FEED_BYTES:
             raise ProviderRejected(f"feed is larger than {MAX_FEED_BYTES} bytes")
         # A file object, never bytes or str: feedparser treats a string as a URL or a local
@@ -68,14 +116,7 @@ class FeedConnector(BaseConnector):
             error = parsed.get("bozo_exception")
             detail = f"{type(error).__name__}: {error}" if error else "no RSS or Atom elements found"
             raise ProviderRejected(f"not a parseable RSS or Atom feed: {detail}"[:500])
-        entries = parsed.entries[: int(self.config["max_entries"])]
-        ids_here = {_entry_id(e) for e in entries}
-        messages = [self._message(entry, ids_here) for entry in entries]
-        validators = (("etag", response.headers.get("etag")), ("modified", response.headers.get("last-modified")))
-        # A damaged document (bozo) that still yielded entries may have lost some: keep no
-        # validators, so the next poll fetches it again instead of getting a 304.
-        new_cursor = {} if parsed.bozo else {key: value for key, value in validators if value}
-        return PollResult(messages=messages, cursor=new_cursor)
+        return response, parsed
 
     def _get(self, url: str, headers: dict[str, str]):
         # Redirects are followed by hand so every hop goes through http.request's URL guard.
@@ -151,6 +192,10 @@ def _in_reply_to(entry: Any) -> str:
 def _text(value: str, detail: Any) -> str:
     content_type = (detail or {}).get("type", "text/html")
     return html_to_text(value) if "html" in content_type else value.strip()
+
+
+def _dated(entry: Any) -> bool:
+    return bool(entry.get("published_parsed") or entry.get("updated_parsed"))
 
 
 def _when(entry: Any) -> datetime:

@@ -4,7 +4,9 @@ Setup: create a Slack app; under Event Subscriptions set the Request URL to /hoo
 checks it with a signed `url_verification` request, answered here) and subscribe the bot to
 `message.channels`, `message.groups`, `message.im`, `message.mpim` and/or `app_mention`. Copy the
 app's Signing Secret into `signing_secret`, and the Bot User OAuth Token (xoxb-, scope `chat:write`)
-into `bot_token`.
+into `bot_token`, or enter the app's Client ID and Client Secret and connect with Slack's OAuth v2
+flow (`oauth`), whose token answer gives the bot token and the workspace (`oauth_config`).
+"Test connection" calls auth.test. No backfill: the Events API only delivers what happens next.
 
 Every request is signed: X-Slack-Signature is "v0=" + hex HMAC-SHA256(signing_secret,
 "v0:<X-Slack-Request-Timestamp>:<raw body>"), and a timestamp more than 5 minutes from now is a
@@ -29,6 +31,7 @@ import json
 import logging
 import re
 import time
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -38,7 +41,9 @@ from listening.connectors.base import (
     BaseConnector,
     InboundAuthor,
     InboundMessage,
+    OAuthSpec,
     OutboundReply,
+    PollResult,
     ReplyRules,
     WebhookRequest,
     hmac_sha256_hex,
@@ -47,6 +52,7 @@ from listening.connectors.base import (
 from listening.connectors.payload import from_unix, optional, require
 from listening.exceptions import (
     ConfigInvalid,
+    NotSupported,
     PayloadInvalid,
     ProviderAuthError,
     ProviderError,
@@ -97,7 +103,28 @@ class SlackConnector(BaseConnector):
     channel = "slack"
     receives_webhooks = True
     config_defaults = {"api_base": "https://slack.com", "team_id": ""}
-    credential_fields = ("signing_secret", "bot_token")
+    credential_fields = ("signing_secret", "bot_token", "client_id", "client_secret")
+    config_help = {
+        "api_base": "Slack's Web API host: keep https://slack.com.",
+        "team_id": "The workspace id (T0...) whose events are accepted, from auth.test or the workspace URL; "
+                   "empty accepts any workspace the app is installed in.",
+    }
+    credential_help = {
+        "signing_secret": "Your app at api.slack.com/apps › Basic Information › App Credentials › Signing Secret.",
+        "bot_token": "OAuth & Permissions › Bot User OAuth Token (xoxb-...), after installing the app; filled in "
+                     "for you by Connect with Slack.",
+        "client_id": "Basic Information › App Credentials › Client ID (only for Connect with Slack).",
+        "client_secret": "Basic Information › App Credentials › Client Secret (only for Connect with Slack).",
+    }
+    required_credentials = ("signing_secret", "bot_token")
+    oauth = OAuthSpec(
+        authorize_url="https://slack.com/oauth/v2/authorize",
+        token_url="{api_base}/api/oauth.v2.access",
+        scopes=("channels:history", "groups:history", "im:history", "app_mentions:read", "chat:write", "users:read"),
+        scope_separator=",",
+        pkce=False,
+        client_auth="body",
+    )
 
     @classmethod
     def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
@@ -155,6 +182,40 @@ class SlackConnector(BaseConnector):
         message = _message(event, team, _raw(envelope))
         return [message] if message else []
 
+    def backfill(self, since: datetime, state: dict[str, Any]) -> PollResult:
+        raise NotSupported("this connector hears Slack through the Events API, which delivers only new events; "
+                           "it does not read channel history")
+
+    # --- Setup ---------------------------------------------------------------------------------
+    def check_connection(self) -> str:
+        """auth.test with the bot token: who the bot is, and in which workspace."""
+        self.secret("signing_secret")  # without it every event is refused (403)
+        answer = self._call("auth.test", {})
+        user, team, team_id = (clean_text(answer.get(key), 100) if isinstance(answer.get(key), str) else ""
+                               for key in ("user", "team", "team_id"))
+        if not user or not ID_RE.fullmatch(team_id):
+            raise ProviderUnavailable("Slack auth.test answered ok without the bot's user and workspace")
+        wanted = self.config.get("team_id")
+        if wanted and wanted != team_id:
+            raise ConfigInvalid(f"the bot token belongs to workspace {team_id} ({team}), but team_id is {wanted}: "
+                                "every event would be skipped")
+        return f"Signed in as {user} in {team or team_id}."
+
+    def oauth_credentials(self, token: dict[str, Any]) -> dict[str, Any]:
+        """oauth.v2.access's access_token is the bot token (token_type "bot"); a user token the
+        answer may also carry (authed_user) is never kept."""
+        access = _oauth_answer(token).get("access_token")
+        if token.get("token_type") != "bot" or not isinstance(access, str) or not access.startswith("xoxb-"):
+            raise SlackAuthError("Slack's OAuth answer carries no bot token (xoxb-): give the app bot scopes")
+        return {"bot_token": access}
+
+    @staticmethod
+    def oauth_config(token: dict[str, Any]) -> dict[str, Any]:
+        """The config the OAuth answer settles: the workspace the app was installed in."""
+        team = _oauth_answer(token).get("team")
+        team_id = team.get("id") if isinstance(team, dict) else None
+        return {"team_id": team_id} if isinstance(team_id, str) and ID_RE.fullmatch(team_id) else {}
+
     # --- Replies -------------------------------------------------------------------------------
     def reply_rules(self, channel: str) -> ReplyRules:
         # chat.postMessage truncates text past 40,000 characters; a bot may post at any time.
@@ -195,6 +256,14 @@ class SlackConnector(BaseConnector):
         if not token:  # an admin must act: nothing to retry
             raise SlackAuthError("this connector has no bot_token configured")
         return str(token)
+
+
+def _oauth_answer(token: Any) -> dict[str, Any]:
+    """Slack answers a failed code exchange with HTTP 200 {"ok": false, "error": "invalid_code"}."""
+    if not isinstance(token, dict) or token.get("ok") is not True:
+        error = token.get("error") if isinstance(token, dict) else None
+        raise SlackAuthError(f"Slack oauth.v2.access failed: {clean_text(error, 80) or 'no ok answer'}")
+    return token
 
 
 def api_error(response: httpx.Response, safe_url: str) -> ProviderError:

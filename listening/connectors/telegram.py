@@ -7,6 +7,9 @@
   In groups and channels a message joins the thread of the message it replies to, or starts its
   own, so a busy group is many conversations rather than one.
 - send() answers in the chat named by the thread's first segment and returns "<chat_id>:<message_id>".
+- "test connection" calls getMe (the token) and getWebhookInfo (whether Telegram can reach the hook,
+  or, when polling, whether a leftover webhook would make getUpdates fail with 409).
+- no backfill: the Bot API has no message history, and Telegram drops undelivered updates after 24 h.
 The bot token travels only in request URLs; errors carry the redacted URL and the API's description.
 """
 
@@ -15,10 +18,13 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+from datetime import datetime
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 from django.conf import settings
+from django.urls import reverse
 
 from listening import exceptions as errors, http
 from listening.connectors.base import (
@@ -31,7 +37,7 @@ from listening.connectors.base import (
     WebhookRequest,
 )
 from listening.connectors.payload import from_unix, optional, require
-from listening.exceptions import PayloadInvalid, ProviderError, ProviderUnavailable
+from listening.exceptions import NotSupported, PayloadInvalid, ProviderError, ProviderUnavailable
 from listening.sanitize import clean_text
 
 logger = logging.getLogger(__name__)
@@ -52,6 +58,21 @@ class TelegramConnector(BaseConnector):
     config_defaults = {"mode": "webhook", "long_poll_seconds": 20, "page_size": 100,
                        "api_base": "https://api.telegram.org"}
     credential_fields = ("bot_token", "webhook_secret")
+    generated_credentials = ("webhook_secret",)
+    config_help = {
+        "mode": '"webhook": Telegram calls /hooks/<slug>/ (register it with setWebhook); "polling": CXM calls '
+                "getUpdates, no public URL needed.",
+        "long_poll_seconds": "Polling mode: how long one getUpdates call waits for news, 0 to 50 seconds.",
+        "page_size": "Polling mode: updates fetched per getUpdates call, 1 to 100.",
+        "api_base": "The Bot API server: keep https://api.telegram.org unless you run your own telegram-bot-api.",
+    }
+    credential_help = {
+        "bot_token": "The token @BotFather gave the bot (/newbot, or /token to show it again), like 123456:AAH...",
+        "webhook_secret": "Webhook mode: made up by CXM when left empty (shown once; 1-256 of A-Z, a-z, 0-9, _, -); "
+                          "pass it to setWebhook as secret_token and Telegram sends it with every delivery.",
+    }
+    # webhook_secret too in webhook mode: check_connection says so (this tuple cannot depend on the mode).
+    required_credentials = ("bot_token",)
 
     @classmethod
     def validate_config(cls, config: dict[str, Any]) -> dict[str, Any]:
@@ -149,6 +170,58 @@ class TelegramConnector(BaseConnector):
             url=f"https://t.me/{username}/{message_id}" if USERNAME_RE.match(username) and not private else "",
         )
 
+    def backfill(self, since: datetime, state: dict[str, Any]) -> PollResult:
+        raise NotSupported("Telegram's Bot API has no message history: a bot only receives new updates, and "
+                           "Telegram keeps undelivered ones for 24 hours at most")
+
+    # --- Setup ---------------------------------------------------------------------------------
+    def check_connection(self) -> str:
+        """getMe proves the token; getWebhookInfo tells whether deliveries reach us (webhook mode)
+        or whether a leftover webhook blocks getUpdates (polling mode)."""
+        config = self.validate_config(dict(self.row.config or {}))
+        polling = self.wants_polling(config)
+        if not polling:
+            self.secret("webhook_secret")  # without it every delivery is refused (403)
+        me = self._call("getMe", {})
+        username = me.get("username") if isinstance(me, dict) else None
+        if not isinstance(username, str) or not USERNAME_RE.match(username):
+            raise ProviderUnavailable("getMe answered without the bot's username")
+        info = self._call("getWebhookInfo", {})
+        if not isinstance(info, dict):
+            raise ProviderUnavailable("getWebhookInfo answered without a WebhookInfo")
+        said = f"Signed in as @{username}."
+        return f"{said} {self._polling_note(info) if polling else self._webhook_note(info)}"
+
+    @staticmethod
+    def _polling_note(info: dict[str, Any]) -> str:
+        url = _webhook_url(info)
+        if url:
+            return f"A webhook is still set ({url}): getUpdates fails with 409 Conflict until deleteWebhook is called."
+        return "No webhook is set, so polling with getUpdates works."
+
+    def _webhook_note(self, info: dict[str, Any]) -> str:
+        url, ours = _webhook_url(info), self._hook_url()
+        if not url:
+            target = ours or f"<CXM URL>/hooks/{self.row.slug or '<slug>'}/"
+            return f"No webhook URL is set: call setWebhook with url={target} and secret_token=<the webhook_secret>."
+        note = f"The webhook URL is set to {url}" + (f", not this connector's {ours}" if ours and url != ours else "")
+        pending = info.get("pending_update_count")
+        if isinstance(pending, int) and not isinstance(pending, bool):
+            note += f"; {pending} update(s) waiting for delivery"
+        error = info.get("last_error_message")
+        if not isinstance(error, str) or not error:
+            return f"{note}. No delivery errors reported."
+        when = info.get("last_error_date")
+        dated = isinstance(when, int) and 0 < when < 10**11
+        at = f" at {from_unix(when, 'last_error_date'):%Y-%m-%d %H:%M} UTC" if dated else ""
+        return f"{note}. Telegram's last delivery error{at}: {clean_text(error, 300)}"
+
+    def _hook_url(self) -> str:
+        base = str(getattr(settings, "CXM_PUBLIC_URL", "") or "")
+        # An unsaved connector (tested from the connect form) has no slug yet.
+        return base.rstrip("/") + unquote(reverse("webhook", kwargs={"ref": self.row.slug or "<slug>"})) if base else ""
+
+    # --- Replies -------------------------------------------------------------------------------
     def reply_rules(self, channel: str) -> ReplyRules:
         # Bot API: 4,096 characters a message; a bot may write to a chat that started it at any time.
         return ReplyRules(max_chars=4096, media=True)
@@ -214,6 +287,12 @@ def _api_error(method: str, response: httpx.Response, safe_url: str) -> Provider
         reason += f" (the group moved to chat {str(parameters['migrate_to_chat_id'])[:24]})"
     # 400 bad request, 403 bot blocked or kicked, 409 webhook set while polling: permanent here.
     return errors.ProviderRejected(reason, status=code)
+
+
+def _webhook_url(info: dict[str, Any]) -> str:
+    url = info.get("url")
+    # Redacted: an admin may have put a token in the query string of their own URL.
+    return http.redact_url(clean_text(url, 500)) if isinstance(url, str) and url else ""
 
 
 def _id(obj: Any, key: str, path: str) -> int:

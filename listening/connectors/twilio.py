@@ -19,6 +19,9 @@ Conventions:
 - the channel is "whatsapp" for "whatsapp:" addresses and "sms" for plain numbers;
 - the customer is their number: "+15551234567" on sms, the wa_id "15551234567" on whatsapp (as
   the Meta connector stores it), kept as an unverified phone that never merges customers.
+- "test connection" fetches the Account resource (GET /2010-04-01/Accounts/<sid>.json) and reads
+  only its name, status and type: the resource also carries the auth token.
+- no backfill: messages arrive by webhook; Twilio's message log is not read back.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import hmac
 import logging
 import re
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -44,6 +48,7 @@ from listening.connectors.base import (
     InboundAuthor,
     InboundMessage,
     OutboundReply,
+    PollResult,
     ReplyRules,
     WebhookRequest,
 )
@@ -54,6 +59,7 @@ from listening.exceptions import (
     ProviderAuthError,
     ProviderError,
     ProviderRejected,
+    ProviderUnavailable,
     SignatureInvalid,
     SignatureMissing,
 )
@@ -114,6 +120,22 @@ class TwilioConnector(BaseConnector):
         "api_base": "https://api.twilio.com",
     }
     credential_fields = ("auth_token",)
+    config_help = {
+        "account_sid": "Twilio Console › Account Dashboard › Account Info › Account SID (AC...).",
+        "messaging_service_sid": "Messaging › Services › the service's SID (MG...), to send from it when a thread "
+                                 "names no number; optional.",
+        "sms_from": "The Twilio number (E.164, like +14155550100) SMS replies come from when a thread names none; "
+                    "optional.",
+        "whatsapp_from": "The WhatsApp sender (like +14155238886) replies come from when a thread names none; "
+                         "optional.",
+        "public_url": "The https address Twilio reaches CXM at (scheme and host, plus any path prefix a proxy "
+                      "strips); needed to check signatures behind a proxy and for delivery reports.",
+        "api_base": "Twilio's REST API host: keep https://api.twilio.com.",
+    }
+    credential_help = {
+        "auth_token": "Twilio Console › Account Dashboard › Account Info › Auth Token; it signs every delivery.",
+    }
+    required_credentials = ("auth_token",)
 
     def __init__(self, row: Any) -> None:
         super().__init__(row)
@@ -193,6 +215,32 @@ class TwilioConnector(BaseConnector):
 
     def _public_bases(self) -> list[str]:
         return [base for base in (self.config.get("public_url"), getattr(settings, "CXM_PUBLIC_URL", "")) if base]
+
+    def backfill(self, since: datetime, state: dict[str, Any]) -> PollResult:
+        raise NotSupported("Twilio delivers messages to this connector by webhook only; Twilio's message log is "
+                           "not read back")
+
+    # --- Setup ---------------------------------------------------------------------------------
+    def check_connection(self) -> str:
+        """Fetch the Account resource with the account SID and auth token."""
+        config = self.validate_config(dict(self.row.config or {}))
+        account = str(config["account_sid"] or "")
+        if not account:
+            raise ConfigInvalid("account_sid is empty: copy the Account SID from the Twilio Console")
+        token = self.secret("auth_token")
+        url = f"{str(config['api_base']).rstrip('/')}/2010-04-01/Accounts/{account}.json"
+        answer = http.json_or_none(http.request("GET", url, auth=(account, token), error_mapper=api_error))
+        # Only these fields are read: the Account resource also carries the auth token itself.
+        name, status, kind = (clean_text(answer.get(key), 100) if isinstance(answer, dict) else ""
+                              for key in ("friendly_name", "status", "type"))
+        if not status:
+            raise ProviderUnavailable(f"Twilio answered without the status of account {account}")
+        if status != "active":
+            raise ProviderAuthError(f"the Twilio account {account} is {status}: it can neither receive nor send")
+        said = f"Signed in to Twilio account {name or account} ({account}): active"
+        said += ", a trial account (it can only message verified numbers)." if kind == "Trial" else "."
+        hook = self.status_callback_url() if self.row.slug else ""  # unsaved: no slug yet
+        return f'{said} Set each number\'s "A message comes in" webhook to {hook} (HTTP POST).' if hook else said
 
     # --- Replies -------------------------------------------------------------------------------
     def reply_rules(self, channel: str) -> ReplyRules:

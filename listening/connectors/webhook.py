@@ -5,6 +5,10 @@ signed like Stripe's: HMAC-SHA256 over "<timestamp>.<raw body>" with the shared 
 `X-CXM-Signature: sha256=<hex>` beside `X-CXM-Timestamp: <unix seconds>`; a timestamp outside
 the tolerance window is a replay and is refused. Replies are POSTed, signed the same way, to the
 connector's `callback_url`.
+
+"Test connection" calls nobody (the sender calls us): it checks the secret is set and gives a
+shell command that signs and sends a test delivery. No backfill: the sender pushes; older
+messages can be POSTed the same way or imported from a file.
 """
 
 from __future__ import annotations
@@ -14,6 +18,10 @@ import re
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
+
+from django.conf import settings
+from django.urls import reverse
 
 from listening import http
 from listening.connectors.base import (
@@ -21,6 +29,7 @@ from listening.connectors.base import (
     InboundAuthor,
     InboundMessage,
     OutboundReply,
+    PollResult,
     WebhookRequest,
     hmac_sha256_hex,
     require_signature,
@@ -32,6 +41,7 @@ SIGNATURE_HEADER = "x-cxm-signature"
 TIMESTAMP_HEADER = "x-cxm-timestamp"
 MAX_MESSAGES_PER_DELIVERY = 1000
 CHANNEL_RE = re.compile(r"^[a-z0-9_\-]{1,40}$")
+TEST_BODY = '{"id":"cxm-test-delivery","text":"Test delivery from the connect page","author":{"id":"cxm-test"}}'
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> dict[str, str]:
@@ -48,6 +58,17 @@ class GenericWebhookConnector(BaseConnector):
     idempotent_sends = True  # replies carry an Idempotency-Key header the receiver dedupes on
     config_defaults = {"channel": "web", "tolerance_seconds": 300, "callback_url": ""}
     credential_fields = ("signing_secret",)
+    config_help = {
+        "channel": "The channel messages are filed under when a delivery names none (a-z, 0-9, _ and -), like web.",
+        "tolerance_seconds": "How far X-CXM-Timestamp may be from now before a delivery counts as a replay.",
+        "callback_url": "Where replies are POSTed, signed the same way; empty: replies cannot be sent.",
+    }
+    credential_help = {
+        "signing_secret": "Made up by CXM when left empty (shown once): give it to the sender; it signs every "
+                          "delivery and reply (HMAC-SHA256 over \"<timestamp>.<body>\").",
+    }
+    required_credentials = ("signing_secret",)
+    generated_credentials = ("signing_secret",)
 
     def verify(self, request: WebhookRequest) -> None:
         secret = self.secret("signing_secret")
@@ -105,6 +126,27 @@ class GenericWebhookConnector(BaseConnector):
             url=optional(item, "url", str, "", path),
             raw=item,
         )
+
+    def backfill(self, since: datetime, state: dict[str, Any]) -> PollResult:
+        raise NotSupported("the sender pushes messages to this webhook: POST older ones the same way, or import "
+                           "them from a file")
+
+    def check_connection(self) -> str:
+        """No provider to call: check the secret is set and say how to sign a test delivery."""
+        self.secret("signing_secret")
+        callback = str(self.config.get("callback_url") or "")
+        replies = f"Replies are POSTed to {http.redact_url(callback)}." if callback else (
+            "No callback_url is set, so replies cannot be sent.")
+        base = str(getattr(settings, "CXM_PUBLIC_URL", "") or "").rstrip("/") or "<CXM URL>"
+        hook = base + unquote(reverse("webhook", kwargs={"ref": self.row.slug or "<slug>"}))  # unsaved: no slug yet
+        command = (
+            f"TS=$(date +%s); BODY='{TEST_BODY}'; "
+            "SIG=$(printf '%s.%s' \"$TS\" \"$BODY\" | openssl dgst -sha256 -hmac \"$SECRET\" | awk '{print $NF}'); "
+            f"curl -fsS -X POST '{hook}' -H 'Content-Type: application/json' -H \"X-CXM-Timestamp: $TS\" "
+            "-H \"X-CXM-Signature: sha256=$SIG\" --data-raw \"$BODY\""
+        )
+        return (f"The signing secret is set. {replies} To send a test delivery, run this in a shell with SECRET "
+                f"set to the signing secret:\n{command}")
 
     def send(self, reply: OutboundReply) -> str:
         callback = self.config.get("callback_url")

@@ -9,15 +9,25 @@
   exist, else 404), visibility; an Idempotency-Key seen before returns the same status, posting nothing;
 - GET /api/v1/streaming/user/notification and /api/v1/streaming/hashtag?tag=: server-sent events
   queued with `stream_event`, with ":thump" heartbeats, then the stream ends;
+- GET /api/v1/accounts/verify_credentials answers our CredentialAccount;
+- every authenticated answer carries X-RateLimit-Limit (300), X-RateLimit-Remaining (one less per
+  call) and X-RateLimit-Reset (an ISO 8601 time), as Mastodon sends them;
+- POST /oauth/token (no bearer: client_id and client_secret in the form, a single-use code from
+  `authorize()`, its redirect_uri and, when the code was asked with a PKCE S256 challenge, the
+  code_verifier) answers {"access_token", "token_type": "Bearer", "scope", "created_at"}, else
+  401 invalid_client or 400 invalid_grant with an error_description, as Doorkeeper does;
 - failures are scriptable: `fail(path_regex, Reply)` answers the next matching call.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import itertools
 import json
 import re
+import time
 from collections import deque
 from typing import Any
 from urllib.parse import parse_qsl
@@ -30,8 +40,13 @@ VISIBILITIES = ("public", "unlisted", "private", "direct")
 
 
 class FakeMastodon:
-    def __init__(self, provider: FakeProvider, token: str, *, max_chars: int = 500) -> None:
+    def __init__(self, provider: FakeProvider, token: str, *, max_chars: int = 500, client_id: str = "",
+                 client_secret: str = "") -> None:
         self.provider, self.token, self.max_chars = provider, token, max_chars
+        self.client = (client_id, client_secret)
+        self.codes: dict[str, tuple[str, str, str]] = {}  # code -> (redirect_uri, challenge, scope)
+        self.rate_remaining = 300
+        self.rate_reset = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() // 300 * 300 + 300))
         self.statuses: dict[str, dict[str, Any]] = {}
         self.notifications: list[dict[str, Any]] = []
         self.posted: list[dict[str, Any]] = []  # bodies of accepted POST /api/v1/statuses
@@ -44,9 +59,11 @@ class FakeMastodon:
                   ("GET", r"/api/v1/timelines/tag/(?P<tag>[^/]+)", self._tag_timeline),
                   ("GET", r"/api/v1/statuses/(?P<id>[^/]+)", self._status),
                   ("POST", r"/api/v1/statuses", self._post_status),
-                  ("GET", r"/api/v1/streaming/(user/notification|hashtag)", self._streaming)]
+                  ("GET", r"/api/v1/streaming/(user/notification|hashtag)", self._streaming),
+                  ("GET", r"/api/v1/accounts/verify_credentials", self._verify_credentials)]
         for method, pattern, handler in routes:
             provider.route(method, pattern)(self._guarded(handler))
+        provider.route("POST", r"/oauth/token")(self._oauth_token)
 
     @property
     def url(self) -> str:
@@ -76,6 +93,12 @@ class FakeMastodon:
         data = payload if isinstance(payload, str) else json.dumps(payload)
         self.stream.append(f"event: {event}\ndata: {data}\n\n")
 
+    def authorize(self, redirect_uri: str, *, challenge: str = "", scope: str = "read write") -> str:
+        """The code /oauth/authorize redirects back with once the account owner approves."""
+        code = base64.urlsafe_b64encode(hashlib.sha256(f"{len(self.codes)}{redirect_uri}".encode()).digest())[:43]
+        self.codes[code.decode()] = (redirect_uri, challenge, scope)
+        return code.decode()
+
     def fail(self, path: str, reply: Reply, *, after: int = 0) -> None:
         """Answer a call of `path` with `reply` once, after letting `after` calls through."""
         self.scripted.append([path, after, reply])
@@ -88,12 +111,40 @@ class FakeMastodon:
         def serve(request: Recorded) -> Reply:
             if request.headers.get("authorization") != f"Bearer {self.token}":
                 return Reply(401, {"error": "The access token is invalid"})
+            self.rate_remaining = max(0, self.rate_remaining - 1)
+            headers = {"X-RateLimit-Limit": "300", "X-RateLimit-Remaining": str(self.rate_remaining),
+                       "X-RateLimit-Reset": self.rate_reset}
+            reply = None
             if self.scripted and re.fullmatch(self.scripted[0][0], request.path):
                 if self.scripted[0][1] == 0:
-                    return self.scripted.popleft()[2]
-                self.scripted[0][1] -= 1
-            return handler(request)
+                    reply = self.scripted.popleft()[2]
+                else:
+                    self.scripted[0][1] -= 1
+            reply = reply or handler(request)
+            return Reply(reply.status, reply.body, {**headers, **reply.headers})
         return serve
+
+    def _verify_credentials(self, request: Recorded) -> Reply:
+        return Reply(200, {**OUR_ACCOUNT, "locked": False, "bot": False, "created_at": "2022-11-01T00:00:00.000Z",
+                           "note": "<p>Acme customer care</p>", "statuses_count": 812, "following_count": 3,
+                           "source": {"privacy": "public", "sensitive": False, "language": "en", "note": "",
+                                      "fields": [], "follow_requests_count": 0}})
+
+    def _oauth_token(self, request: Recorded) -> Reply:
+        form = request.json() if request.headers.get("content-type", "").startswith("application/json") \
+            else request.form()
+        if not self.client[0] or (form.get("client_id"), form.get("client_secret")) != self.client:
+            return Reply(401, {"error": "invalid_client", "error_description": "Client authentication failed due "
+                               "to unknown client, no client authentication included, or unsupported "
+                               "authentication method."})
+        granted = self.codes.pop(form.get("code", ""), None)
+        if form.get("grant_type") != "authorization_code" or granted is None \
+                or form.get("redirect_uri") != granted[0] or not _pkce_ok(granted[1], form.get("code_verifier")):
+            return Reply(400, {"error": "invalid_grant", "error_description": "The provided authorization grant is "
+                               "invalid, expired, revoked, does not match the redirection URI used in the "
+                               "authorization request, or was issued to another client."})
+        return Reply(200, {"access_token": self.token, "token_type": "Bearer", "scope": granted[2],
+                           "created_at": int(time.time())})
 
     def _notifications(self, request: Recorded) -> Reply:
         wanted = request.query.get("types[]")
@@ -167,3 +218,10 @@ class FakeMastodon:
 
 def _order(value: str) -> tuple[int, str]:
     return len(value), value
+
+
+def _pkce_ok(challenge: str, verifier: str | None) -> bool:
+    if not challenge:
+        return True
+    digest = hashlib.sha256((verifier or "").encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode() == challenge

@@ -2,11 +2,18 @@
 
 It checks the bearer token and the documented request shape, answers with the documented
 response bodies, and can be scripted to fail the next calls with Graph's error envelope
-{"error": {"message", "type", "code", "error_subcode", "error_data", "fbtrace_id"}}."""
+{"error": {"message", "type", "code", "error_subcode", "error_data", "fbtrace_id"}}.
+
+GET /<version>/me?fields=id,name answers the Page the token speaks for (only the fields asked).
+`usage(...)` sets the rate-limit headers every answer then carries, as Graph sends them once an
+app has made enough calls: X-App-Usage {"call_count", "total_cputime", "total_time"} (percent)
+and X-Business-Use-Case-Usage {"<business id>": [{"type", "call_count", "total_cputime",
+"total_time", "estimated_time_to_regain_access" (minutes)}]}."""
 
 from __future__ import annotations
 
 import itertools
+import json
 from collections import deque
 from typing import Any
 
@@ -14,6 +21,8 @@ from tests.fakes.http import FakeProvider, Recorded, Reply
 
 WHATSAPP_PATH = r"/(?P<version>v\d+\.\d+)/(?P<phone_number_id>\d+)/messages"
 SEND_API_PATH = r"/(?P<version>v\d+\.\d+)/me/messages"
+ME_PATH = r"/(?P<version>v\d+\.\d+)/me"
+PAGE = {"id": "682498302938465", "name": "Acme Kettles", "category": "Kitchen/Cooking"}
 
 
 def graph_error(status: int, code: int, message: str, *, subcode: int | None = None, details: str = "",
@@ -48,9 +57,11 @@ class FakeGraph:
         self.provider = provider
         self.token = token
         self.failures: deque[Reply] = deque()
+        self.usage_headers: dict[str, str] = {}
         self._ids = itertools.count(1)
-        provider.route("POST", WHATSAPP_PATH)(self._whatsapp)
-        provider.route("POST", SEND_API_PATH)(self._send_api)
+        provider.route("POST", WHATSAPP_PATH)(self._with_usage(self._whatsapp))
+        provider.route("POST", SEND_API_PATH)(self._with_usage(self._send_api))
+        provider.route("GET", ME_PATH)(self._with_usage(self._me))
 
     @property
     def url(self) -> str:
@@ -60,11 +71,40 @@ class FakeGraph:
         """The next calls (any endpoint) get these answers, in order."""
         self.failures.extend(replies)
 
+    def usage(self, *, app: dict[str, Any] | None = None, business: dict[str, list[dict[str, Any]]] | None = None,
+              raw: dict[str, str] | None = None) -> None:
+        """The usage headers every later answer carries (app: X-App-Usage; business: BUC)."""
+        self.usage_headers = dict(raw or {})
+        if app is not None:
+            self.usage_headers["X-App-Usage"] = json.dumps(app)
+        if business is not None:
+            self.usage_headers["X-Business-Use-Case-Usage"] = json.dumps(business)
+
+    def me_calls(self) -> list[Recorded]:
+        return self.provider.calls(ME_PATH)
+
     def whatsapp_calls(self) -> list[Recorded]:
         return self.provider.calls(WHATSAPP_PATH)
 
     def send_api_calls(self) -> list[Recorded]:
         return self.provider.calls(SEND_API_PATH)
+
+    def _with_usage(self, handler):
+        def serve(request: Recorded) -> Reply:
+            reply = handler(request)
+            return Reply(reply.status, reply.body, {**self.usage_headers, **reply.headers})
+        return serve
+
+    def _me(self, request: Recorded) -> Reply:
+        refused = self._check(request)
+        if refused:
+            return refused
+        fields = request.query.get("fields", "id,name").split(",")
+        unknown = [f for f in fields if f not in PAGE]
+        if unknown:
+            return graph_error(400, 100, f"(#100) Tried accessing nonexisting field ({unknown[0]}) on node type "
+                                         "(Page)")
+        return Reply(200, {field: PAGE[field] for field in fields})
 
     def _check(self, request: Recorded) -> Reply | None:
         if request.headers.get("authorization") != f"Bearer {self.token}":

@@ -2,11 +2,14 @@
 
 - POST /api/v1/access_token: HTTP basic auth with the app's client_id:client_secret (else 401
   {"message": "Unauthorized", "error": 401}); grant_type=password with the script account's
-  username and password, or grant_type=refresh_token; a wrong grant gets 200 {"error":
-  "invalid_grant"}, as Reddit answers it. Tokens are "bearer" and can be expired by the test.
+  username and password, grant_type=refresh_token, or grant_type=authorization_code with a
+  single-use code from `authorize()` and its redirect_uri (answered with a refresh_token when the
+  code was asked with duration=permanent); a wrong grant gets 200 {"error": "invalid_grant"}, as
+  Reddit answers it. Tokens are "bearer" and can be expired by the test.
 - every API call needs "Authorization: bearer <live token>" (else 401) and a descriptive
   User-Agent (a library's default agent gets 403, as Reddit blocks them); answers carry the
-  X-Ratelimit-Used/Remaining/Reset headers.
+  X-Ratelimit-Used/Remaining/Reset headers (600 calls a window; used counts the calls made).
+- GET /api/v1/me: the signed-in account ({"name", "id", "created_utc", ...}).
 - GET /r/<a+b>/search (restrict_sr=1) and /search: posts whose title or selftext contain q,
   newest first, `limit` and `after` paging, as Listing JSON; GET /message/mentions: comments.
 - POST /api/comment (api_type=json, thing_id, text): {"json": {"errors": [], "data": {"things":
@@ -40,6 +43,8 @@ class FakeReddit:
         self.locked: set[str] = set()  # submissions whose comments are locked
         self.comments: list[dict[str, str]] = []  # accepted /api/comment forms
         self.scripted: dict[str, deque[list]] = {}
+        self.codes: dict[str, tuple[str, str]] = {}  # unused code -> (redirect_uri, duration)
+        self.calls_made = 0
         self._ids = itertools.count(1)
         self._comment_ids = itertools.count(1)
         provider.route("POST", r"/api/v1/access_token")(self._access_token)
@@ -47,6 +52,7 @@ class FakeReddit:
         provider.route("GET", r"/search")(self._api("search", self._search))
         provider.route("GET", r"/message/mentions")(self._api("mentions", self._mentions))
         provider.route("POST", r"/api/comment")(self._api("comment", self._comment))
+        provider.route("GET", r"/api/v1/me")(self._api("me", self._me))
 
     @property
     def url(self) -> str:
@@ -60,6 +66,12 @@ class FakeReddit:
     def add_mention(self, data: dict[str, Any]) -> dict[str, Any]:
         self.mentions.append(copy.deepcopy(data))
         return data
+
+    def authorize(self, redirect_uri: str, *, duration: str = "permanent") -> str:
+        """The code /api/v1/authorize redirects back with once the account owner allows the app."""
+        code = f"code-{len(self.codes) + 1}-{abs(hash(redirect_uri)) % 10**8}"
+        self.codes[code] = (redirect_uri, duration)
+        return code
 
     def expire_tokens(self) -> None:
         """Every token issued so far expires: the next API call with one gets 401."""
@@ -100,6 +112,8 @@ class FakeReddit:
             ok = (form.get("username"), form.get("password")) == self.account and all(self.account)
         elif grant == "refresh_token":
             ok = bool(self.refresh_token) and form.get("refresh_token") == self.refresh_token
+        elif grant == "authorization_code":
+            return self._code_grant(form)
         else:
             return Reply(200, {"error": "unsupported_grant_type"})
         if not ok:
@@ -107,6 +121,19 @@ class FakeReddit:
         token = f"fake-token-{next(self._ids)}"
         self.live_tokens.add(token)
         return Reply(200, {"access_token": token, "token_type": "bearer", "expires_in": 86400, "scope": "*"})
+
+    def _code_grant(self, form: dict[str, str]) -> Reply:
+        granted = self.codes.pop(form.get("code", ""), None)
+        if granted is None or form.get("redirect_uri") != granted[0]:
+            return Reply(200, {"error": "invalid_grant"})
+        token = f"fake-token-{next(self._ids)}"
+        self.live_tokens.add(token)
+        answer = {"access_token": token, "token_type": "bearer", "expires_in": 86400,
+                  "scope": "identity privatemessages read submit"}
+        if granted[1] == "permanent":
+            self.refresh_token = f"{next(self._ids)}-r-permanent-8b1e"
+            answer["refresh_token"] = self.refresh_token
+        return Reply(200, answer)
 
     def _api(self, endpoint: str, handler):
         def serve(request: Recorded) -> Reply:
@@ -118,7 +145,9 @@ class FakeReddit:
             if not agent or agent.lower().startswith(GENERIC_AGENTS):
                 return Reply(403, "<html><body>Blocked: set a descriptive User-Agent</body></html>")
             reply = self._scripted(endpoint) or handler(request)
-            headers = {"x-ratelimit-used": "1", "x-ratelimit-remaining": "599.0", "x-ratelimit-reset": "412"}
+            self.calls_made += 1
+            headers = {"x-ratelimit-used": str(self.calls_made), "x-ratelimit-remaining": f"{600 - self.calls_made}.0",
+                       "x-ratelimit-reset": "412"}
             return Reply(reply.status, reply.body, {**headers, **reply.headers})
 
         return serve
@@ -133,6 +162,12 @@ class FakeReddit:
         hits = [p for p in self.posts if (not subs or p["subreddit"].lower() in subs)
                 and query in f"{p.get('title', '')} {p.get('selftext', '')}".lower()]
         return self._listing("t3", hits, request)
+
+    def _me(self, request: Recorded) -> Reply:
+        name = self.account[0] or "AcmeCare"
+        return Reply(200, {"name": name, "id": "1w72", "created_utc": 1577836800.0, "verified": True,
+                           "has_verified_email": True, "is_suspended": False, "link_karma": 12, "comment_karma": 340,
+                           "subreddit": {"display_name_prefixed": f"u/{name}"}})
 
     def _mentions(self, request: Recorded) -> Reply:
         return self._listing("t1", self.mentions, request)

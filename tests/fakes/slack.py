@@ -9,11 +9,18 @@ the Events API (signing deliveries the way Slack does).
 - chat.postMessage checks channel (a channel the bot is not in: not_in_channel; unknown:
   channel_not_found), text (no_text, msg_too_long past 40,000 characters) and thread_ts, and answers
   {"ok", "channel", "ts", "message"} with the bot's message, as Slack does;
+- auth.test answers who the token is: {"ok", "url", "team", "user", "team_id", "user_id", "bot_id"};
+- oauth.v2.access (no token: the app's client_id and client_secret in the form or HTTP basic, a
+  single-use `code` from `authorize()` and its redirect_uri) answers the bot token as Slack does:
+  {"ok", "access_token": "xoxb-...", "token_type": "bot", "scope", "bot_user_id", "app_id", "team":
+  {"id", "name"}, "enterprise", "authed_user"}, else invalid_client_id, bad_client_secret,
+  invalid_code or bad_redirect_uri;
 - failures are scriptable: `fail_next(RATE_LIMITED)` (HTTP 429 with Retry-After), or any Reply.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import itertools
@@ -26,6 +33,8 @@ from typing import Any
 from tests.fakes.http import FakeProvider, Recorded, Reply
 
 TEAM, APP = "T024BE7LD", "A0KRD7HC3"
+TEAM_NAME, BOT_NAME = "Acme Community", "acmecare"
+SCOPES = "channels:history,groups:history,im:history,app_mentions:read,chat:write,users:read"
 BOT_USER, BOT_ID = "U0LAN0Z89", "B0LAN0Z89"
 TS_RE = re.compile(r"\d+\.\d+")
 
@@ -55,9 +64,11 @@ class FakeSlack:
     """Register on a started FakeProvider; point the connector's api_base at `url`."""
 
     def __init__(self, provider: FakeProvider, token: str, *, channels: set[str] | None = None,
-                 member_of: set[str] | None = None) -> None:
+                 member_of: set[str] | None = None, client_id: str = "", client_secret: str = "") -> None:
         self.provider = provider
         self.token = token
+        self.client = (client_id, client_secret)
+        self.codes: dict[str, str] = {}  # unused authorization code -> its redirect_uri
         self.channels = channels if channels is not None else {"C2147483705", "D0PNCRP9N"}
         self.member_of = member_of if member_of is not None else set(self.channels)
         self.failures: deque[Reply] = deque()
@@ -72,6 +83,12 @@ class FakeSlack:
     def fail_next(self, *replies: Reply) -> None:
         self.failures.extend(replies)
 
+    def authorize(self, redirect_uri: str) -> str:
+        """The code Slack appends to redirect_uri once an admin approves the app's install."""
+        code = f"{len(self.codes) + 1}.{hashlib.sha256(redirect_uri.encode()).hexdigest()[:12]}"
+        self.codes[code] = redirect_uri
+        return code
+
     def calls(self, method: str = "chat.postMessage") -> list[Recorded]:
         return self.provider.calls(rf"/api/{re.escape(method)}")
 
@@ -84,6 +101,8 @@ class FakeSlack:
     # --- Protocol ------------------------------------------------------------------------------
     def _handle(self, request: Recorded) -> Reply:
         assert request.match is not None
+        if request.match["method"] == "oauth.v2.access":
+            return self._oauth_access(request)
         auth = request.headers.get("authorization", "")
         if not auth:
             return slack_error("not_authed")
@@ -91,6 +110,10 @@ class FakeSlack:
             return slack_error("invalid_auth")
         if self.failures:
             return self.failures.popleft()
+        if request.match["method"] == "auth.test":
+            return Reply(200, {"ok": True, "url": "https://acme-community.slack.com/", "team": TEAM_NAME,
+                               "user": BOT_NAME, "team_id": TEAM, "user_id": BOT_USER, "bot_id": BOT_ID,
+                               "is_enterprise_install": False})
         if request.match["method"] != "chat.postMessage":
             return slack_error("unknown_method", 404)
         content_type = request.headers.get("content-type", "")
@@ -105,6 +128,25 @@ class FakeSlack:
             assert isinstance(reply.body, dict)
             reply.body.update(warning="missing_charset", response_metadata={"warnings": ["missing_charset"]})
         return reply
+
+    def _oauth_access(self, request: Recorded) -> Reply:
+        form = request.form()
+        client = (form.get("client_id", ""), form.get("client_secret", ""))
+        scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+        if scheme == "Basic":
+            client = tuple(base64.b64decode(encoded).decode().split(":", 1))  # type: ignore[assignment]
+        if not client[0] or client[0] != self.client[0]:
+            return slack_error("invalid_client_id")
+        if client[1] != self.client[1]:
+            return slack_error("bad_client_secret")
+        code = form.get("code", "")
+        if code not in self.codes:
+            return slack_error("invalid_code")
+        if form.get("redirect_uri", self.codes[code]) != self.codes.pop(code):
+            return slack_error("bad_redirect_uri")
+        return Reply(200, {"ok": True, "access_token": self.token, "token_type": "bot", "scope": SCOPES,
+                           "bot_user_id": BOT_USER, "app_id": APP, "team": {"name": TEAM_NAME, "id": TEAM},
+                           "enterprise": None, "is_enterprise_install": False, "authed_user": {"id": "U061F7AUR"}})
 
     def _post_message(self, params: dict[str, Any]) -> Reply:
         channel, text, thread_ts = params.get("channel"), params.get("text"), params.get("thread_ts")

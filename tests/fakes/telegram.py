@@ -7,6 +7,9 @@
 - getUpdates honours offset (updates below it are confirmed and forgotten), limit (1-100) and
   timeout (long polling: waits for a push, up to `timeout` seconds);
 - sendMessage checks chat_id, text and reply_parameters, and answers with the sent Message;
+- getMe answers the bot's User; getWebhookInfo the WebhookInfo (url empty when none is set,
+  pending_update_count, last_error_date and last_error_message after a failed delivery), and
+  getUpdates is refused with 409 Conflict while a webhook is set, as Telegram does;
 - failures are scriptable per method: `fail("getUpdates", 429, retry_after=30)`, or any raw reply.
 """
 
@@ -35,6 +38,7 @@ class FakeTelegram:
         self._update_ids = itertools.count(483920500)
         self._message_ids = itertools.count(1000)
         self._changed = threading.Condition()
+        self.webhook: dict[str, Any] = {"url": "", "has_custom_certificate": False}
         for method in ("GET", "POST"):
             provider.route(method, r"/bot(?P<token>[^/]*)/(?P<method>\w+)")(self._handle)
 
@@ -56,6 +60,14 @@ class FakeTelegram:
             self.updates.append(update)
             self._changed.notify_all()
         return update
+
+    def set_webhook(self, url: str, *, last_error_message: str = "", last_error_date: int | None = None) -> None:
+        """What setWebhook (and a failed delivery to it) leaves in getWebhookInfo."""
+        self.webhook = {"url": url, "has_custom_certificate": False, "max_connections": 40,
+                        "ip_address": "203.0.113.7"}
+        if last_error_message:
+            self.webhook.update(last_error_message=last_error_message,
+                                last_error_date=last_error_date or int(time.time()))
 
     def fail(self, method: str, status: int, description: str = "", *, retry_after: int | None = None,
              times: int = 1) -> None:
@@ -89,7 +101,7 @@ class FakeTelegram:
                 return scripted.popleft()[1]
             scripted[0][0] -= 1
         handler = {"getUpdates": self._get_updates, "sendMessage": self._send_message,
-                   "getMe": lambda params: _ok(BOT_USER)}.get(method)
+                   "getMe": lambda params: _ok(BOT_USER), "getWebhookInfo": self._webhook_info}.get(method)
         if handler is None:
             return _error(404, "Not Found")
         try:
@@ -108,7 +120,15 @@ class FakeTelegram:
             params.update(request.form())
         return params
 
+    def _webhook_info(self, params: dict[str, Any]) -> Reply:
+        with self._changed:
+            pending = len(self.updates)
+        return _ok({**self.webhook, "pending_update_count": pending})
+
     def _get_updates(self, params: dict[str, Any]) -> Reply:
+        if self.webhook["url"]:
+            return _error(409, "Conflict: can't use getUpdates method while webhook is active; "
+                               "use deleteWebhook to delete the webhook first")
         try:
             offset = int(params.get("offset", 0))
             limit = int(params.get("limit", 100))

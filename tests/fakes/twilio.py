@@ -7,6 +7,9 @@
   on different channels or a bad StatusCallback get 400 with Twilio's code and message;
 - a message is answered 201 with the Message resource (tests/fixtures/twilio/message_created.json);
 - every error is Twilio's envelope {"code", "message", "more_info", "status"};
+- GET /2010-04-01/Accounts/<AccountSid>.json answers the Account resource ({"sid", "friendly_name",
+  "status": active | suspended | closed, "type": Full | Trial, "auth_token", ...}: Twilio really
+  returns the auth token in it);
 - `fail_next(...)` scripts the next answers; `status_callback(sid, state)` builds the parameters
   Twilio would POST to the message's StatusCallback URL.
 """
@@ -27,6 +30,7 @@ from tests.fakes.http import FakeProvider, Recorded, Reply
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "twilio"
 MESSAGES_PATH = r"/2010-04-01/Accounts/(?P<account>[^/]+)/Messages\.json"
+ACCOUNT_PATH = r"/2010-04-01/Accounts/(?P<account>[^/]+)\.json"
 NUMBER_RE = re.compile(r"(?:whatsapp:)?\+?[0-9]{3,15}")
 
 
@@ -54,8 +58,10 @@ class FakeTwilio:
         self.auth_token = auth_token
         self.sent: list[dict[str, Any]] = []  # the Message resources created
         self.failures: deque[Reply] = deque()
+        self.account = {"friendly_name": "Acme Care", "status": "active", "type": "Full"}
         self._ids = itertools.count(1)
         provider.route("POST", MESSAGES_PATH)(self._create_message)
+        provider.route("GET", ACCOUNT_PATH)(self._fetch_account)
 
     @property
     def url(self) -> str:
@@ -98,6 +104,21 @@ class FakeTwilio:
         if refusal is not None:
             return refusal
         return Reply(201, self._resource(form))
+
+    def _fetch_account(self, request: Recorded) -> Reply:
+        assert request.match is not None
+        if not self._authenticated(request):
+            return twilio_error(20003, headers={"WWW-Authenticate": 'Basic realm="Twilio API"'})
+        if request.match["account"] != self.account_sid:
+            return twilio_error(20404, 404, f"The requested resource {request.path} was not found")
+        if self.failures:
+            return self.failures.popleft()
+        base = f"/2010-04-01/Accounts/{self.account_sid}"
+        return Reply(200, {
+            **self.account, "sid": self.account_sid, "owner_account_sid": self.account_sid,
+            "auth_token": self.auth_token, "date_created": "Thu, 30 Jul 2015 20:00:00 +0000",
+            "date_updated": "Thu, 30 Jul 2015 20:00:00 +0000", "uri": f"{base}.json",
+            "subresource_uris": {"messages": f"{base}/Messages.json", "balance": f"{base}/Balance.json"}})
 
     def _authenticated(self, request: Recorded) -> bool:
         scheme, _, encoded = request.headers.get("authorization", "").partition(" ")

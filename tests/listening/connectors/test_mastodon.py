@@ -306,7 +306,7 @@ def test_mastodon_stream_command_survives_a_failing_stream(make_connector, masto
 # --- Configuration -----------------------------------------------------------------------------
 def test_mastodon_is_registered_with_its_config_and_credentials(settings):
     assert get_connector_class("mastodon") is MastodonConnector
-    assert MastodonConnector.credential_fields == ("access_token",)
+    assert MastodonConnector.credential_fields == ("access_token", "client_id", "client_secret")
     settings.ALLOW_PRIVATE_URLS = False
     assert MastodonConnector.validate_config({"instance_url": "https://mastodon.social",
                                               "hashtags": ["#AcmeKettles", "café"]}) == {

@@ -567,7 +567,7 @@ def test_slack_is_registered_with_its_credentials():
     assert "slack" in connector_kinds()
     cls = get_connector_class("slack")
     assert cls is SlackConnector and cls.receives_webhooks and cls.can_reply and not cls.polls
-    assert cls.credential_fields == ("signing_secret", "bot_token")
+    assert cls.credential_fields == ("signing_secret", "bot_token", "client_id", "client_secret")
     assert cls.validate_config({}) == {"api_base": "https://slack.com", "team_id": ""}
 
 
