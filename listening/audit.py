@@ -47,9 +47,10 @@ def differences(before: dict, after: dict) -> dict:
 
 
 def record(actor, action: str, connector: Connector, before: dict, after: dict, *, ip: str | None = None,
-           always: bool = False) -> AuditEvent | None:
-    """Log a change (nothing when nothing audited changed, unless `always`)."""
-    changes = differences(before, after)
+           always: bool = False, extra: dict | None = None) -> AuditEvent | None:
+    """Log a change (nothing when nothing audited changed, unless `always` or `extra` says what
+    happened beyond the audited fields)."""
+    changes = {**differences(before, after), **(extra or {})}
     if not changes and not always:
         return None
     return AuditEvent.objects.create(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from listening import polling
+from listening import backfill, polling
 
 
 @shared_task(name="listening.poll_due_connectors", ignore_result=True)
@@ -20,3 +20,8 @@ def poll_due_connectors(**kwargs) -> int:
 def poll_connector(connector_id: int, **kwargs) -> dict:
     outcome = polling.poll_connector(connector_id)
     return outcome.__dict__
+
+
+@shared_task(name="listening.backfill_connector", ignore_result=True)
+def backfill_connector(connector_id: int, **kwargs) -> dict:
+    return backfill.run(connector_id)

@@ -4,7 +4,7 @@ is missing. Ids are matched as text so a malformed id is a JSON 404, not the res
 
 from django.urls import path
 
-from responses.views import alerts, canned, case, connectors, inbox, insight
+from responses.views import alerts, attachments, canned, case, connect, connectors, inbox, insight
 
 urlpatterns = [
     path("", inbox.inbox, name="inbox"),
@@ -21,6 +21,7 @@ urlpatterns = [
     path("cases/<str:case_id>/notes/", case.case_note, name="case-note"),
     path("cases/<str:case_id>/correct/", case.case_correct, name="case-correct"),
     path("cases/<str:case_id>/canned/", case.case_canned, name="case-canned"),
+    path("cases/<str:case_id>/attachments/<str:attachment_id>/", attachments.case_attachment, name="case-attachment"),
     path("replies/<str:reply_id>/retry/", case.reply_retry, name="reply-retry"),
     path("canned/", canned.canned_list, name="canned-list"),
     path("canned/new/", canned.canned_new, name="canned-new"),
@@ -35,6 +36,14 @@ urlpatterns = [
     path("insight/messages/", insight.messages, name="insight-messages"),
     path("insight/snapshot.pdf", insight.snapshot_pdf, name="insight-pdf"),
     path("sources/", connectors.connector_list, name="connectors"),
+    path("sources/new/", connect.connect_choose, name="connect"),
+    path("sources/new/<str:kind>/", connect.connect_new, name="connect-new"),
+    path("sources/oauth/callback/", connect.oauth_callback, name="oauth-callback"),
+    path("sources/<str:connector_id>/", connect.connector_detail, name="connector"),
+    path("sources/<str:connector_id>/test/", connect.connector_test, name="connector-test"),
+    path("sources/<str:connector_id>/oauth/", connect.connector_oauth, name="connector-oauth"),
+    path("sources/<str:connector_id>/backfill/", connect.connector_backfill, name="connector-backfill"),
+    path("sources/<str:connector_id>/secrets/<str:name>/", connect.connector_secret, name="connector-secret"),
     path("sources/<str:connector_id>/pause/", connectors.connector_pause, name="connector-pause"),
     path("sources/<str:connector_id>/resume/", connectors.connector_resume, name="connector-resume"),
 ]

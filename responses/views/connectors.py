@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from listening import audit
 from listening.models import AuditEvent, Connector, Message
@@ -27,22 +28,48 @@ def _rows(request: HttpRequest) -> list[dict]:
     hour_ago = timezone.now() - timedelta(hours=1)
     per_hour = dict(Message.objects.filter(received_at__gte=hour_ago).values("connector_id")
                     .annotate(n=Count("id")).values_list("connector_id", "n"))
-    rows = []
-    for connector in Connector.objects.order_by("name"):
-        backend_class = _connector_class(connector.kind)
-        rows.append({
-            "id": connector.pk, "name": connector.name, "kind": connector.kind, "slug": connector.slug,
-            "enabled": connector.enabled, "health": connector.health,
-            "last_success_at": connector.last_success_at, "last_error": connector.last_error,
-            "last_error_at": connector.last_error_at, "consecutive_failures": connector.consecutive_failures,
-            "messages_last_hour": per_hour.get(connector.pk, 0), "messages_received": connector.messages_received,
-            "duplicates_received": connector.duplicates_received,
-            "deliveries_rejected": connector.deliveries_rejected,
-            "webhook_url": request.build_absolute_uri(reverse("webhook", kwargs={"ref": connector.slug}))
-            if backend_class and backend_class.receives_webhooks else "",
-            "polls": bool(backend_class and backend_class.wants_polling(connector.config or {})),
-        })
-    return rows
+    return [connector_row(request, connector, _connector_class(connector.kind), per_hour.get(connector.pk, 0))
+            for connector in Connector.objects.order_by("name")]
+
+
+def connector_row(request: HttpRequest, connector: Connector, backend_class, last_hour: int | None = None) -> dict:
+    """What Sources shows of one connector: its health, traffic, headroom and how it receives."""
+    if last_hour is None:
+        last_hour = Message.objects.filter(connector=connector,
+                                           received_at__gte=timezone.now() - timedelta(hours=1)).count()
+    return {
+        "id": connector.pk, "name": connector.name, "kind": connector.kind, "slug": connector.slug,
+        "enabled": connector.enabled, "health": connector.health,
+        "last_success_at": connector.last_success_at, "last_error": connector.last_error,
+        "last_error_at": connector.last_error_at, "consecutive_failures": connector.consecutive_failures,
+        "messages_last_hour": last_hour, "messages_received": connector.messages_received,
+        "duplicates_received": connector.duplicates_received,
+        "deliveries_rejected": connector.deliveries_rejected,
+        "webhook_url": request.build_absolute_uri(reverse("webhook", kwargs={"ref": connector.slug}))
+        if backend_class and backend_class.receives_webhooks else "",
+        "polls": bool(backend_class and backend_class.wants_polling(connector.config or {})),
+        "rate_limit": headroom(connector.rate_limit),
+        "backfill_running": bool(connector.backfill and not connector.backfill.get("finished_at")),
+    }
+
+
+def headroom(rate_limit: dict) -> dict | None:
+    """The provider's last reported rate-limit headroom, with its reset time parsed."""
+    if not rate_limit or rate_limit.get("remaining") is None:
+        return None
+    resets = parse_datetime(rate_limit["resets_at"]) if rate_limit.get("resets_at") else None
+    seen = parse_datetime(rate_limit["seen_at"]) if rate_limit.get("seen_at") else None
+    limit = rate_limit.get("limit")
+    share = round(100 * rate_limit["remaining"] / limit) if limit else None
+    return {"remaining": rate_limit["remaining"], "limit": limit, "share": share, "resets_at": resets,
+            "seen_at": seen, "low": share is not None and share < 10}
+
+
+def recent_audit(connector: Connector | None = None) -> list[AuditEvent]:
+    events = AuditEvent.objects.select_related("connector")
+    if connector is not None:
+        events = events.filter(connector=connector)
+    return list(events[:RECENT_AUDIT])
 
 
 def _connector_class(kind: str):
@@ -55,8 +82,16 @@ def _connector_class(kind: str):
         return None
 
 
-def _json_row(row: dict) -> dict:
-    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in row.items()}
+def json_row(row: dict) -> dict:
+    return {k: _jsonable(v) for k, v in row.items()}
+
+
+def _jsonable(value):
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
 
 
 @console_view("GET")
@@ -64,9 +99,9 @@ def connector_list(request: HttpRequest) -> HttpResponse:
     access.require_admin(request.user)
     rows = _rows(request)
     if wants_json(request):
-        return JsonResponse({"connectors": [_json_row(r) for r in rows]})
-    recent = AuditEvent.objects.select_related("connector")[:RECENT_AUDIT]
-    return render(request, "console/connectors.html", {**console_context(request), "rows": rows, "audit": recent})
+        return JsonResponse({"connectors": [json_row(r) for r in rows]})
+    return render(request, "console/connectors.html",
+                  {**console_context(request), "rows": rows, "audit": recent_audit()})
 
 
 def _set_enabled(request: HttpRequest, connector_id: str, enabled: bool) -> HttpResponse:

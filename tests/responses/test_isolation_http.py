@@ -18,7 +18,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
 from learning.models import Alert, AlertSettings, Correction
-from listening.models import AuditEvent, Connector
+from listening.attachments import save_content
+from listening.models import Attachment, AuditEvent, Connector
 from responses.cases import add_note
 from responses.models import AgentProfile, CannedResponse, Case, ConsoleEvent, Note, Reply, Role
 from tests.fakes.http import Reply as FakeReply
@@ -45,6 +46,7 @@ MATRIX: dict[str, dict] = {
     "case-correct": {"obj": "case", "methods": ["POST"],
                      "body": {"message": "CASE_MESSAGE", "field": "lane", "value": "praise"}},
     "case-canned": {"obj": "case", "methods": ["GET"]},
+    "case-attachment": {"obj": "attachment", "methods": ["GET"]},
     "reply-retry": {"obj": "reply", "methods": ["POST"], "body": {}},
     "canned-list": {"obj": None, "methods": ["GET"]},
     "canned-new": {"obj": None, "methods": ["GET", "POST"], "supervisor": True,
@@ -67,6 +69,22 @@ MATRIX: dict[str, dict] = {
     "connectors": {"obj": None, "methods": ["GET"], "admin": True},
     "connector-pause": {"obj": "connector", "methods": ["POST"], "admin": True, "body": {}},
     "connector-resume": {"obj": "connector", "methods": ["POST"], "admin": True, "body": {}},
+    # Connecting and running a source (tests/responses/test_connect_views.py): admins only. The
+    # owner's answer is 400 where team A's webhook source cannot do it (no OAuth, no backfill).
+    "connect": {"obj": None, "methods": ["GET"], "admin": True},
+    "connect-new": {"obj": None, "methods": ["GET", "POST"], "admin": True, "kwargs": {"kind": "webhook"},
+                    "body": {"name": "New site", "slug": "new-site", "cfg_channel": "web", "cfg_tolerance_seconds": 300,
+                             "cfg_callback_url": ""}},
+    "connector": {"obj": "connector", "methods": ["GET", "POST"], "admin": True,
+                  "body": {"name": "Brand A", "slug": "brand-a", "cfg_channel": "web", "cfg_tolerance_seconds": 300,
+                           "cfg_callback_url": ""}},
+    "connector-test": {"obj": "connector", "methods": ["POST"], "admin": True, "body": {}},
+    "connector-secret": {"obj": "connector", "methods": ["POST"], "admin": True, "body": {},
+                         "kwargs": {"name": "signing_secret"}},
+    "connector-oauth": {"obj": "connector", "methods": ["POST"], "admin": True, "body": {}, "owner_status": 400},
+    "oauth-callback": {"obj": None, "methods": ["GET"], "admin": True, "owner_status": 400},
+    "connector-backfill": {"obj": "connector", "methods": ["POST"], "admin": True, "body": {"since": "2026-11-01"},
+                           "owner_status": 400},
 }
 # Team-scoped objects: an outsider gets 404. (Admin-only routes are not team-scoped.)
 OBJECT_ROUTES = [name for name, row in MATRIX.items() if row["obj"] and not row.get("admin")]
@@ -92,7 +110,9 @@ def console_route_names() -> set[str]:
 
 @pytest.fixture
 def world(django_user_model, team_a, team_b, agent_a, supervisor_a, agent_b, connector_a, connector_b,
-          fake_provider, admin_user):
+          fake_provider, admin_user, settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
     @fake_provider.route("POST", "/replies")
     def replies(request):
         return FakeReply(200, {"id": "ext-1"})
@@ -103,13 +123,16 @@ def world(django_user_model, team_a, team_b, agent_a, supervisor_a, agent_b, con
     reply_a = Reply.objects.create(case=case_a, author=agent_a, text="failed reply", idempotency_key="failed-a",
                                    status=Reply.Status.FAILED, last_error="provider said no")
     canned_a = CannedResponse.objects.create(team=team_a, title="Team A canned", text=SECRET)
+    digest, path = save_content(SECRET.encode())
+    attachment_a = Attachment.objects.create(message_id=case_a.last_message_id, filename="secret.txt",
+                                             content_type="text/plain", size=len(SECRET), sha256=digest, file=path)
     now = timezone.now()
     alert_a = Alert.objects.create(team=team_a, kind="volume", dimension="connector", key=str(connector_a.pk),
                                    label=SECRET, window_start=now, window_end=now, observed=40, expected=10, score=9.5,
                                    message_ids=[case_a.last_message_id])
     return {"case": case_a, "case_b": case_b, "reply": reply_a, "canned": canned_a, "supervisor_b": supervisor_b,
             "agent_a": agent_a, "supervisor_a": supervisor_a, "agent_b": agent_b, "alert": alert_a,
-            "admin": admin_user}
+            "admin": admin_user, "attachment": attachment_a}
 
 
 def url_for(name: str, world: dict) -> str:
@@ -123,6 +146,8 @@ def url_for(name: str, world: dict) -> str:
         kwargs = {"canned_id": world["canned"].pk}
     elif obj == "alert":
         kwargs = {"alert_id": world["alert"].pk}
+    elif obj == "attachment":
+        kwargs = {"case_id": world["case"].pk, "attachment_id": world["attachment"].pk}
     elif obj == "connector":
         kwargs = {"connector_id": world["case"].conversation.connector_id}
     kwargs.update(MATRIX[name].get("kwargs", {}))
@@ -221,7 +246,26 @@ def test_owner_team_gets_2xx_or_3xx(client, world, name, django_capture_on_commi
     for method in row["methods"]:
         with django_capture_on_commit_callbacks(execute=True):
             response = call(client, method, url, body_for(name, world))
+        if row.get("owner_status") and method == "POST" or name == "oauth-callback":
+            assert response.status_code == row["owner_status"] and response.json()["reason"], response.content[:300]
+            continue
         assert 200 <= response.status_code < 400, f"{method} {url}: {response.status_code} {response.content[:300]}"
+
+
+ADMIN_ROUTES = [name for name, row in MATRIX.items() if row.get("admin")]
+
+
+@pytest.mark.parametrize("name", ADMIN_ROUTES)
+def test_admin_routes_refuse_agents_and_supervisors(client, world, name):
+    url = url_for(name, world)
+    before = snapshot()
+    for persona in ("agent_a", "supervisor_a"):
+        client.force_login(world[persona])
+        for method in MATRIX[name]["methods"]:
+            response = call(client, method, url, body_for(name, world))
+            assert response.status_code == 403, f"{persona} {method} {url}: {response.status_code}"
+            assert response.json()["reason"]
+    assert snapshot() == before
 
 
 @pytest.mark.parametrize("name", list(MATRIX))
