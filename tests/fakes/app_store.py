@@ -27,7 +27,7 @@ from typing import Any
 
 import jwt
 
-from tests.fakes.http import FakeProvider, Recorded, Reply
+from tests.fakes.http import FakeProvider, Recorded, Reply, ScriptedFake
 
 NOT_AUTHORIZED = {"status": "401", "code": "NOT_AUTHORIZED", "title": "Authentication credentials are missing or "
                   "invalid.", "detail": "Provide a properly configured and signed bearer token, and make sure that "
@@ -40,7 +40,7 @@ def apple_error(status: int, code: str, title: str, detail: str, **extra: Any) -
                         "detail": detail, **extra}]}
 
 
-class FakeAppStore:
+class FakeAppStore(ScriptedFake):
     def __init__(self, provider: FakeProvider, *, public_key: Any, key_id: str, issuer_id: str, app_id: str,
                  app_name: str = "Acme Coffee", bundle_id: str = "com.acme.coffee") -> None:
         self.provider = provider
@@ -71,24 +71,7 @@ class FakeAppStore:
             self.responses[resource["id"]] = copy.deepcopy(response)
         return resource
 
-    def script(self, endpoint: str, reply: Reply, *, after: int = 0) -> None:
-        """Answer a call of `endpoint` (app, reviews, respond) with `reply`, once, after letting
-        `after` calls through normally."""
-        self.scripted.setdefault(endpoint, deque()).append([after, reply])
-
-    def calls(self, pattern: str) -> list[Recorded]:
-        return self.provider.calls(pattern)
-
     # --- Protocol ------------------------------------------------------------------------------
-    def _scripted(self, endpoint: str) -> Reply | None:
-        queue = self.scripted.get(endpoint)
-        if not queue:
-            return None
-        if queue[0][0] == 0:
-            return queue.popleft()[1]
-        queue[0][0] -= 1
-        return None
-
     def _verified(self, request: Recorded) -> bool:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme != "Bearer" or not token:

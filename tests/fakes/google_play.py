@@ -27,7 +27,7 @@ from typing import Any
 
 import jwt
 
-from tests.fakes.http import FakeProvider, Recorded, Reply
+from tests.fakes.http import FakeProvider, Recorded, Reply, ScriptedFake
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 SCOPE = "https://www.googleapis.com/auth/androidpublisher"
@@ -38,7 +38,7 @@ def google_error(code: int, status: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "status": status}}
 
 
-class FakeGooglePlay:
+class FakeGooglePlay(ScriptedFake):
     def __init__(self, provider: FakeProvider, *, public_key: Any, client_email: str, package_name: str) -> None:
         self.provider = provider
         self.public_key = public_key
@@ -76,24 +76,7 @@ class FakeGooglePlay:
     def expire_tokens(self) -> None:
         self.live_tokens.clear()
 
-    def script(self, endpoint: str, reply: Reply, *, after: int = 0) -> None:
-        """Answer a call of `endpoint` (token, list, reply) with `reply`, once, after letting
-        `after` calls through normally."""
-        self.scripted.setdefault(endpoint, deque()).append([after, reply])
-
-    def calls(self, pattern: str) -> list[Recorded]:
-        return self.provider.calls(pattern)
-
     # --- Protocol ------------------------------------------------------------------------------
-    def _scripted(self, endpoint: str) -> Reply | None:
-        queue = self.scripted.get(endpoint)
-        if not queue:
-            return None
-        if queue[0][0] == 0:
-            return queue.popleft()[1]
-        queue[0][0] -= 1
-        return None
-
     def _token(self, request: Recorded) -> Reply:
         scripted = self._scripted("token")
         if scripted:

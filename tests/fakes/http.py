@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -133,3 +134,27 @@ class FakeProvider:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class ScriptedFake:
+    """What a provider fake's tests script: `script(endpoint, reply, after=n)` answers the next
+    call of that endpoint with `reply` once, after letting `n` calls through normally. The fake
+    sets `self.provider` and `self.scripted = {}`, and each route asks `_scripted(endpoint)` first."""
+
+    provider: FakeProvider
+    scripted: dict[str, deque[list]]
+
+    def script(self, endpoint: str, reply: Reply, *, after: int = 0) -> None:
+        self.scripted.setdefault(endpoint, deque()).append([after, reply])
+
+    def calls(self, pattern: str) -> list[Recorded]:
+        return self.provider.calls(pattern)
+
+    def _scripted(self, endpoint: str) -> Reply | None:
+        queue = self.scripted.get(endpoint)
+        if not queue:
+            return None
+        if queue[0][0] == 0:
+            return queue.popleft()[1]
+        queue[0][0] -= 1
+        return None

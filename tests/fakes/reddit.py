@@ -25,12 +25,12 @@ import itertools
 from collections import deque
 from typing import Any
 
-from tests.fakes.http import FakeProvider, Recorded, Reply
+from tests.fakes.http import FakeProvider, Recorded, Reply, ScriptedFake
 
 GENERIC_AGENTS = ("python-httpx", "python-requests", "curl")
 
 
-class FakeReddit:
+class FakeReddit(ScriptedFake):
     def __init__(self, provider: FakeProvider, *, client_id: str, client_secret: str, username: str = "",
                  password: str = "", refresh_token: str = "") -> None:
         self.provider = provider
@@ -77,24 +77,7 @@ class FakeReddit:
         """Every token issued so far expires: the next API call with one gets 401."""
         self.live_tokens.clear()
 
-    def script(self, endpoint: str, reply: Reply, *, after: int = 0) -> None:
-        """Answer a call of `endpoint` (token, search, mentions, comment) with `reply`, once,
-        after letting `after` calls through normally."""
-        self.scripted.setdefault(endpoint, deque()).append([after, reply])
-
-    def calls(self, pattern: str) -> list[Recorded]:
-        return self.provider.calls(pattern)
-
     # --- Protocol ------------------------------------------------------------------------------
-    def _scripted(self, endpoint: str) -> Reply | None:
-        queue = self.scripted.get(endpoint)
-        if not queue:
-            return None
-        if queue[0][0] == 0:
-            return queue.popleft()[1]
-        queue[0][0] -= 1
-        return None
-
     def _access_token(self, request: Recorded) -> Reply:
         scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
         try:
