@@ -9,6 +9,10 @@ those keys and never stores a value or a digest.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.db import transaction
 
 from listening.models import AuditEvent, Connector
 
@@ -59,3 +63,15 @@ def record(actor, action: str, connector: Connector, before: dict, after: dict, 
         action=action, connector=connector if connector.pk else None,
         connector_label=f"{connector.name} ({connector.slug})", changes=changes, ip=ip,
     )
+
+
+@contextmanager
+def changing(connector_id: int, actor, action: str, *, ip: str | None = None, always: bool = False
+             ) -> Iterator[Connector]:
+    """Change a connector under a row lock: yields it, then saves it and logs what changed."""
+    with transaction.atomic():
+        connector = Connector.objects.select_for_update().get(pk=connector_id)
+        before = snapshot(connector)
+        yield connector
+        connector.save()
+        record(actor, action, connector, before, snapshot(connector), ip=ip, always=always)

@@ -45,24 +45,29 @@ class BackfillRunning(BackfillRefused):
 def start(connector: Connector, since: datetime, *, actor=None, ip: str | None = None) -> dict:
     """Record a backfill from `since` on the row and queue the worker that runs it."""
     _check(connector, since)
-    job = dict(connector.backfill or {})
-    resuming = job.get("since") == since.isoformat() and job.get("error") and job.get("state")
+    previous = connector.backfill or {}
+    resuming = bool(previous.get("since") == since.isoformat() and previous.get("error") and previous.get("state"))
+    kept = previous if resuming else {}  # a stopped walk from the same date goes on from its place
     job = {
-        "since": since.isoformat(), "state": job["state"] if resuming else {},
-        "pages": job.get("pages", 0) if resuming else 0, "created": job.get("created", 0) if resuming else 0,
-        "duplicates": job.get("duplicates", 0) if resuming else 0,
+        "since": since.isoformat(), "state": kept.get("state", {}), "pages": kept.get("pages", 0),
+        "created": kept.get("created", 0), "duplicates": kept.get("duplicates", 0),
         "started_at": timezone.now().isoformat(), "finished_at": None, "error": "", "running_until": None,
     }
     before = audit.snapshot(connector)
     Connector.objects.filter(pk=connector.pk).update(backfill=job)
     connector.backfill = job
     audit.record(actor, "backfill", connector, before, audit.snapshot(connector), ip=ip,
-                 extra={"backfill": {"since": job["since"], "resumed": bool(resuming)}})
+                 extra={"backfill": {"since": job["since"], "resumed": resuming}})
 
     from listening.tasks import backfill_connector
 
     transaction.on_commit(lambda: backfill_connector.delay(connector.pk))
     return job
+
+
+def progress(job: dict | None) -> dict:
+    """What a page shows of a backfill: everything but the connector's place in the walk."""
+    return {k: v for k, v in (job or {}).items() if k != "state"}
 
 
 def _check(connector: Connector, since: datetime) -> None:

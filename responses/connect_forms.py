@@ -26,6 +26,11 @@ MAX_LIST_ITEMS = 200
 MULTILINE_SECRETS = ("private_key", "_json", "_pem")
 
 
+def new_secret() -> str:
+    """A shared secret for the admin to paste into the provider's console (256 bits)."""
+    return secrets.token_urlsafe(32)
+
+
 class ListField(forms.CharField):
     """A list of strings, one per line."""
 
@@ -143,7 +148,7 @@ class _ConnectForm(forms.Form):
             value = self.cleaned_data.get(CREDENTIAL + name, "")
             if value.strip():
                 result[name] = value.strip()
-        made = {name: secrets.token_urlsafe(32) for name in self.backend_class.generated_credentials
+        made = {name: new_secret() for name in self.backend_class.generated_credentials
                 if not result.get(name)}
         return {**result, **made}, made
 

@@ -9,7 +9,6 @@ generates is shown once, on the page right after it is made. Every change is aud
 from __future__ import annotations
 
 import logging
-import secrets
 from datetime import datetime, time
 from urllib.parse import urlsplit
 
@@ -27,10 +26,10 @@ from listening.crypto import CredentialsUnreadable
 from listening.exceptions import ProviderError
 from listening.models import Connector
 from responses import access
-from responses.connect_forms import connect_form
+from responses.connect_forms import connect_form, new_secret
 from responses.exceptions import CaseNotFound, InvalidRequest
-from responses.views.base import CSP, body, console_context, console_view, object_id, text, wants_json
-from responses.views.connectors import connector_row, json_row, recent_audit
+from responses.views.base import CSP, body, console_context, console_view, text, wants_json
+from responses.views.connectors import client_ip, connector_or_404, connector_row, json_row, recent_audit
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +43,6 @@ def _kind_class(kind: str):
         return get_connector_class(kind)
     except UnknownConnectorKind:
         raise CaseNotFound("no such source kind") from None
-
-
-def _connector(connector_id: str) -> Connector:
-    connector = Connector.objects.filter(pk=object_id(connector_id, "connector")).first()
-    if connector is None:
-        raise CaseNotFound("no such connector")
-    return connector
-
-
-def _ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR")
 
 
 @console_view("GET")
@@ -79,7 +67,7 @@ def connect_new(request: HttpRequest, kind: str) -> HttpResponse:
         made = form.apply(connector)
         with transaction.atomic():
             connector.save()
-            audit.record(request.user, "created", connector, {}, audit.snapshot(connector), ip=_ip(request))
+            audit.record(request.user, "created", connector, {}, audit.snapshot(connector), ip=client_ip(request))
         _show_once(request, connector, made)
         return redirect("console:connector", connector_id=connector.pk)
     status = 400 if form.is_bound else 200
@@ -90,18 +78,14 @@ def connect_new(request: HttpRequest, kind: str) -> HttpResponse:
 @console_view("GET", "POST")
 def connector_detail(request: HttpRequest, connector_id: str) -> HttpResponse:
     access.require_admin(request.user)
-    connector = _connector(connector_id)
+    connector = connector_or_404(connector_id)
     if request.method == "GET" and wants_json(request):
         return JsonResponse({"connector": _public(request, connector)})
     cls = _kind_class(connector.kind)
     form = connect_form(cls, connector, data=body(request) if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            connector = Connector.objects.select_for_update().get(pk=connector.pk)
-            before = audit.snapshot(connector)
+        with audit.changing(connector.pk, request.user, "changed", ip=client_ip(request)) as connector:
             made = form.apply(connector)
-            connector.save()
-            audit.record(request.user, "changed", connector, before, audit.snapshot(connector), ip=_ip(request))
         _show_once(request, connector, made)
         return redirect("console:connector", connector_id=connector.pk)
     return _detail_page(request, connector, form, status=400 if form.is_bound else 200)
@@ -112,9 +96,10 @@ def _detail_page(request: HttpRequest, connector: Connector, form=None, *, test=
     form = form or connect_form(cls, connector)
     shown = request.session.pop(SHOWN_ONCE, {}).get(str(connector.pk), {})
     test = test or request.session.pop(TESTED, {}).get(str(connector.pk))
+    saved = _saved_names(connector)
     context = {**console_context(request), "connector": connector, "cls": cls, "form": form,
                "row": connector_row(request, connector, cls), "shown": shown, "test": test,
-               "missing": _missing(connector, cls), "saved": sorted(_saved_names(connector)),
+               "missing": [name for name in cls.required_credentials if name not in saved], "saved": sorted(saved),
                "audit": recent_audit(connector), "today": timezone.localdate().isoformat()}
     response = render(request, "console/connector_detail.html", context, status=status)
     origin = _oauth_origin(connector, cls)
@@ -140,14 +125,9 @@ def _saved_names(connector: Connector) -> set[str]:
         return set()
 
 
-def _missing(connector: Connector, cls) -> list[str]:
-    saved = _saved_names(connector)
-    return [name for name in cls.required_credentials if name not in saved]
-
-
 def _public(request: HttpRequest, connector: Connector) -> dict:
     row = connector_row(request, connector, _kind_class(connector.kind))
-    return {**json_row(row), "backfill": {k: v for k, v in (connector.backfill or {}).items() if k != "state"}}
+    return {**json_row(row), "backfill": backfill.progress(connector.backfill)}
 
 
 def _show_once(request: HttpRequest, connector: Connector, made: dict[str, str]) -> None:
@@ -159,7 +139,7 @@ def _show_once(request: HttpRequest, connector: Connector, made: dict[str, str])
 def connector_test(request: HttpRequest, connector_id: str) -> HttpResponse:
     """Call the provider with the saved credentials and say what it answered. Stores nothing."""
     access.require_admin(request.user)
-    connector = _connector(connector_id)
+    connector = connector_or_404(connector_id)
     result = check(connector)
     if wants_json(request):
         return JsonResponse(result)
@@ -181,17 +161,13 @@ def check(connector: Connector) -> dict:
 def connector_secret(request: HttpRequest, connector_id: str, name: str) -> HttpResponse:
     """Make a new shared secret (the old one stops working), shown once."""
     access.require_admin(request.user)
-    connector = _connector(connector_id)
+    connector = connector_or_404(connector_id)
     if name not in _kind_class(connector.kind).generated_credentials:
         raise InvalidRequest(f"{name} is not a secret CXM generates")
-    form_secret = {name: secrets.token_urlsafe(32)}
-    with transaction.atomic():
-        connector = Connector.objects.select_for_update().get(pk=connector.pk)
-        before = audit.snapshot(connector)
-        connector.credentials = {**connector.credentials, **form_secret}
-        connector.save(update_fields=["credentials_encrypted", "updated_at"])
-        audit.record(request.user, "secret_rotated", connector, before, audit.snapshot(connector), ip=_ip(request))
-    _show_once(request, connector, form_secret)
+    made = {name: new_secret()}
+    with audit.changing(connector.pk, request.user, "secret_rotated", ip=client_ip(request)) as connector:
+        connector.credentials = {**connector.credentials, **made}
+    _show_once(request, connector, made)
     return redirect("console:connector", connector_id=connector.pk)
 
 
@@ -199,7 +175,7 @@ def connector_secret(request: HttpRequest, connector_id: str, name: str) -> Http
 def connector_oauth(request: HttpRequest, connector_id: str) -> HttpResponse:
     """Send the admin to the provider's consent page."""
     access.require_admin(request.user)
-    connector = _connector(connector_id)
+    connector = connector_or_404(connector_id)
     callback = request.build_absolute_uri(reverse("console:oauth-callback"))
     url, pending = oauth.begin(connector.get_backend(), callback)
     request.session[OAUTH_PENDING] = pending
@@ -213,17 +189,13 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
     pending = request.session.pop(OAUTH_PENDING, None)
     query = {key: request.GET.get(key, "") for key in ("state", "code", "error", "error_description")}
     code = oauth.check_return(pending, query)
-    connector = _connector(str(pending["connector_id"]))
+    connector = connector_or_404(str(pending["connector_id"]))
     tokens, settled = oauth.finish(connector.get_backend(), pending, code)
-    with transaction.atomic():
-        connector = Connector.objects.select_for_update().get(pk=connector.pk)
-        before = audit.snapshot(connector)
+    with audit.changing(connector.pk, request.user, "oauth_connected", ip=client_ip(request),
+                        always=True) as connector:
         connector.credentials = {**connector.credentials, **tokens}
         if settled:
             connector.config = _kind_class(connector.kind).validate_config({**connector.config, **settled})
-        connector.save(update_fields=["credentials_encrypted", "config", "updated_at"])
-        audit.record(request.user, "oauth_connected", connector, before, audit.snapshot(connector),
-                     ip=_ip(request), always=True)
     request.session[TESTED] = {str(connector.pk): check(connector)}
     return redirect("console:connector", connector_id=connector.pk)
 
@@ -231,7 +203,7 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
 @console_view("POST")
 def connector_backfill(request: HttpRequest, connector_id: str) -> HttpResponse:
     access.require_admin(request.user)
-    connector = _connector(connector_id)
+    connector = connector_or_404(connector_id)
     try:
         day = parse_date(text(body(request), "since", max_chars=10))
     except ValueError:
@@ -241,7 +213,7 @@ def connector_backfill(request: HttpRequest, connector_id: str) -> HttpResponse:
     since = timezone.make_aware(datetime.combine(day, time.min))
     with transaction.atomic():
         connector = Connector.objects.select_for_update().get(pk=connector.pk)
-        job = backfill.start(connector, since, actor=request.user, ip=_ip(request))
+        job = backfill.start(connector, since, actor=request.user, ip=client_ip(request))
     if wants_json(request):
-        return JsonResponse({"ok": True, "backfill": {k: v for k, v in job.items() if k != "state"}}, status=202)
+        return JsonResponse({"ok": True, "backfill": backfill.progress(job)}, status=202)
     return redirect("console:connector", connector_id=connector.pk)

@@ -104,17 +104,24 @@ def connector_list(request: HttpRequest) -> HttpResponse:
                   {**console_context(request), "rows": rows, "audit": recent_audit()})
 
 
-def _set_enabled(request: HttpRequest, connector_id: str, enabled: bool) -> HttpResponse:
-    access.require_admin(request.user)
+def connector_or_404(connector_id: str) -> Connector:
     connector = Connector.objects.filter(pk=object_id(connector_id, "connector")).first()
     if connector is None:
         raise CaseNotFound("no such connector")
+    return connector
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR")
+
+
+def _set_enabled(request: HttpRequest, connector_id: str, enabled: bool) -> HttpResponse:
+    access.require_admin(request.user)
+    connector = connector_or_404(connector_id)
     if connector.enabled != enabled:
-        before = audit.snapshot(connector)
-        connector.enabled = enabled
-        connector.save(update_fields=["enabled", "updated_at"])
-        audit.record(request.user, "resumed" if enabled else "paused", connector, before, audit.snapshot(connector),
-                     ip=request.META.get("REMOTE_ADDR"))
+        with audit.changing(connector.pk, request.user, "resumed" if enabled else "paused",
+                            ip=client_ip(request)) as connector:
+            connector.enabled = enabled
     return done(request, {"connector": {"id": connector.pk, "enabled": connector.enabled}},
                 reverse("console:connectors"))
 

@@ -104,7 +104,7 @@
   }
 
   // Shared with the other pages' scripts (insight.js), which load after this one.
-  window.CXM = Object.freeze({ $, $$, el, csrfToken, toast });
+  window.CXM = Object.freeze({ $, $$, el, csrfToken, postJSON, toast });
 
   // --- Relative times (every 30 s) -------------------------------------------------------------
   function relative(seconds) {

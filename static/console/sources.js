@@ -2,19 +2,13 @@
 // the backfill's progress while it runs. Every form also works without this script.
 (function () {
   "use strict";
-  const { $, $$, csrfToken, toast } = window.CXM;
+  const { $, $$, postJSON, toast } = window.CXM;
   const page = document.body.dataset.connectorUrl;
 
-  async function call(method, url, data) {
-    const response = await fetch(url, {
-      method, credentials: "same-origin",
-      headers: { "Accept": "application/json", "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
-      body: method === "GET" ? undefined : JSON.stringify(data || {}),
-    });
-    let payload = {};
-    try { payload = await response.json(); } catch (_) { payload = {}; }
-    if (!response.ok) throw new Error(payload.reason || `request failed (${response.status})`);
-    return payload;
+  async function getJSON(url) {
+    const response = await fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } });
+    if (!response.ok) throw new Error(`request failed (${response.status})`);
+    return response.json();
   }
 
   $$("[data-copy]").forEach((button) => button.addEventListener("click", async () => {
@@ -35,7 +29,7 @@
     result.className = "test-result";
     result.textContent = "Calling the provider…";
     try {
-      const answer = await call("POST", testForm.action, {});
+      const answer = await postJSON(testForm.action, {});
       result.classList.add(answer.ok ? "ok" : "failed");
       result.textContent = `${answer.ok ? "✓" : "✗"} ${answer.message}`;
     } catch (error) {
@@ -55,7 +49,7 @@
   }
   async function follow() {
     try {
-      const { connector } = await call("GET", page);
+      const { connector } = await getJSON(page);
       status.textContent = describe(connector.backfill);
       const running = connector.backfill && connector.backfill.since && !connector.backfill.finished_at;
       status.dataset.running = running ? "1" : "0";
@@ -70,7 +64,7 @@
   if (backfillForm) backfillForm.addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
-      const answer = await call("POST", backfillForm.action, { since: $("#since").value });
+      const answer = await postJSON(backfillForm.action, { since: $("#since").value });
       status.textContent = describe(answer.backfill);
       follow();
     } catch (error) {
