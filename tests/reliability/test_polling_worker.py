@@ -32,7 +32,10 @@ def test_beat_task_polls_due_feed_in_a_real_worker(celery_worker, fake_provider,
     poll_due_connectors.delay()
     stored = wait_for(lambda: Message.objects.filter(connector=connector).count(), timeout=90)
     assert stored == 3, "the worker stored nothing"
-    connector = wait_for(lambda: Connector.objects.filter(pk=connector.pk, cursor__etag='"v1"').first())
+    # Wait for the whole poll, not only its page: record_success sets next_poll_at just after the
+    # cursor commits, and would overwrite the "due again" below if it came later.
+    connector = wait_for(lambda: Connector.objects.filter(pk=connector.pk, cursor__etag='"v1"',
+                                                          last_success_at__isnull=False).first())
     assert connector.health == Health.OK and connector.next_poll_at is not None
     assert not Message.objects.filter(connector=idle).exists()  # paused connectors are not polled
 
