@@ -15,7 +15,9 @@ class Lane(models.TextChoices):
     ISSUE = "issue", "Issue"
     PRAISE = "praise", "Praise"
     AMBIVALENCE = "ambivalence", "Ambivalence"
-    NOISE = "noise", "Noise"
+    # What the models cannot place: visible to agents, with the reason, never set aside.
+    TRIAGE = "triage", "Needs a look"
+    NOISE = "noise", "Spam"
 
 
 class Sentiment(models.TextChoices):
