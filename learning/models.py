@@ -46,6 +46,11 @@ class Intent(models.Model):
         default=0.0, help_text="Added to the priority score (0-1 scale; a churn threat outranks a question)."
     )
     enabled = models.BooleanField(default=True)
+    counts_on_dashboards = models.BooleanField(
+        default=True,
+        help_text="Shown in the dashboards' intent distribution. Off for facts about the conversation (a "
+        "follow-up) rather than what the customer wants.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
