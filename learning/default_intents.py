@@ -1,384 +1,125 @@
 """The default customer-care intent taxonomy that CXM ships with.
 
-These intents and their example phrases were written for CXM by hand; they are not taken from any
-public data set. A data migration installs them as Intent and IntentExample rows (source "default")
-on a fresh install. From then on they are ordinary data: admins rename, disable, reweight or add
-intents and examples in the admin, and the intent head is refitted from whatever is stored there.
+The taxonomy answers a brand manager's question "what do our customers want from us?", so each
+intent is something a care lead would staff for or fix upstream: a technical fault, a billing
+error, a broken delivery, a refund, a cancellation... A follow-up ("order number 48213") is a fact
+about the conversation, not something the customer wants: it keeps its lane ("follow") but is kept
+out of the dashboards' intent distribution (``counts_on_dashboards``). Spam and churn threats are
+rare in real care traffic, so their examples are unmistakable: spam is promotions, scams, crypto,
+follow-for-follow, adult links and news; a churn threat says outright that the customer is
+leaving. An angry complaint without that is a complaint; a suggestion that mentions pausing or
+changing a plan is a suggestion, not a cancellation.
+
+The examples were written for CXM by hand, as a care lead would, in the register of tweets, DMs,
+emails and app reviews across industries and in several languages; they are not taken from any
+data set. They live in ``learning/intent_examples/<slug>.txt``, one per line as ``<lang> <text>``
+(ISO 639-1 code, a space, the text), so that the language mix can be checked and extended without
+touching code. A data migration installs them as Intent and IntentExample rows (source "default");
+from then on they are ordinary data that admins rename, disable, reweight or extend in the admin,
+and the intent head is refitted from whatever is stored there.
 
 Each entry has:
 
 - ``slug``: stable identifier, used by code and by agents' corrections.
-- ``name`` and ``description``: what admins and agents see.
+- ``name`` and ``description``: what admins, agents and brand managers see.
 - ``lane``: the lane the intent points to ("issue", "praise", "ambivalence", "noise", or "follow" to
-  keep the lane of the conversation the message continues), or "" to let
-  the sentiment decide (see learning.lanes).
+  keep the lane of the conversation the message continues), or "" to let the sentiment decide (a
+  neutral question still lands in issue: it wants an answer; see learning.lanes).
 - ``priority_weight``: 0 to 0.6, how much the intent raises a message's priority (see
   learning.priority); a churn threat outranks a question, praise and spam add nothing.
-- ``examples``: short inbound messages in the register of social media, messaging, email and app
-  reviews, across industries, for the intent head to learn from.
+- ``counts_on_dashboards``: False for facts about the conversation rather than intents.
 """
 
-DEFAULT_INTENTS = [
-    {
-        "slug": "complaint",
-        "name": "Complaint",
-        "description": "The customer reports a problem, a fault or a bad experience with a product or service.",
-        "lane": "issue",
-        "priority_weight": 0.35,
-        "examples": [
-            "@AcmeSupport the app has crashed three times this morning while I was trying to pay a bill",
-            "My internet has been dropping every evening for a week now. Really frustrating when working from home",
-            "Food arrived cold and half the order was missing. Not good enough",
-            "Flight delayed 4 hours and not a single update from the crew or the app 😤",
-            "I was charged twice for the same order, please look into this",
-            "the new update broke dark mode, everything is white and unreadable now",
-            "Waited 55 minutes on hold and then the call just cut off",
-            "Your courier left my parcel in the rain outside the door, box completely soaked",
-            "Dear team, the invoice I received lists items I never ordered. Kindly correct it.",
-            "streaming keeps buffering every 2 mins even on fibre, pretty annoying tbh",
-            "The jacket I got has a broken zip straight out of the bag",
-            "Game servers down AGAIN during the weekend event. lost my whole progress",
-            "No signal at all in the city centre since yesterday, is anyone else having this?",
-            "Your agent promised a callback on Monday and nobody called",
-            "Seat was broken and the tray table wouldn't close on my flight from Madrid last night",
-            "The sync between the desktop and mobile versions has been failing for days, tasks keep disappearing",
-            "ordered a large pizza got a medium and a wrong drink smh",
-            "My card got declined at the till even though there's plenty of money in the account",
-            "Been trying to reach your support by chat all day and it just says 'try again later'",
-            "The hotel room smelled of smoke and the aircon didn't work, very disappointing stay",
-        ],
-    },
-    {
-        "slug": "question",
-        "name": "Question",
-        "description": "The customer asks for information or help on how something works, without a specific request.",
-        "lane": "",
-        "priority_weight": 0.1,
-        "examples": [
-            "Hi, what are your opening hours on bank holidays?",
-            "@AcmeAir how much cabin baggage am I allowed on a domestic flight?",
-            "Does the app work on older Android phones, like version 9?",
-            "Is there a way to export my data to a spreadsheet?",
-            "Can I use my phone plan when travelling in Europe or do roaming charges apply?",
-            "how do i turn on two-step verification in settings?",
-            "Quick question: do you deliver to postcodes outside the city?",
-            "Hello, could you tell me whether the savings account interest is paid monthly or yearly?",
-            "Can I download episodes to watch offline on a plane?",
-            "Where can I find the nutrition info for your menu items?",
-            "Is the stadium pass valid for the weekend matches too?",
-            "hey does the controller support work on mac?",
-            "What's the difference between the personal and the joint account?",
-            "Do you have a store in Manchester that stocks the full range?",
-            "How long does a standard bank transfer take to arrive abroad?",
-            "Is there an API for pulling reports into our BI tool?",
-            "Are pets allowed in the cabin on your flights?",
-            "Good afternoon, what documents do I need to open a business account?",
-            "Does the kettle have an automatic shut-off?",
-            "Can I change the language of the app to Spanish? 🙂",
-        ],
-    },
-    {
-        "slug": "refund_request",
-        "name": "Refund request",
-        "description": "The customer asks for their money back, a reimbursement or compensation.",
-        "lane": "issue",
-        "priority_weight": 0.35,
-        "examples": [
-            "I'd like a refund for the order that never arrived please",
-            "@ShopNowHelp returned the shoes 2 weeks ago, when do I get my money back?",
-            "My flight was cancelled, I want a full refund, not a voucher",
-            "Please refund the duplicate charge on my card from yesterday",
-            "How do I get reimbursed for the hotel I had to book when you cancelled my train?",
-            "Can I get my money back for the month the service was down?",
-            "refund pls, the game doesn't even launch on my pc",
-            "I was billed for a subscription I cancelled in March. I expect a refund for the last three months.",
-            "Still waiting on the refund you promised 10 days ago, where is it?",
-            "The restaurant never delivered, I need the £23 refunded",
-            "Dear Sir or Madam, I am requesting reimbursement for the damaged luggage on flight AB123.",
-            "Accidentally bought the annual plan instead of monthly, can you refund the difference?",
-            "I want my money back for these headphones, they stopped working after a week",
-            "hi can u refund the delivery fee, order came 2 hours late",
-            "Requesting a chargeback reversal or refund for the unauthorised payment on my account",
-            "Concert was postponed and I can't make the new date. How do I claim a refund?",
-            "You took a £50 deposit for a booking I never confirmed. Please return it",
-            "The refund on my returned dress still hasn't hit my account after 3 weeks 🙄",
-            "App store charged me for coins I never received, I'd like the purchase reversed",
-            "Please issue a credit for the overcharge on my phone bill this month",
-        ],
-    },
-    {
-        "slug": "cancellation_request",
-        "name": "Cancellation request",
-        "description": "The customer asks to cancel an order, a subscription, a booking or an account.",
-        "lane": "issue",
-        "priority_weight": 0.3,
-        "examples": [
-            "Please cancel my order #48213, I ordered the wrong size",
-            "How do I cancel my subscription? Can't find the option anywhere in the app",
-            "@StreamFlix I want to cancel my membership at the end of this billing period",
-            "I need to cancel my table booking for Friday night",
-            "Hi, can you close my account and delete my data please",
-            "cancel my gym membership from next month thanks",
-            "I'd like to cancel the hotel reservation under the name Patel for 12-14 June",
-            "Can I still cancel the order if it hasn't shipped yet?",
-            "Please stop the automatic renewal on my antivirus licence",
-            "Need to cancel my flight to Lisbon, something came up at work",
-            "We no longer need the extra seats, please cancel the 5 additional licences on our team plan",
-            "How do I end my broadband contract when I move house?",
-            "cancel the meal kit delivery for next week pls, we're away",
-            "I would like to terminate my mobile contract when the 24 months are up.",
-            "Please cancel the standing order I set up by mistake",
-            "Can you cancel my pre-order of the deluxe edition",
-            "How do I unsubscribe from the premium tier and go back to free?",
-            "I booked the wrong date for the car rental, please cancel it",
-            "Please deactivate my card, I won't be using it anymore",
-            "Can someone help me cancel the trial before it charges me?",
-        ],
-    },
-    {
-        "slug": "order_status",
-        "name": "Order or delivery status",
-        "description": "The customer asks where their order, delivery, parcel or booking is, or what its status is.",
-        "lane": "issue",
-        "priority_weight": 0.25,
-        "examples": [
-            "Where is my order? It was supposed to arrive yesterday",
-            "@ShopNowHelp tracking hasn't updated in 5 days, is my parcel lost?",
-            "Hi, can you check the status of order 77120 please",
-            "my food says 'on the way' for 40 minutes now, where's the driver?",
-            "When will my new phone be dispatched? Ordered on the 3rd",
-            "The tracking link says delivered but there's nothing at my door",
-            "Any update on my replacement card? Still hasn't come in the post",
-            "Is my booking for the 14th confirmed? I haven't had an email",
-            "How long until my furniture delivery? Order placed 3 weeks ago",
-            "My package has been stuck at the depot since Monday, any news?",
-            "hey whats the eta on my order, need it for a birthday on sat",
-            "Could you confirm whether my pre-order has shipped?",
-            "Can you tell me which courier is handling my parcel?",
-            "Still waiting for the router you said would be sent out last week",
-            "Good morning, I would like an update on the repair of my laptop, reference R-5521.",
-            "The app shows my order as 'processing' for 4 days. Is something wrong?",
-            "Did my visa application documents arrive at your office?",
-            "Order says out for delivery since 7am, it's now 8pm 🤔",
-            "Has my return been received at the warehouse yet?",
-            "When will my grocery slot be confirmed? Just says pending",
-        ],
-    },
-    {
-        "slug": "account_access",
-        "name": "Account access",
-        "description": "The customer cannot log in, is locked out, needs a password reset or fears a hacked account.",
-        "lane": "issue",
-        "priority_weight": 0.4,
-        "examples": [
-            "I can't log into my account, it keeps saying my password is wrong",
-            "@BankSupport locked out of online banking after 3 attempts, how do I unlock it?",
-            "Password reset email never arrives, checked spam too",
-            "I think my account has been hacked, someone changed my email address",
-            "The verification code isn't coming through by text so I can't sign in",
-            "got a new phone and now the authenticator app won't let me in",
-            "Someone logged into my account from another country, please secure it",
-            "My account was suspended with no explanation and I can't access my files",
-            "Forgot my username and the recovery page just loops back to the start",
-            "Help! I can't get into my game account and I've spent hundreds on it",
-            "The app logs me out every time I close it and Face ID no longer works",
-            "Reset link says expired even though I clicked it straight away",
-            "Dear support, I no longer have access to the email on my account. How can I recover it?",
-            "cant login on the website but the app works fine?? weird",
-            "I was locked out after changing my phone number, the code goes to my old number",
-            "There are purchases on my account I didn't make and my password has been changed",
-            "SSO login fails for our whole team with 'invalid token'",
-            "My kid guessed wrong PIN too many times and now the account is blocked",
-            "Error 403 when I try to sign in, started this morning",
-            "Please help me regain access to my page, it was taken over by scammers",
-        ],
-    },
-    {
-        "slug": "praise",
-        "name": "Praise or thanks",
-        "description": "The customer thanks the brand or praises a product, a service or an employee.",
-        "lane": "praise",
-        "priority_weight": 0.0,
-        "examples": [
-            "Huge thanks to Sarah at the Leeds branch, she sorted everything in 10 minutes 🙌",
-            "@AcmeAir smoothest flight I've had in years, lovely crew",
-            "Love the new update, the app is so much faster now",
-            "Best pizza in town, delivered hot and early. You guys rock",
-            "Just wanted to say thank you for fixing my issue so quickly",
-            "Been a customer for 8 years and the service is still brilliant",
-            "the new season is 🔥🔥 can't stop watching",
-            "Your support team went above and beyond today, really appreciated",
-            "Package arrived a day early and beautifully wrapped, thank you!",
-            "Honestly the easiest bank I've ever dealt with",
-            "5 stars. Clean interface, does exactly what it says, no ads",
-            "Shout out to the driver who carried my shopping up 4 flights of stairs",
-            "Dear team, I wanted to compliment your staff on their kindness during my stay.",
-            "Thanks for the quick refund, really smooth process",
-            "this game is so much fun, me and my friends play every night",
-            "Great coverage even in the middle of nowhere on my hiking trip 👏",
-            "Ty for the birthday discount, such a nice touch",
-            "The chatbot actually solved my problem, first time ever lol",
-            "Switched to you last year and haven't looked back, superb value",
-            "Amazing customer service, Tom on the phone was patient and helpful",
-        ],
-    },
-    {
-        "slug": "suggestion",
-        "name": "Suggestion or feature request",
-        "description": "The customer suggests an improvement or asks for a new feature, product or option.",
-        "lane": "ambivalence",
-        "priority_weight": 0.05,
-        "examples": [
-            "Would be great if the app had a dark mode",
-            "@StreamFlix please add a way to hide shows I've already watched",
-            "You should bring back the veggie burger, it was the best thing on the menu",
-            "Suggestion: let us pick a delivery time slot instead of an all-day window",
-            "It'd be nice to split bills with friends directly in the banking app",
-            "Please add Apple Pay at checkout, typing card details on mobile is a pain",
-            "Any chance of adding subtitles in Portuguese?",
-            "Idea for you: a loyalty stamp card for regular customers",
-            "would love a widget for the home screen showing my balance",
-            "Feature request: bulk edit tags on multiple tickets at once",
-            "Could you make the seat map show which seats have power sockets?",
-            "Please make the font size adjustable, my mum struggles to read it",
-            "Hope you'll consider offering a family plan for up to 6 people",
-            "You really need a cross-play option between console and PC",
-            "It would help if the invoice PDF included the VAT number",
-            "Can you add more vegan options to the kids menu?",
-            "I'd suggest sending a text when the driver is 5 minutes away",
-            "Would be cool to have a weekly spending summary by email",
-            "Please consider adding an export to CSV for the reports page",
-            "Add a 'leave at the back door' option for deliveries pls 🙏",
-        ],
-    },
-    {
-        "slug": "purchase_interest",
-        "name": "Purchase interest",
-        "description": "The customer is considering buying or upgrading and asks about prices, plans or availability.",
-        "lane": "ambivalence",
-        "priority_weight": 0.15,
-        "examples": [
-            "How much is the unlimited data plan per month?",
-            "@ShopNowHelp will the blue version of this sofa be back in stock soon?",
-            "Thinking of upgrading to the premium plan, what extra do I get?",
-            "Do you offer discounts for students?",
-            "Is the 256GB model available in store or only online?",
-            "Looking to buy 30 licences for our team, can someone send a quote?",
-            "what's the price for business class to NYC in december?",
-            "Do you have any deals on broadband and TV bundles for new customers?",
-            "I'm interested in the mortgage offer you advertised, how can I apply?",
-            "Is there a free trial before I commit to the annual subscription?",
-            "Hi, do you sell gift cards? Want to get one for my sister",
-            "Can I upgrade my seat to extra legroom for my booked flight?",
-            "Which laptop would you recommend for video editing under £1000?",
-            "Are there any bundle prices if I buy the game and the season pass together?",
-            "When does the new phone go on pre-sale?",
-            "Does the enterprise plan include SSO and priority support? Comparing options",
-            "Hello, I would like to know the pricing for catering for 50 guests.",
-            "Is the Black Friday sale on this TV still on?",
-            "is it worth getting the family plan if only 3 of us use it?",
-            "Moving house next month, what broadband packages do you have for a household of 4?",
-        ],
-    },
-    {
-        "slug": "churn_threat",
-        "name": "Churn threat",
-        "description": "The customer threatens to leave, switch to a competitor or cancel because they are unhappy.",
-        "lane": "issue",
-        "priority_weight": 0.6,
-        "examples": [
-            "If this isn't fixed by Friday I'm switching to another provider",
-            "@TelcoCare 12 years with you and this is how you treat me? I'm leaving",
-            "Seriously considering moving my accounts to another bank after this",
-            "Another outage. That's it, I'm cancelling and going with your competitor",
-            "You've lost a customer. Never ordering from you again",
-            "Fix the billing mess or I'm taking my business elsewhere",
-            "honestly about to uninstall and go back to the other app, this is a joke",
-            "Price went up again?? Time to look for a cheaper streaming service",
-            "I will be closing my account unless someone contacts me today.",
-            "After the way your staff spoke to me, I'm done with your airline for good",
-            "Already got a quote from a rival, give me a reason to stay",
-            "We're evaluating alternatives because support never answers our tickets",
-            "Third missed delivery this month, I'm moving my weekly shop to another supermarket",
-            "Not renewing my subscription next year, the game has gone downhill",
-            "Keep ignoring me and I'll port my number to another network tomorrow",
-            "Goodbye, I'm switching to a provider that actually answers the phone 👋",
-            "Our contract ends in March and at this rate we won't be renewing",
-            "Last chance before I cancel everything and leave a review telling people to avoid you",
-            "Been loyal for years but I'm out, there are better options now",
-            "If the fees aren't refunded I'll move all my savings to another bank",
-        ],
-    },
-    {
-        "slug": "follow_up",
-        "name": "Follow-up in a conversation",
-        "description": "Details, confirmations or acknowledgements sent while a conversation is under way; "
-        "the message keeps the conversation's lane.",
-        "lane": "follow",
-        "priority_weight": 0.05,
-        "examples": [
-            "iPhone 13, iOS 17.4 and the latest version of the app",
-            "Android 14 on a Pixel 7, app version 8.9.2",
-            "Order number is 48213-XK",
-            "ok done, just sent you a DM with my details",
-            "Sure, my email is the one on the account",
-            "I'm on the web player in Chrome on Windows 11",
-            "tried that already, same thing happens",
-            "ok thanks, I'll give it a go and let you know",
-            "Just restarted it like you said",
-            "It was around 3pm yesterday, flight BA 2491",
-            "here's the screenshot",
-            "Yes that's the right account",
-            "it's the annual plan, paid by card",
-            "No, only on my laptop, my phone is fine",
-            "Still waiting for the reset email you mentioned",
-            "Booking reference QZ7R2P",
-            "ok",
-            "Sent it again just now",
-            "It's a Samsung smart TV, 2021 model",
-            "the postcode is SW1A 1AA",
-        ],
-    },
-    {
-        "slug": "spam",
-        "name": "Spam or irrelevant",
-        "description": "Promotions, scams, follow-for-follow and chatter not about the brand; nothing for care to do.",
-        "lane": "noise",
-        "priority_weight": 0.0,
-        "examples": [
-            "Earn $5000 a week from home, DM me to learn how 💰💰",
-            "follow for follow? I always follow back 🔁",
-            "New crypto coin launching tonight, 100x guaranteed, link in bio 🚀",
-            "Check out my channel for daily vlogs!! like and subscribe",
-            "Congratulations! You've been selected to win an iPhone, click here to claim",
-            "good morning everyone have a blessed day ☀️",
-            "lol who else is watching the match tonight",
-            "Cheap followers and likes, 10k for $9, fast delivery",
-            "anyone know a good barber near the station",
-            "Buy our miracle weight loss tea, lose 10kg in a week!!",
-            "Invest with me in forex and double your money in 7 days",
-            "just had the best coffee of my life at a little place in town",
-            "Visit my shop for 50% off handmade jewellery, link below",
-            "lmaooo this thread 😂😂😂",
-            "Retweet if you love Mondays... said no one ever",
-            "Hot singles in your area want to meet you",
-            "Get your free gift card now before the offer ends, limited spots",
-            "my cat just knocked my phone into the bath again",
-            "Looking for brand ambassadors! Message us to collab 💃",
-            "what a game last night, that goal in the 90th minute",
-        ],
-    },
+from functools import cache
+from pathlib import Path
+
+EXAMPLES_DIR = Path(__file__).with_name("intent_examples")
+
+TAXONOMY = [
+    ("complaint", "Complaint about service",
+     "A bad experience with staff, waiting times, support or the quality of a service, other than a "
+     "billing, delivery, technical or access problem.", "issue", 0.35),
+    ("technical_problem", "Technical problem or outage",
+     "Something does not work: the app crashes, the site is down, no signal, no internet, roaming or "
+     "a device fails.", "issue", 0.35),
+    ("billing_problem", "Billing or payment problem",
+     "A wrong, double or unexpected charge, a failed payment, or an error on an invoice or bill.", "issue", 0.35),
+    ("delivery_problem", "Damaged, wrong or missing item",
+     "What arrived is broken, wrong, incomplete or cold, or luggage or a parcel went astray.", "issue", 0.3),
+    ("order_status", "Order or delivery status",
+     "Where an order, parcel, booking, repair or claim is, or when it will arrive.", "issue", 0.25),
+    ("refund_request", "Refund request",
+     "The customer asks for their money back, a reimbursement or compensation, or where a refund is.",
+     "issue", 0.35),
+    ("cancellation_request", "Cancellation request",
+     "An explicit request to end a subscription, contract, account or booking, or to cancel an order.",
+     "issue", 0.3),
+    ("account_access", "Account access",
+     "The customer cannot log in, is locked out, gets no verification code or fears a hacked account.",
+     "issue", 0.4),
+    ("question", "How-to question",
+     "The customer asks how to do something or how a product, plan or policy works.", "", 0.1),
+    ("store_info", "Store, hours or contact info",
+     "Opening hours, store or branch locations, addresses and the right number or address to contact.", "", 0.05),
+    ("purchase_interest", "Purchase interest or availability",
+     "The customer considers buying or upgrading and asks about prices, plans, stock or availability.", "", 0.15),
+    ("praise", "Praise or thanks",
+     "The customer thanks the brand or praises a product, a service or an employee.", "praise", 0.0),
+    ("suggestion", "Suggestion or feature request",
+     "An idea for an improvement, a new feature, product or option (such as pausing or changing a plan "
+     "instead of cancelling it).", "ambivalence", 0.05),
+    ("churn_threat", "Churn threat",
+     "The customer says outright that they are leaving, switching to a competitor or closing their "
+     "account because they are unhappy.", "issue", 0.6),
+    ("greeting", "Greeting or opener",
+     "A low-information opener (\"hi\", \"anyone there?\", \"I need help\") from a customer who wants "
+     "attention and has not yet said why.", "issue", 0.05),
+    ("follow_up", "Follow-up in a conversation",
+     "Details, confirmations or acknowledgements sent while a conversation is under way; the message "
+     "keeps the conversation's lane and is left out of the intent distribution.", "follow", 0.05),
+    ("spam", "Spam or unrelated",
+     "Promotions, scams, crypto, follow-for-follow, adult links or news not addressed to the brand; "
+     "nothing for care to do.", "noise", 0.0),
 ]
+
+NOT_ON_DASHBOARDS = {"follow_up"}
+
+
+def read_examples(slug: str) -> list[tuple[str, str]]:
+    """(language, text) pairs of one intent's shipped examples, in file order."""
+    pairs = []
+    for line in (EXAMPLES_DIR / f"{slug}.txt").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            lang, _, text = line.partition(" ")
+            pairs.append((lang, text.strip()))
+    return pairs
+
+
+@cache
+def default_intents() -> tuple[dict, ...]:
+    return tuple(
+        {"slug": slug, "name": name, "description": description, "lane": lane, "priority_weight": weight,
+         "counts_on_dashboards": slug not in NOT_ON_DASHBOARDS,
+         "examples": [text for _, text in read_examples(slug)]}
+        for slug, name, description, lane, weight in TAXONOMY
+    )
+
+
+DEFAULT_INTENTS = default_intents()
+SHIPPED_FIELDS = ("name", "description", "lane", "priority_weight")
+
+
+def _has_field(model, name: str) -> bool:
+    return any(f.name == name for f in model._meta.get_fields())
 
 
 def install(intent_model, example_model, weights_model) -> None:
     """Create the default intents, their examples and the priority weights row where missing.
-    Takes the model classes so the data migration can pass its historical ones."""
+    Takes the model classes so the data migrations can pass their historical ones (older ones lack
+    counts_on_dashboards; the migration that adds it sets it)."""
+    fields = SHIPPED_FIELDS + (("counts_on_dashboards",) if _has_field(intent_model, "counts_on_dashboards") else ())
     for spec in DEFAULT_INTENTS:
-        intent, _ = intent_model.objects.get_or_create(
-            slug=spec["slug"],
-            defaults={k: spec[k] for k in ("name", "description", "lane", "priority_weight")},
-        )
+        intent, _ = intent_model.objects.get_or_create(slug=spec["slug"], defaults={k: spec[k] for k in fields})
         example_model.objects.bulk_create(
             [example_model(intent=intent, text=text, source="default") for text in spec["examples"]],
             ignore_conflicts=True,
