@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from django.db import connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
+from listening import times
 from listening.attachments import store_attachments
 from listening.connectors.base import InboundAuthor, InboundMessage
 from listening.exceptions import PayloadInvalid
@@ -98,10 +99,25 @@ def _dedupe_and_validate(messages: Iterable[InboundMessage]) -> _Unique:
             duplicates += 1
             continue
         seen.add(external_id)
-        kept.append(message)
+        kept.append(_timed(message))
     # Oldest first, so a parent in the same batch is threaded before its replies.
     kept.sort(key=lambda m: _aware(m.sent_at))
     return _Unique(kept, duplicates)
+
+
+def _timed(message: InboundMessage) -> InboundMessage:
+    """The message with its send time in UTC. A time that cannot be a send time (see
+    listening.times; parsers already give an OutOfRange, this catches any connector that did
+    not) becomes the received time, and the raw payload keeps what the source said and why."""
+    sent_at = times.source_time(message.sent_at)
+    if not isinstance(sent_at, times.OutOfRange):
+        return message if sent_at is message.sent_at else replace(message, sent_at=sent_at)
+    raw = message.raw if isinstance(message.raw, dict) else {"payload": message.raw}
+    marks = raw.get("_cxm") if isinstance(raw.get("_cxm"), dict) else {}
+    flagged = {**raw, "_cxm": {**marks, "sent_at_invalid": times.describe(sent_at),
+                               "sent_at_reason": getattr(sent_at, "reason", "")}}
+    plain = datetime.combine(sent_at.date(), sent_at.timetz())  # a plain datetime, no longer an OutOfRange
+    return replace(message, sent_at=plain, raw=flagged)
 
 
 def _check_id(value: str, what: str, *, optional: bool = False) -> None:

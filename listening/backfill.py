@@ -12,18 +12,17 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from cxm.exceptions import CXMError
 from listening import audit
-from listening.actions import ingest_messages
 from listening.connectors import get_connector_class
 from listening.crypto import CredentialsUnreadable
 from listening.exceptions import ProviderError
 from listening.models import Connector
-from listening.polling import save_rate_limit
+from listening.polling import SKIPPED_KEPT, save_rate_limit, store_page
 
 logger = logging.getLogger(__name__)
 
@@ -109,9 +108,11 @@ def run(connector_id: int, *, max_pages: int = MAX_PAGES) -> dict:
             page = backend.backfill(since, dict(job["state"]))
             fresh = [m for m in page.messages if m.sent_at >= since]
             with transaction.atomic():
-                stored = ingest_messages(connector, fresh)
+                stored, skipped = store_page(connector, fresh)  # a poisoned message never stops the walk
                 job.update(state=page.cursor, pages=job["pages"] + 1, created=job["created"] + stored.created,
                            duplicates=job["duplicates"] + stored.duplicates)
+                if skipped:
+                    job["skipped"] = [*job.get("skipped", []), *skipped][-SKIPPED_KEPT:]
                 if not page.more:
                     job["finished_at"] = timezone.now().isoformat()
                 _save(connector_id, job)
@@ -121,6 +122,11 @@ def run(connector_id: int, *, max_pages: int = MAX_PAGES) -> dict:
             _stop(connector_id, job, f"stopped after {max_pages} pages: start again to go on")
     except (ProviderError, CXMError, CredentialsUnreadable) as exc:
         logger.warning("backfill of connector %s stopped: %s", connector_id, exc)
+        _stop(connector_id, job, f"{type(exc).__name__}: {exc}"[:1000])
+    except (OperationalError, InterfaceError):
+        raise  # the database failed: nothing can be recorded; the lease runs out and a retry resumes
+    except Exception as exc:  # unforeseen: the job says so instead of holding its lease until it runs out
+        logger.exception("backfill of connector %s failed unexpectedly", connector_id)
         _stop(connector_id, job, f"{type(exc).__name__}: {exc}"[:1000])
     finally:
         save_rate_limit(connector_id, backend)

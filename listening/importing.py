@@ -36,7 +36,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -44,6 +44,7 @@ from typing import Any
 
 from django.db import connection
 
+from listening import times
 from listening.actions import EXTERNAL_ID_MAX, ingest_messages
 from listening.connectors.base import InboundAuthor, InboundMessage
 from listening.connectors.fileimport import FIELDS, validate_channel, validate_mapping
@@ -445,7 +446,11 @@ def parse_timestamp(value: str, date_format: str = "") -> datetime:
         parsed = None
     if parsed is None:
         raise RowRejected(f"unrecognised date {value[:60]!r}")
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    # The file can be corrected and imported again, so an out-of-range time rejects its row.
+    checked = times.source_time(parsed, value)
+    if isinstance(checked, times.OutOfRange):
+        raise RowRejected(f"date {value[:60]!r} cannot be a send time: {getattr(checked, 'reason', '')}")
+    return checked
 
 
 # --- Storing --------------------------------------------------------------------------------------

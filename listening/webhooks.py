@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.db import DataError
 from django.db.models import F
 
 from listening.actions import IngestResult, ingest_messages
@@ -36,8 +37,13 @@ class WebhookOutcome:
     result: IngestResult | None = None
 
 
+ID_MAX_DIGITS = 18  # ids are bigints; a longer number is no id (and would overflow the query)
+
+
 def find_connector(ref: str) -> Connector:
-    query = Connector.objects.filter(pk=int(ref)) if ref.isdigit() else Connector.objects.filter(slug=ref)
+    # isdigit() is true for "²" and "٣" too, which int() refuses or reads as another number.
+    is_id = ref.isascii() and ref.isdigit() and len(ref) <= ID_MAX_DIGITS
+    query = Connector.objects.filter(pk=int(ref)) if is_id else Connector.objects.filter(slug=ref)
     connector = query.first()
     if connector is None:
         raise ConnectorNotFound("no connector with this id or slug")
@@ -75,7 +81,8 @@ def receive_webhook(ref: str, request: WebhookRequest) -> WebhookOutcome:
     except DeliveryRejected:
         _count_rejection(connector)
         raise
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError, OverflowError,
+            DataError) as exc:
         # A payload shape the parser did not foresee: reject it with a reason rather than a 500.
         logger.warning("connector %s: unparseable delivery: %r", connector.pk, exc)
         _count_rejection(connector)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email import policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage
@@ -29,6 +29,7 @@ from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
+from listening import times
 from listening.connectors.base import InboundAttachment, InboundAuthor, InboundMessage
 from listening.htmltext import html_to_text
 from listening.sanitize import clean_text
@@ -132,18 +133,15 @@ def sender_of(message: EmailMessage) -> tuple[str, str]:
 
 
 def sent_at(message: EmailMessage, received_at: datetime | None) -> datetime:
-    """The Date header, unless it is missing, malformed or more than a day in the future; then
-    when the server received the email."""
+    """The Date header in UTC; when it is missing or malformed, when the server received the
+    email; when it is out of range (listening.times), that too, flagged with what it said."""
     fallback = received_at if received_at and received_at.tzinfo else datetime.now(UTC)
+    stated_text = header(message, "date")
     try:
-        stated = parsedate_to_datetime(header(message, "date"))
+        stated = parsedate_to_datetime(stated_text)
     except (TypeError, ValueError, IndexError, OverflowError):
         return fallback
-    if stated.tzinfo is None:
-        stated = stated.replace(tzinfo=UTC)
-    if stated.year < 1980 or stated > datetime.now(UTC) + timedelta(days=1):
-        return fallback
-    return stated
+    return times.source_time(stated, stated_text, received_at=fallback)
 
 
 def fingerprint(message: EmailMessage, raw: bytes) -> str:

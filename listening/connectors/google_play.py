@@ -54,7 +54,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from listening import http
+from listening import http, times
 from listening.connectors.appreviews import TokenCache, check_reply, fingerprint, rating_of, reviewer, stars
 from listening.connectors.base import (
     BaseConnector,
@@ -413,7 +413,7 @@ def _timestamp(value: Any, where: str) -> tuple[int, datetime]:
         raise PayloadInvalid(f"field {where}.seconds must be Unix seconds")
     nanos = value.get("nanos")
     micros = nanos // 1000 if isinstance(nanos, int) and not isinstance(nanos, bool) and 0 <= nanos < 10**9 else 0
-    return seconds, datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=micros)
+    return seconds, times.source_time(datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=micros), seconds)
 
 
 def _version(message: InboundMessage | None) -> int:

@@ -3,9 +3,10 @@ field's path, instead of a KeyError (a 500)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
+from listening import times
 from listening.exceptions import PayloadInvalid
 
 T = TypeVar("T")
@@ -34,21 +35,10 @@ def optional(obj: Any, key: str, kind: type[T], default: T, path: str = "") -> T
 
 
 def from_unix(value: Any, where: str) -> datetime:
-    try:
-        seconds = float(value)
-        # Some providers send milliseconds.
-        if seconds > 10_000_000_000:
-            seconds /= 1000
-        return datetime.fromtimestamp(seconds, tz=UTC)
-    except (TypeError, ValueError, OverflowError, OSError):
-        raise PayloadInvalid(f"field {where} must be a Unix timestamp") from None
+    """A Unix time in UTC, or the received time flagged as out of range (listening.times)."""
+    return times.from_unix_seconds(value, where)
 
 
 def from_iso(value: Any, where: str) -> datetime:
-    if not isinstance(value, str):
-        raise PayloadInvalid(f"field {where} must be an ISO 8601 timestamp")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise PayloadInvalid(f"field {where} must be an ISO 8601 timestamp") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    """An ISO 8601 time in UTC, or the received time flagged as out of range (listening.times)."""
+    return times.from_iso_text(value, where)

@@ -22,7 +22,7 @@ from urllib.parse import urljoin, urlsplit
 
 import feedparser
 
-from listening import http
+from listening import http, times
 from listening.connectors.base import BaseConnector, InboundAuthor, InboundMessage, OutboundReply, PollResult
 from listening.exceptions import ConfigInvalid, NotSupported, ProviderRejected
 from listening.htmltext import html_to_text
@@ -200,8 +200,11 @@ def _dated(entry: Any) -> bool:
 
 def _when(entry: Any) -> datetime:
     parsed = entry.get("published_parsed") or entry.get("updated_parsed")
-    if parsed:
-        return datetime(*parsed[:6], tzinfo=UTC)
+    if parsed:  # feedparser gives UTC; a year it cannot represent is refused in listening.times
+        try:
+            return times.source_time(datetime(*parsed[:6], tzinfo=UTC))
+        except (TypeError, ValueError):
+            return times.received_instead(entry.get("published") or entry.get("updated"), "not a date")
     return datetime.now(tz=UTC)
 
 

@@ -23,7 +23,7 @@ from urllib.parse import unquote
 from django.conf import settings
 from django.urls import reverse
 
-from listening import http
+from listening import http, times
 from listening.connectors.base import (
     BaseConnector,
     InboundAuthor,
@@ -118,7 +118,9 @@ class GenericWebhookConnector(BaseConnector):
                 phone=optional(author, "phone", str, "", f"{path}.author"),
                 phone_verified=optional(author, "phone_verified", bool, False, f"{path}.author"),
             ),
-            sent_at=from_iso(sent_at, f"{path}.sent_at") if sent_at else datetime.now(tz=UTC),
+            # Our own API: a sender can correct a wrong clock, so an out-of-range time is a 400.
+            sent_at=times.refuse_out_of_range(from_iso(sent_at, f"{path}.sent_at"), f"{path}.sent_at")
+            if sent_at else datetime.now(tz=UTC),
             channel=channel,
             thread_id=optional(item, "thread_id", str, "", path),
             parent_external_id=optional(item, "in_reply_to", str, "", path),

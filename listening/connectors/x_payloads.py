@@ -11,6 +11,7 @@ import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
+from listening import times
 from listening.connectors.base import InboundAuthor, InboundMessage
 from listening.connectors.payload import from_iso, from_unix, optional, require
 from listening.exceptions import PayloadInvalid
@@ -146,7 +147,8 @@ def _v1_time(post: dict[str, Any], where: str) -> datetime:
     if post.get("timestamp_ms") is not None:
         return from_unix(_digits(post, "timestamp_ms", where), f"{where}.timestamp_ms")
     try:
-        return datetime.strptime(require(post, "created_at", str, where), V1_DATE).astimezone(UTC)
+        stated = require(post, "created_at", str, where)
+        return times.source_time(datetime.strptime(stated, V1_DATE), stated)
     except ValueError:
         raise PayloadInvalid(f"field {where}.created_at must be a date like Wed Oct 10 20:19:24 +0000 2018") from None
 

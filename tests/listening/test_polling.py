@@ -5,12 +5,21 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from listening.models import Connector, Health, Message
-from listening.polling import FAILING_AFTER, backoff_seconds, due_polling_connector_ids, poll_connector
+from listening.polling import (
+    FAILING_AFTER,
+    backoff_seconds,
+    due_polling_connector_ids,
+    poll_connector,
+    record_skipped,
+    store_page,
+    with_skipped,
+)
 from tests.fakes.http import Reply
-from tests.listening.helpers import run_concurrently
+from tests.listening.helpers import inbound, run_concurrently
 
 FEED = (
     b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
@@ -114,3 +123,38 @@ def test_provider_error_caps_retry_after():
     assert ProviderRateLimited("x", retry_after=-5).retry_after == 0.0
     assert ProviderRateLimited("x", retry_after=30).retry_after == 30.0
     assert ProviderRateLimited("x").retry_after is None
+
+
+def test_poll_records_an_unforeseen_exception_on_the_connector_and_backs_off(make_connector, fake_provider):
+    """feedparser raises UnicodeEncodeError on a lone surrogate's character reference: not a
+    ProviderError, yet the failure is on the row (health, last_error, backoff), not lost in the worker."""
+    poisoned = FEED.replace(b"<guid>a</guid>", b"<guid>a&#xD800;</guid>")
+    fake_provider.route("GET", "/feed")(lambda request: Reply(200, poisoned, {"Content-Type": "application/rss+xml"}))
+    connector = make_connector("rss", config={"url": fake_provider.url + "/feed"}, poll_interval_seconds=60)
+    outcome = poll_connector(connector.pk)
+    assert outcome.polled and outcome.error.startswith("UnicodeEncodeError")
+    connector.refresh_from_db()
+    assert (connector.health, connector.consecutive_failures) == (Health.DEGRADED, 1)
+    assert connector.last_error.startswith("UnicodeEncodeError") and connector.last_error_at is not None
+    assert 60 < (connector.next_poll_at - connector.last_error_at).total_seconds() < 300  # backoff, not the lease
+
+
+def test_store_page_skips_a_poisoned_message_stores_the_rest_and_names_it_in_the_cursor(make_connector):
+    connector = make_connector("webhook")
+    poisoned = inbound("p" * 300, minutes=1)  # an id longer than the column: refused by ingest_messages
+    page = [inbound("before"), poisoned, inbound("after", minutes=2)]
+    with transaction.atomic():
+        stored, skipped = store_page(connector, page)
+    assert stored.created == 2
+    assert set(Message.objects.filter(connector=connector).values_list("external_id", flat=True)) == {"before", "after"}
+    assert [item["id"] for item in skipped] == ["p" * 100]
+    assert "PayloadInvalid" in skipped[0]["reason"] and "255" in skipped[0]["reason"]
+    cursor = with_skipped({"page": 2}, {"page": 1, "skipped": [{"id": "older", "reason": "r"}]}, skipped)
+    assert cursor == {"page": 2, "skipped": [{"id": "older", "reason": "r"}, *skipped]}
+    assert with_skipped({"page": 3}, cursor, []) == {"page": 3}  # nothing skipped: the page's cursor as is
+    many = with_skipped({}, None, [{"id": str(n), "reason": "r"} for n in range(30)])
+    assert [item["id"] for item in many["skipped"]] == [str(n) for n in range(10, 30)]
+    record_skipped(connector, skipped)
+    connector.refresh_from_db()
+    assert connector.last_error.startswith("skipped 1 message(s) that could not be stored: " + "p" * 100)
+    assert connector.health == Health.OK and connector.consecutive_failures == 0

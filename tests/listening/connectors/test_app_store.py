@@ -134,7 +134,8 @@ def test_app_store_poll_stores_reviews_with_title_rating_nickname_and_existing_r
     assert call.path == f"/v1/apps/{APP_ID}/customerReviews"
     assert call.query == {"sort": "-createdDate", "limit": "200", "include": "response"}
     poller.refresh_from_db()
-    assert poller.cursor == {"mark": "2026-11-01T08:41:17-07:00", "ids": [REFUND]}
+    # The mark is the newest review's createdDate (08:41:17-07:00), kept in UTC like every source time.
+    assert poller.cursor == {"mark": "2026-11-01T15:41:17+00:00", "ids": [REFUND]}
     assert poller.health == Health.OK
 
 

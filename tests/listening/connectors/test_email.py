@@ -538,3 +538,37 @@ def test_watch_mailbox_reconnects_after_a_failure_and_checks_its_arguments(make_
         call_command("watch_mailbox", connector="locked", renew_minutes=30)
     with pytest.raises(CommandError, match="no email connector"):
         call_command("watch_mailbox", connector="nobody")
+
+
+# --- Hostile dates -------------------------------------------------------------------------------
+def test_email_date_with_an_offset_postgresql_refuses_never_stops_the_mailbox(dovecot, folder, mailbox):
+    """Date: ... +2359 is valid to Python and refused by PostgreSQL (±15:59 at most). It once
+    failed every poll, silently; now it is stored at its INTERNALDATE, flagged, and the good mail
+    behind it is read in the same poll."""
+    received = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)  # a first poll reads since yesterday
+    bad = dovecot.append(folder, mail(1, date="Mon, 02 Nov 2026 09:00:00 +2359"), when=received)
+    good = dovecot.append(folder, mail(2, date="Mon, 02 Nov 2026 09:05:00 +0100"))
+    outcome = poll_connector(mailbox.pk)
+    assert (outcome.error, outcome.created, outcome.skipped) == ("", 2, 0)
+    first, second = stored()
+    assert first.sent_at == received
+    assert first.raw["_cxm"] == {"sent_at_invalid": "Mon, 02 Nov 2026 09:00:00 +2359",
+                                 "sent_at_reason": "its UTC offset +23:59 is beyond ±15:59"}
+    assert second.text == "problem number 2" and second.sent_at == datetime(2026, 11, 2, 8, 5, tzinfo=UTC)
+    assert "_cxm" not in second.raw
+    mailbox.refresh_from_db()
+    assert mailbox.cursor["last_uid"] == good > bad
+    assert (mailbox.health, mailbox.consecutive_failures) == (Health.OK, 0)
+    assert poll_connector(mailbox.pk, force=True).created == 0  # nothing left behind to retry
+
+
+@pytest.mark.parametrize("date", ["Thu, 01 Jan 1001 00:00:00 -2359", "Fri, 31 Dec 9999 23:59:59 +2359",
+                                  "Thu, 01 Jan 1970 00:00:00 +0000"])
+def test_email_dates_at_the_calendar_edges_are_stored_at_the_received_time(dovecot, folder, mailbox, date):
+    received = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    dovecot.append(folder, mail(1, date=date), when=received)
+    dovecot.append(folder, mail(2))
+    assert poll_connector(mailbox.pk).created == 2
+    first, second = stored()
+    assert first.sent_at == received and first.raw["_cxm"]["sent_at_invalid"] == date
+    assert second.sent_at == datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
