@@ -22,6 +22,7 @@ from learning import lanes, priority, rollups
 from learning.models import Classification, Correction, Intent, IntentExample, IntentModel, PriorityWeights
 from learning.signals import messages_classified
 from listening.models import Direction, Message
+from listening.times import window_start
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def negative_history(messages: list[Message], window: timedelta, *, include_batc
     authors = [m.author for m in messages if m.author_id]
     if not authors:
         return {}
-    earliest = min(m.sent_at for m in messages) - window
+    earliest = window_start(min(m.sent_at for m in messages), window)
     customers = {a.customer_id for a in authors if a.customer_id}
     rows = Classification.objects.filter(
         Q(message__author_id__in={a.pk for a in authors}) | Q(message__author__customer_id__in=customers),
@@ -210,8 +211,8 @@ def _conversation_lanes(messages: list[Message]) -> dict[int, str]:
 def _build(message: Message, result, classifier, intent_head, intents: dict, weights, history,
            conversation_lanes: dict) -> Classification:
     key = customer_key(message.author)
-    window_start = message.sent_at - timedelta(minutes=weights.window_minutes)
-    earlier = [t for t in history.get(key, []) if window_start <= t < message.sent_at] if key else []
+    since = window_start(message.sent_at, timedelta(minutes=weights.window_minutes))
+    earlier = [t for t in history.get(key, []) if since <= t < message.sent_at] if key else []
     followers = message.author.followers if message.author_id else None
     decision, score, factors = assess(result, intents, weights, followers, len(earlier),
                                       conversation_lanes.get(message.conversation_id, ""))

@@ -14,7 +14,7 @@ import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlencode
 
 from django.contrib.auth import get_user_model
@@ -26,9 +26,12 @@ from django.utils import timezone
 from cxm.exceptions import CXMError
 from learning import rollups
 from learning.models import Classification, ConversationMood, Intent, Lane, Rollup, Sentiment, Term
+from listening import times as listening_times
 from listening.models import Connector, Direction
 
 MAX_DAYS = 1096
+FIRST_DAY = listening_times.EARLIEST.date()
+LAST_DAY = date(2199, 12, 31)  # far enough for any plan, far from the calendar's end
 MAX_HOURLY_DAYS = 31
 DEFAULT_DAYS = 30
 GRANULARITIES = ("hour", "day", "week")
@@ -119,9 +122,32 @@ def _date(params, name: str, default: date) -> date:
     if not raw:
         return default
     try:
-        return date.fromisoformat(raw.strip())
+        day = date.fromisoformat(raw.strip())
     except ValueError:
         raise InvalidFilter(f"{name!r} must be a date like 2026-11-24, not {raw[:40]!r}") from None
+    _check_day(day, name)
+    return day
+
+
+def _check_day(day: date, name: str) -> None:
+    """Dashboards step whole periods back and forth from a date: near year 1 or 9999 that leaves
+    the calendar (OverflowError). No message is older than listening.times.EARLIEST."""
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise InvalidFilter(f"{name!r} must be a date from {FIRST_DAY} to {LAST_DAY}, not {day}")
+
+
+def _instant(raw: str, name: str) -> datetime:
+    """An ISO date or time (naive: in the reporting zone) as a UTC instant within the dates a
+    filter may name. UTC, so an offset PostgreSQL cannot store (+23:59) never reaches a query."""
+    try:
+        moment = datetime.fromisoformat(raw.replace(" ", "+") if "T" in raw else raw)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=rollups.reporting_tz())
+        moment = moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InvalidFilter(f"{name!r} must be an ISO date or time, not {raw[:40]!r}") from None
+    _check_day(moment.date(), name)
+    return moment
 
 
 def _ints(values, name: str) -> set[int]:
@@ -625,12 +651,7 @@ def _point(f: Filters, params) -> tuple[Filters, dict, datetime, datetime]:
     start_at, end_at = f.start_at, f.end_at
     raw_bucket = (params.get("bucket") or "").strip()
     if raw_bucket:
-        try:
-            bucket = datetime.fromisoformat(raw_bucket.replace(" ", "+") if "T" in raw_bucket else raw_bucket)
-        except ValueError:
-            raise InvalidFilter(f"'bucket' must be an ISO date or time, not {raw_bucket[:40]!r}") from None
-        if bucket.tzinfo is None:
-            bucket = bucket.replace(tzinfo=rollups.reporting_tz())
+        bucket = _instant(raw_bucket, "bucket")
         size = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(days=7)}[f.granularity]
         start_at, end_at = max(start_at, bucket), min(end_at, bucket + size)
     where = {}
@@ -652,8 +673,10 @@ def _point(f: Filters, params) -> tuple[Filters, dict, datetime, datetime]:
 def _cursor(raw: str):
     try:
         moment, pk = raw.rsplit("|", 1)
-        return datetime.fromisoformat(moment), int(pk)
-    except ValueError:
+        if not pk.isascii() or not pk.isdigit() or len(pk) > 18:
+            raise ValueError(pk)
+        return _instant(moment, "before"), int(pk)
+    except (ValueError, InvalidFilter):
         raise InvalidFilter("'before' is not a cursor this page gave") from None
 
 

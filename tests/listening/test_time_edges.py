@@ -208,3 +208,16 @@ def test_time_edges_telegram_date_beyond_the_calendar_is_stored_at_the_received_
     assert before <= stored.sent_at <= dj_timezone.now()
     assert stored.raw["_cxm"] == {"sent_at_invalid": str(10**15),
                                   "sent_at_reason": "it is more than a day in the future"}
+
+
+def test_time_edges_negative_history_of_a_message_sent_in_year_one_does_not_overflow(make_connector):
+    """Rows stored before times were checked may hold year 1; classification's look-back window
+    from such a message once raised OverflowError and failed its batch on every retry."""
+    from learning.actions import negative_history
+
+    connector = make_connector("webhook")
+    ingest_messages(connector, [inbound("ancient")])
+    Message.objects.filter(external_id="ancient").update(sent_at=datetime(1, 1, 1, tzinfo=UTC))
+    message = Message.objects.select_related("author").get(external_id="ancient")
+    assert message.sent_at == datetime(1, 1, 1, tzinfo=UTC)
+    assert negative_history([message], timedelta(minutes=60)) == {}

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import re
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -358,3 +359,62 @@ def test_panel_json_is_json_serialisable_for_every_panel_with_every_filter(clien
         json.loads(response.content)
     topics = get_json(client, panel_url("topics")).json()
     assert topics["terms"][0]["name"] == "Acme" and topics["share_of_voice"][0]["share"] == 1.0
+
+
+# --- Calendar edges ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("params", [
+    {"from": "0001-01-01", "to": "0001-01-02"},
+    {"from": "0001-01-01"},
+    {"from": "9999-12-30", "to": "9999-12-31"},
+    {"to": "9999-12-31"},
+    {"from": "1999-12-31", "to": "2000-01-05"},
+])
+def test_dashboard_dates_at_the_calendar_edges_get_400_with_a_reason(client, data, manager_a, params):
+    """Year 1 and 9999 once raised OverflowError (a 500) stepping a period back or a day on."""
+    client.force_login(manager_a)
+    for name in PANEL_NAMES:
+        response = get_json(client, panel_url(name), **params)
+        assert response.status_code == 400, (name, response.content)
+        assert "must be a date from 2000-01-01 to 2199-12-31" in response.json()["reason"]
+    assert client.get(panel_url("volume"), {**params, "format": "csv"}).status_code == 400
+    page = client.get(DASHBOARD, params)
+    assert page.status_code == 400 and "must be a date from 2000-01-01" in page.content.decode()
+    drill = get_json(client, reverse("console:insight-messages"), **params)
+    assert drill.status_code == 400 and "2199-12-31" in drill.json()["reason"]
+
+
+@pytest.mark.parametrize("bucket", [
+    "0001-01-01", "0001-01-01T00:00:00+23:59", "9999-12-31", "9999-12-31T23:00:00-23:59", "9999-12-31T23:00:00",
+])
+def test_drill_down_bucket_at_the_calendar_edges_gets_400(client, data, manager_a, bucket):
+    client.force_login(manager_a)
+    url = reverse("console:insight-messages")
+    for granularity in ("hour", "day", "week"):
+        response = get_json(client, url, bucket=bucket, granularity=granularity)
+        assert response.status_code == 400, (bucket, granularity, response.content)
+        assert "'bucket' must be" in response.json()["reason"]
+    page = client.get(url, {"bucket": bucket})
+    assert page.status_code == 400 and "&#x27;bucket&#x27; must be" in page.content.decode()
+
+
+def test_drill_down_bucket_with_an_offset_is_read_in_utc(client, data, manager_a):
+    """+14:00 is a real zone: the bucket is the same instant in UTC, and the query finds the point."""
+    client.force_login(manager_a)
+    url = reverse("console:insight-messages")
+    sentiment = get_json(client, panel_url("sentiment")).json()
+    with_messages = [i for i, _ in enumerate(sentiment["buckets"])
+                     if sum(sentiment["series"][s][i] for s in ("negative", "neutral", "positive"))]
+    start = datetime.fromisoformat(sentiment["bucket_starts"][with_messages[-1]])
+    shifted = start.astimezone(timezone(timedelta(hours=14))).isoformat()
+    body = get_json(client, url, bucket=shifted, sentiment="positive").json()
+    assert [m["text"] for m in body["messages"]] == ["Thanks, great service"]
+
+
+@pytest.mark.parametrize("before", ["0001-01-01T00:00:00+23:59|5", "9999-12-31T23:59:59|5",
+                                    "2026-11-01T00:00:00|99" + "9" * 30])
+def test_drill_down_cursor_at_the_calendar_edges_gets_400(client, data, manager_a, before):
+    client.force_login(manager_a)
+    response = get_json(client, reverse("console:insight-messages"), before=before)
+    assert response.status_code == 400 and "not a cursor this page gave" in response.json()["reason"]
