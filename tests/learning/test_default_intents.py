@@ -88,3 +88,15 @@ def test_taxonomy_migration_replaces_shipped_examples_and_keeps_admin_edits():
     assert "an example shipped long ago" not in texts
     assert {"an admin's example", "an agent's correction"} <= texts
     assert set(spec["complaint"]["examples"]) <= texts
+
+
+def test_install_on_an_empty_database_sets_the_dashboard_flag():
+    from learning.default_intents import install
+    from learning.models import PriorityWeights
+
+    Intent.objects.all().delete()
+    install(Intent, IntentExample, PriorityWeights)
+    install(Intent, IntentExample, PriorityWeights)  # twice: nothing doubles
+    flags = dict(Intent.objects.values_list("slug", "counts_on_dashboards"))
+    assert len(flags) == len(DEFAULT_INTENTS) and flags["follow_up"] is False and flags["greeting"] is True
+    assert IntentExample.objects.count() == sum(len(spec["examples"]) for spec in DEFAULT_INTENTS)
