@@ -28,6 +28,14 @@ def _test_database_url() -> str:
     return f"sqlite:///{settings['NAME']}"
 
 
+def needs_redis(reason: str) -> None:
+    """Skip on a developer machine without Redis; fail in CI, which must run these tests (as the
+    browser tests do in tests/e2e)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set, so the reliability tests must run)", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture
 def celery_worker(transactional_db) -> Iterator[subprocess.Popen]:
     """Start `celery worker` on queues of its own (default and learning, as in production, where
@@ -36,7 +44,7 @@ def celery_worker(transactional_db) -> Iterator[subprocess.Popen]:
     try:
         redis.Redis.from_url(redis_url, socket_connect_timeout=2).ping()
     except redis.RedisError:
-        pytest.skip(f"needs a Redis server at {redis_url} (set REDIS_URL)")
+        needs_redis(f"needs a Redis server at {redis_url} (set REDIS_URL)")
     queue = f"cxm-test-{os.getpid()}-{time.monotonic_ns()}"
     env = {
         **os.environ,

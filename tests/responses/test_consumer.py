@@ -193,7 +193,14 @@ def test_console_socket_shows_who_else_views_and_types(connector_a, agent_a, age
         await outsider.send_json_to({"type": "view", "case": case.pk})
         answer = await outsider.receive_json_from(timeout=5)
         assert answer == {"type": "error", "reason": "no such case"}
-        assert await nothing_more(first, 1.0) or True  # the outsider never joined the room
+        # The outsider never joined the room: when the next agent joins, the presence first is
+        # sent lists that agent alone, and nothing first received on the way named the outsider.
+        again = await connect(cookies[1])
+        await again.send_json_to({"type": "view", "case": case.pk})
+        seen = await receive_until(first, lambda m: m["type"] == "presence" and m["viewers"])
+        assert seen[-1]["viewers"] == [{"id": agent_a2.pk, "name": "Agent", "typing": False}]
+        assert not [m for m in seen if agent_b.pk in {v["id"] for v in m.get("viewers", [])}], seen
+        await again.disconnect()
         await outsider.disconnect()
         await first.disconnect()
 
