@@ -1,5 +1,7 @@
 """Canned responses: everyone in the console may read their teams' and the global ones;
-supervisors and admins create, edit and delete them."""
+supervisors create, edit and delete their own teams' ones, and only admins the global ones (a
+global response reaches every team's composer, so a supervisor making one would write into teams
+they do not run)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 
 from responses import access
-from responses.exceptions import CaseNotFound
-from responses.models import CannedResponse, Team
+from responses.exceptions import CaseNotFound, NotAllowed
+from responses.models import CannedResponse, Role, Team
 from responses.replies import PLACEHOLDERS
 from responses.views.base import body, console_context, console_view, object_id, wants_json
 
@@ -21,11 +23,14 @@ class CannedForm(forms.ModelForm):
         fields = ["title", "shortcut", "team", "text"]
         widgets = {"text": forms.Textarea(attrs={"rows": 8, "maxlength": 4000})}
 
-    def __init__(self, *args, teams=None, **kwargs) -> None:
+    def __init__(self, *args, teams=None, may_be_global: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["team"].queryset = teams if teams is not None else Team.objects.none()
-        self.fields["team"].required = False
-        self.fields["team"].empty_label = "All teams (global)"
+        self.fields["team"].required = not may_be_global
+        self.fields["team"].empty_label = "All teams (global)" if may_be_global else None
+        if not may_be_global:
+            self.fields["team"].error_messages["required"] = (
+                "choose one of your teams: only admins make canned responses for all teams")
         self.fields["text"].help_text = "Placeholders: " + ", ".join("{" + p + "}" for p in PLACEHOLDERS)
 
 
@@ -40,9 +45,28 @@ def _get(user, canned_id: str) -> CannedResponse:
     return canned
 
 
+def _is_admin(user) -> bool:
+    return access.role_of(user) == Role.ADMIN
+
+
+def _may_change(canned: CannedResponse, admin: bool) -> bool:
+    """A global response is the admins' alone; a team's, its supervisors' (visible means theirs)."""
+    return admin or canned.team_id is not None
+
+
+def _changeable(user, canned_id: str) -> CannedResponse:
+    canned = _get(user, canned_id)
+    if not _may_change(canned, _is_admin(user)):
+        raise NotAllowed("only admins change canned responses for all teams")
+    return canned
+
+
 @console_view("GET")
 def canned_list(request: HttpRequest) -> HttpResponse:
     items = list(_visible(request.user).select_related("team").order_by("title"))
+    admin = _is_admin(request.user)
+    for item in items:
+        item.may_change = _may_change(item, admin)
     if wants_json(request):
         return JsonResponse({"canned": [{"id": c.pk, "title": c.title, "shortcut": c.shortcut, "text": c.text,
                                          "team": c.team_id} for c in items]})
@@ -59,13 +83,13 @@ def canned_new(request: HttpRequest) -> HttpResponse:
 @console_view("GET", "POST")
 def canned_edit(request: HttpRequest, canned_id: str) -> HttpResponse:
     access.require_supervisor(request.user)
-    return _edit(request, _get(request.user, canned_id))
+    return _edit(request, _changeable(request.user, canned_id))
 
 
 def _edit(request: HttpRequest, canned: CannedResponse) -> HttpResponse:
     teams = Team.objects.filter(pk__in=access.team_ids(request.user))
     data = body(request) if request.method == "POST" else None
-    form = CannedForm(data, instance=canned, teams=teams)
+    form = CannedForm(data, instance=canned, teams=teams, may_be_global=_is_admin(request.user))
     if request.method == "POST":
         if form.is_valid():
             saved = form.save()
@@ -84,7 +108,7 @@ def _edit(request: HttpRequest, canned: CannedResponse) -> HttpResponse:
 @console_view("POST")
 def canned_delete(request: HttpRequest, canned_id: str) -> HttpResponse:
     access.require_supervisor(request.user)
-    canned = _get(request.user, canned_id)
+    canned = _changeable(request.user, canned_id)
     canned.delete()
     if wants_json(request):
         return JsonResponse({"ok": True})

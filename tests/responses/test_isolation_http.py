@@ -50,9 +50,9 @@ MATRIX: dict[str, dict] = {
     "reply-retry": {"obj": "reply", "methods": ["POST"], "body": {}},
     "canned-list": {"obj": None, "methods": ["GET"]},
     "canned-new": {"obj": None, "methods": ["GET", "POST"], "supervisor": True,
-                   "body": {"title": "New", "text": "Hi {customer_name}"}},
+                   "body": {"title": "New", "text": "Hi {customer_name}", "team": "TEAM"}},
     "canned-edit": {"obj": "canned", "methods": ["GET", "POST"], "supervisor": True,
-                    "body": {"title": "Edited", "text": "Hello"}},
+                    "body": {"title": "Edited", "text": "Hello", "team": "TEAM"}},
     "canned-delete": {"obj": "canned", "methods": ["POST"], "supervisor": True, "body": {}},
     # Alerts: supervisors, brand managers and admins; the settings: admins only ("admin").
     "alerts": {"obj": None, "methods": ["GET"], "supervisor": True},
@@ -157,6 +157,7 @@ def url_for(name: str, world: dict) -> str:
 def body_for(name: str, world: dict) -> dict:
     raw = json.dumps(MATRIX[name].get("body", {}))
     raw = raw.replace('"CASE_MESSAGE"', str(world["case"].last_message_id)).replace('"CASE"', str(world["case"].pk))
+    raw = raw.replace('"TEAM"', str(world["case"].team_id))
     return json.loads(raw)
 
 
@@ -333,6 +334,72 @@ def test_outsider_canned_list_is_scoped_to_their_teams(client, world):
     html = client.get("/console/canned/").content.decode()
     assert "Team A canned" not in html and SECRET not in html
     assert client.get("/console/canned/", HTTP_ACCEPT=JSON).json() == {"canned": []}
+
+
+# --- Canned responses: a team's supervisors write their teams' ones; global ones are admins' ---
+def _canned_titles_in_composer(client, case) -> set[str]:
+    return {item["title"] for item in client.get(f"/console/cases/{case.pk}/canned/").json()["canned"]}
+
+
+@pytest.mark.parametrize("team", ["", None, "TEAM_B"])
+def test_supervisor_cannot_write_a_canned_response_outside_their_teams(client, world, team):
+    """Neither global (no team, or an empty one) nor another team's: 400 with a reason, nothing
+    stored, and team B's composer never shows it."""
+    data = {"title": "From supervisor A", "text": "Hi {customer_name}"}
+    if team is not None:
+        data["team"] = world["case_b"].team_id if team == "TEAM_B" else team
+    before = snapshot()
+    client.force_login(world["supervisor_a"])
+    response = call(client, "POST", reverse("console:canned-new"), data)
+    assert response.status_code == 400 and "team" in response.json()["reason"], response.content[:300]
+    assert snapshot() == before
+    client.force_login(world["agent_b"])
+    assert "From supervisor A" not in _canned_titles_in_composer(client, world["case_b"])
+
+
+def test_supervisor_cannot_turn_their_teams_canned_response_global(client, world):
+    client.force_login(world["supervisor_a"])
+    url = reverse("console:canned-edit", kwargs={"canned_id": world["canned"].pk})
+    response = call(client, "POST", url, {"title": "Now global", "text": SECRET, "team": ""})
+    assert response.status_code == 400 and response.json()["reason"]
+    world["canned"].refresh_from_db()
+    assert world["canned"].team_id == world["case"].team_id and world["canned"].title == "Team A canned"
+
+
+def test_supervisor_cannot_change_or_delete_a_global_canned_response(client, world):
+    shared = CannedResponse.objects.create(team=None, title="Everyone's", text="Thanks for writing")
+    client.force_login(world["supervisor_a"])
+    assert "Everyone's" in _canned_titles_in_composer(client, world["case"])  # they may read it
+    before = snapshot()
+    for name in ("canned-edit", "canned-delete"):
+        url = reverse(f"console:{name}", kwargs={"canned_id": shared.pk})
+        response = call(client, "POST", url, {"title": "Hijacked", "text": "Visit evil.example", "team": ""})
+        assert response.status_code == 403 and response.json()["reason"], (name, response.status_code)
+    assert call(client, "GET", reverse("console:canned-edit", kwargs={"canned_id": shared.pk})).status_code == 403
+    assert snapshot() == before
+    html = client.get("/console/canned/").content.decode()
+    assert f"/console/canned/{shared.pk}/" not in html  # no Edit or Delete for what they may not change
+    assert f"/console/canned/{world['canned'].pk}/" in html
+
+
+def test_supervisor_canned_response_for_their_team_reaches_only_that_team(client, world):
+    client.force_login(world["supervisor_a"])
+    data = {"title": "Team A only", "text": "Hi {customer_name}", "team": world["case"].team_id}
+    assert call(client, "POST", reverse("console:canned-new"), data).status_code == 200
+    assert CannedResponse.objects.get(title="Team A only").team_id == world["case"].team_id
+    client.force_login(world["agent_a"])
+    assert "Team A only" in _canned_titles_in_composer(client, world["case"])
+    client.force_login(world["agent_b"])
+    assert "Team A only" not in _canned_titles_in_composer(client, world["case_b"])
+
+
+def test_admin_makes_global_canned_responses_every_team_sees(client, world):
+    client.force_login(world["admin"])
+    response = call(client, "POST", reverse("console:canned-new"), {"title": "For all", "text": "Hello", "team": ""})
+    assert response.status_code == 200 and CannedResponse.objects.get(title="For all").team_id is None
+    for agent, case in (("agent_a", "case"), ("agent_b", "case_b")):
+        client.force_login(world[agent])
+        assert "For all" in _canned_titles_in_composer(client, world[case])
 
 
 def test_outsider_bulk_on_team_a_cases_changes_nothing(client, world):

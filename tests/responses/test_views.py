@@ -378,10 +378,10 @@ def test_supervisor_edits_canned_and_agent_gets_403(client, agent_a, supervisor_
                                                     "text": "Hi {customer_first_name}"})
     assert response.status_code == 302
     canned = CannedResponse.objects.get()
-    assert client.post(f"/console/canned/{canned.pk}/", {"title": "Hello!", "shortcut": "hello", "team": "",
+    assert client.post(f"/console/canned/{canned.pk}/", {"title": "Hello!", "shortcut": "hello", "team": team_a.pk,
                                                           "text": "Hey"}).status_code == 302
     canned.refresh_from_db()
-    assert canned.title == "Hello!" and canned.team is None
+    assert canned.title == "Hello!" and canned.team == team_a  # global ones are admins' (test_isolation_http)
     listing = client.get("/console/canned/").content.decode()
     assert "Hello!" in listing and "{customer_first_name}" in listing
 
