@@ -68,6 +68,7 @@ from django.utils import timezone
 
 from learning import rollups
 from learning.models import Alert, AlertSettings, Classification, Rollup, Sentiment, Term
+from listening.crypto import CredentialsUnreadable
 from listening.exceptions import ProviderError
 from listening.models import Connector, Direction
 
@@ -450,8 +451,12 @@ def _webhook(alert: Alert, alert_settings: AlertSettings) -> str:
                                           "detail": alert.detail}}
     body = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
     headers = {"Content-Type": "application/json"}
-    if alert_settings.webhook_secret:
-        headers["X-CXM-Signature"] = sign(alert_settings.webhook_secret, body)
+    try:
+        secret = alert_settings.webhook_secret
+    except CredentialsUnreadable:  # never send unsigned what the receiver expects signed
+        return "webhook: its secret cannot be decrypted with the configured keys; enter it again"
+    if secret:
+        headers["X-CXM-Signature"] = sign(secret, body)
     try:
         http.request("POST", alert_settings.webhook_url, content=body, headers=headers, timeout=WEBHOOK_TIMEOUT)
     except ProviderError as exc:

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from listening import crypto
 from listening.models import Message
 
 
@@ -321,8 +322,9 @@ class AlertSettings(models.Model):
     quiet_end = models.TimeField(null=True, blank=True)
     email_to = models.TextField(blank=True, default="", help_text="Addresses, one per line or comma-separated.")
     webhook_url = models.URLField(max_length=500, blank=True, default="")
-    webhook_secret = models.CharField(max_length=200, blank=True, default="",
-                                      help_text="Signs the webhook body (HMAC-SHA256, X-CXM-Signature).")
+    # Signs the webhook body (HMAC-SHA256, X-CXM-Signature); encrypted at rest like connector
+    # credentials (listening.crypto), read and written through `webhook_secret`.
+    webhook_secret_encrypted = models.TextField(blank=True, default="", editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -331,9 +333,28 @@ class AlertSettings(models.Model):
     def __str__(self) -> str:
         return f"Alert settings ({self.sensitivity})"
 
+    def __repr__(self) -> str:
+        return f"<AlertSettings id={self.pk}>"  # never the secret: reprs end up in logs
+
+    @property
+    def webhook_secret(self) -> str:
+        return crypto.decrypt_text(self.webhook_secret_encrypted)
+
+    @webhook_secret.setter
+    def webhook_secret(self, value: str) -> None:
+        self.webhook_secret_encrypted = crypto.encrypt_text(value)
+
+    @property
+    def has_webhook_secret(self) -> bool:
+        """Whether one is set, without decrypting it (pages say "set" even when keys are wrong)."""
+        return bool(self.webhook_secret_encrypted)
+
     @classmethod
     def current(cls) -> "AlertSettings":
         return cls.objects.order_by("pk").first() or cls.objects.create()
+
+
+crypto.encrypted_column("learning.AlertSettings", "webhook_secret_encrypted")  # re-encrypted by rotate_credentials
 
 
 class Alert(models.Model):

@@ -85,6 +85,9 @@ class Connector(models.Model):
         return get_connector_class(self.kind)(self)
 
 
+crypto.encrypted_column("listening.Connector", "credentials_encrypted")  # re-encrypted by rotate_credentials
+
+
 class Customer(models.Model):
     """One person, possibly seen on several channels (each a Contact)."""
 

@@ -221,7 +221,7 @@ class AlertSettingsForm(forms.ModelForm):
             self.add_error(missing, "set both ends of the quiet hours, or neither")
         elif start is not None and start == end:
             self.add_error("quiet_end", "the quiet hours must not start and end at the same time")
-        keeps_secret = bool(self.instance.webhook_secret) and not data.get("clear_webhook_secret")
+        keeps_secret = self.instance.has_webhook_secret and not data.get("clear_webhook_secret")
         if data.get("webhook_url") and not (data.get("webhook_secret") or keeps_secret):
             self.add_error("webhook_secret", "a webhook needs a secret, so its receiver can verify each POST")
         return data
@@ -244,7 +244,7 @@ def settings_json(row: AlertSettings) -> dict:
         "quiet_start": row.quiet_start.strftime("%H:%M") if row.quiet_start else None,
         "quiet_end": row.quiet_end.strftime("%H:%M") if row.quiet_end else None,
         "email_to": alert_actions.email_addresses(row.email_to), "webhook_url": row.webhook_url,
-        "webhook_secret_set": bool(row.webhook_secret),
+        "webhook_secret_set": row.has_webhook_secret,
     }
 
 
@@ -284,5 +284,5 @@ def alert_settings(request: HttpRequest) -> HttpResponse:
                 "errors": {field: list(errors) for field, errors in form.errors.items()}}, status=400)
     form = form or AlertSettingsForm(instance=row)
     return render(request, "insight/alerts_settings.html",
-                  {**_page_context(request), "form": form, "secret_set": bool(row.webhook_secret)},
+                  {**_page_context(request), "form": form, "secret_set": row.has_webhook_secret},
                   status=400 if form.errors else 200)

@@ -3,7 +3,10 @@ its connector class generates, see the webhook URL and the secrets to paste into
 connect through OAuth, test the connection, edit, and backfill from a date.
 
 Credentials are write-only here: no page or answer ever carries a saved secret. A secret CXM
-generates is shown once, on the page right after it is made. Every change is audited.
+generates is shown once, on the page right after it is made; until then it waits in the session
+encrypted with the credentials keys (listening.crypto), as does the OAuth flow's PKCE verifier, so
+a session store that leaks (a database dump, a Redis snapshot) leaks no secret. Every change is
+audited.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date
 
 from cxm.exceptions import CXMError
-from listening import audit, backfill, oauth
+from listening import audit, backfill, crypto, oauth
 from listening.connectors import UnknownConnectorKind, connector_kinds, get_connector_class
 from listening.crypto import CredentialsUnreadable
 from listening.exceptions import ProviderError
@@ -33,9 +36,26 @@ from responses.views.connectors import client_ip, connector_or_404, connector_ro
 
 log = logging.getLogger(__name__)
 
-SHOWN_ONCE = "cxm_new_secrets"  # session key: {connector_id: {name: value}}
+SHOWN_ONCE = "cxm_new_secrets"  # session key: {connector_id: {name: value}}, encrypted
 TESTED = "cxm_connection_test"  # session key: {connector_id: the test's result}, shown once
-OAUTH_PENDING = "cxm_oauth_pending"
+OAUTH_PENDING = "cxm_oauth_pending"  # session key: the flow's state and PKCE verifier, encrypted
+
+
+def keep_secret(request: HttpRequest, key: str, value: dict) -> None:
+    """Keep `value` in the session as ciphertext only."""
+    request.session[key] = crypto.encrypt_json(value)
+
+
+def take_secret(request: HttpRequest, key: str) -> dict | None:
+    """Pop what keep_secret kept; None when nothing is there or no configured key reads it (the
+    keys were rotated meanwhile: the admin starts again)."""
+    token = request.session.pop(key, None)
+    if not isinstance(token, str) or not token:
+        return None
+    try:
+        return crypto.decrypt_json(token)
+    except CredentialsUnreadable:
+        return None
 
 
 def _kind_class(kind: str):
@@ -94,7 +114,7 @@ def connector_detail(request: HttpRequest, connector_id: str) -> HttpResponse:
 def _detail_page(request: HttpRequest, connector: Connector, form=None, *, test=None, status=200) -> HttpResponse:
     cls = _kind_class(connector.kind)
     form = form or connect_form(cls, connector)
-    shown = request.session.pop(SHOWN_ONCE, {}).get(str(connector.pk), {})
+    shown = (take_secret(request, SHOWN_ONCE) or {}).get(str(connector.pk), {})
     test = test or request.session.pop(TESTED, {}).get(str(connector.pk))
     saved = _saved_names(connector)
     context = {**console_context(request), "connector": connector, "cls": cls, "form": form,
@@ -132,7 +152,7 @@ def _public(request: HttpRequest, connector: Connector) -> dict:
 
 def _show_once(request: HttpRequest, connector: Connector, made: dict[str, str]) -> None:
     if made:
-        request.session[SHOWN_ONCE] = {str(connector.pk): made}
+        keep_secret(request, SHOWN_ONCE, {str(connector.pk): made})
 
 
 @console_view("POST")
@@ -178,7 +198,7 @@ def connector_oauth(request: HttpRequest, connector_id: str) -> HttpResponse:
     connector = connector_or_404(connector_id)
     callback = request.build_absolute_uri(reverse("console:oauth-callback"))
     url, pending = oauth.begin(connector.get_backend(), callback)
-    request.session[OAUTH_PENDING] = pending
+    keep_secret(request, OAUTH_PENDING, pending)
     return redirect(url)
 
 
@@ -186,7 +206,7 @@ def connector_oauth(request: HttpRequest, connector_id: str) -> HttpResponse:
 def oauth_callback(request: HttpRequest) -> HttpResponse:
     """Where the provider sends the admin back: exchange the code and save the tokens."""
     access.require_admin(request.user)
-    pending = request.session.pop(OAUTH_PENDING, None)
+    pending = take_secret(request, OAUTH_PENDING)
     query = {key: request.GET.get(key, "") for key in ("state", "code", "error", "error_description")}
     code = oauth.check_return(pending, query)
     connector = connector_or_404(str(pending["connector_id"]))

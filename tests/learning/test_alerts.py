@@ -434,3 +434,18 @@ def test_the_task_runs_detection(connector, alert_settings):
     burst(connector, now, 40, minutes_ago=5)
     assert detect_spikes.apply().get() == 1
     assert Alert.objects.count() == 1
+
+
+def test_a_webhook_secret_no_key_reads_is_recorded_and_nothing_is_sent_unsigned(connector, alert_settings, now,
+                                                                             fake_provider):
+    from cryptography.fernet import Fernet
+
+    fake_provider.route("POST", "/hook")(lambda request: Reply(200, {"ok": True}))
+    alert_settings.webhook_url = f"{fake_provider.url}/hook"
+    alert_settings.webhook_secret_encrypted = Fernet(Fernet.generate_key()).encrypt(b"lost-key").decode()
+    alert_settings.save()
+    baseline(connector, now, flat(10))
+    burst(connector, now, 40)
+    alerts.detect_spikes(now)
+    assert "cannot be decrypted" in Alert.objects.get().notify_error
+    assert fake_provider.calls("/hook") == []

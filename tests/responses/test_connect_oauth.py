@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.urls import reverse
 
+from listening import crypto
 from listening.models import AuditEvent, Connector
 from listening.oauth import STATE_TTL_SECONDS, challenge
 from responses.views.connect import OAUTH_PENDING
@@ -122,7 +123,8 @@ def test_a_return_is_single_use_and_expires(client, admin, instance, mastodon):
 
     params = start(client, mastodon)
     session = client.session
-    session[OAUTH_PENDING] = {**session[OAUTH_PENDING], "created": time.time() - STATE_TTL_SECONDS - 1}
+    pending = crypto.decrypt_json(session[OAUTH_PENDING])  # kept encrypted (test_secrets_in_session)
+    session[OAUTH_PENDING] = crypto.encrypt_json({**pending, "created": time.time() - STATE_TTL_SECONDS - 1})
     session.save()
     late = client.get(reverse("console:oauth-callback"), {"state": params["state"], "code": "the-code"},
                       HTTP_ACCEPT="application/json")
