@@ -127,15 +127,20 @@ def store_page(connector: Connector, messages: list[InboundMessage]) -> tuple[In
             return ingest_messages(connector, messages), []
     except ITEM_ERRORS:
         pass
-    result, skipped = IngestResult(), []
+    result, skipped, errors = IngestResult(), [], []
     for message in messages:
         try:
             with transaction.atomic():
                 result.merge(ingest_messages(connector, [message]))
         except ITEM_ERRORS as exc:
             logger.warning("connector %s: message %r skipped: %s", connector.pk, message.external_id[:100], exc)
+            errors.append(exc)
             skipped.append({"id": clean_text(message.external_id, 100),
                             "reason": clean_text(f"{type(exc).__name__}: {exc}", 300)})
+    if len(messages) > 1 and len(errors) == len(messages) and len({type(e) for e in errors}) == 1:
+        # Every message failing the same way is our bug, not a poisoned item: fail the poll
+        # (recorded, backed off, the cursor kept) rather than skip a whole page.
+        raise errors[0]
     return result, skipped
 
 

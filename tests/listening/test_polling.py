@@ -8,6 +8,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
+from listening.exceptions import PayloadInvalid
 from listening.models import Connector, Health, Message
 from listening.polling import (
     FAILING_AFTER,
@@ -158,3 +159,15 @@ def test_store_page_skips_a_poisoned_message_stores_the_rest_and_names_it_in_the
     connector.refresh_from_db()
     assert connector.last_error.startswith("skipped 1 message(s) that could not be stored: " + "p" * 100)
     assert connector.health == Health.OK and connector.consecutive_failures == 0
+
+
+def test_store_page_fails_instead_of_skipping_a_page_where_every_message_fails_alike(make_connector):
+    """That is a bug of ours, not poisoned items: the poll fails (and is recorded), the cursor stays."""
+    connector = make_connector("webhook")
+    page = [inbound("a" * 300), inbound("b" * 300)]
+    with pytest.raises(PayloadInvalid), transaction.atomic():
+        store_page(connector, page)
+    with transaction.atomic():
+        stored, skipped = store_page(connector, page[:1])  # a page of one poisoned message is skipped
+    assert stored.created == 0 and [item["id"] for item in skipped] == ["a" * 100]
+    assert not Message.objects.filter(connector=connector).exists()
