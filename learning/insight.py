@@ -332,25 +332,33 @@ def _net(counts: dict) -> float | None:
 
 def _sentiment_totals(f: Filters) -> dict:
     counts = {s: 0 for s in SENTIMENTS}
+    not_scored = 0
     for row in _rows(f, "sentiment", "value"):
         if row["value"] in counts:
             counts[row["value"]] += row["n"]
-    return {**counts, "total": sum(counts.values()), "net": _net(counts)}
+        elif row["value"] == "":
+            not_scored += row["n"]
+    return {**counts, "total": sum(counts.values()), "net": _net(counts), "not_scored": not_scored}
 
 
 def sentiment(f: Filters) -> dict:
     starts, labels = _buckets(f)
     index = _bucket_index(f, starts)
     series = {s: [0] * len(starts) for s in SENTIMENTS}
+    not_scored = [0] * len(starts)  # sentiment "": a language the models do not read
     for row in _rows(f, "sentiment", "bucket", "value", grain=_grain(f)):
         i = index(row["bucket"])
         if i is not None and row["value"] in series:
             series[row["value"]][i] += row["n"]
+        elif i is not None and row["value"] == "":
+            not_scored[i] += row["n"]
     net = [_net({s: series[s][i] for s in SENTIMENTS}) for i in range(len(starts))]
     totals = {s: sum(series[s]) for s in SENTIMENTS}
-    totals = {**totals, "total": sum(totals.values()), "net": _net(totals)}
+    # Shares and the net score are of the scored messages; the others are counted, not guessed.
+    totals = {**totals, "total": sum(totals.values()), "net": _net(totals), "not_scored": sum(not_scored)}
     return {"buckets": labels, "bucket_starts": [s.isoformat() for s in starts], "series": series, "net": net,
-            "totals": totals, "previous": _sentiment_totals(f.previous()) if f.compare else None, "ignored": []}
+            "not_scored": not_scored, "totals": totals,
+            "previous": _sentiment_totals(f.previous()) if f.compare else None, "ignored": []}
 
 
 def _volume_totals(f: Filters) -> dict:
@@ -713,6 +721,9 @@ def drilldown(f: Filters, params, user=None) -> dict:
         "text": c.message.text, "sentiment": c.sentiment, "intent": c.intent, "emotion": c.emotion, "lane": c.lane,
         "language": c.language, "conversation_id": c.message.conversation_id,
         "case_id": cases.get(c.message.conversation_id),
+        # For display: "not scored" instead of a sentiment, and the lane's reason behind a "why".
+        "not_scored": "not_scored" in (c.flags or []),
+        "lane_reason": str((c.priority_factors or {}).get("lane_reason", "")),
     } for c in page]
     last = page[-1] if page else None
     return {"messages": messages,

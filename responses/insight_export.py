@@ -49,12 +49,14 @@ def csv_text(header: list[str], rows: Iterable[Iterable]) -> str:
 
 
 def _sentiment_rows(data: dict):
-    header = ["bucket_start", "bucket", "negative", "neutral", "positive", "total", "net"]
+    # not_scored: messages in a language the sentiment models do not read, outside total and net.
+    header = ["bucket_start", "bucket", "negative", "neutral", "positive", "total", "net", "not_scored"]
     series = data["series"]
+    not_scored = data.get("not_scored") or [0] * len(data["buckets"])
     rows = []
     for i, (start, label) in enumerate(zip(data["bucket_starts"], data["buckets"], strict=True)):
         counts = [series[s][i] for s in ("negative", "neutral", "positive")]
-        rows.append([start, label, *counts, sum(counts), data["net"][i]])
+        rows.append([start, label, *counts, sum(counts), data["net"][i], not_scored[i]])
     return header, rows
 
 

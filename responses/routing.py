@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from dataclasses import replace
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
@@ -26,8 +27,11 @@ from responses.teams import queue_for, team_for_connector
 log = logging.getLogger(__name__)
 
 # While a case is active its lane only moves towards the more urgent: a "thanks" in the middle of
-# an unresolved issue does not turn it into praise.
-LANE_RANK = {"": 0, "noise": 0, "praise": 1, "ambivalence": 2, "issue": 3}
+# an unresolved issue does not turn it into praise. Triage (what the models cannot place) ranks
+# with ambivalence: it may hide a problem, so it lifts a praise case out of the slow Amplify queue
+# in front of a person; but an issue or ambivalence case is already in front of one, and an
+# unplaced message must not move it out of its queue.
+LANE_RANK = {"": 0, "noise": 0, "praise": 1, "triage": 2, "ambivalence": 2, "issue": 3}
 
 
 def route_messages(message_ids) -> list[int]:
@@ -106,6 +110,32 @@ def _route_locked(messages: list[Message], classifications: dict, rules, negativ
     if case.assignee_id is None and case.is_active and actions.get("auto_assign", queue_assigns):
         assignment.auto_assign(case)
     return case.pk
+
+
+def open_for_message(message: Message, case: Case | None, lane: str, team) -> tuple[Case, bool]:
+    """Open a case for a message routing set aside (an agent says it is not spam), or reopen the
+    conversation's closed case, in `lane` and in `team`'s queue for it. The caller holds the
+    transaction, has locked `case` (the conversation's, if any) and checked that it is not active.
+
+    Rules still set the SLA, priority and tags. The agent chose the team and the lane's queue, so
+    the rules' team and queue do not apply; neither does an automatic acknowledgement, which would
+    arrive late and beside the agent's own answer. Returns the case and whether it is new."""
+    rules = list(RoutingRule.objects.filter(enabled=True))
+    classification = Classification.objects.filter(message=message, is_current=True).first()
+    facts = replace(_facts(message, classification, _negatives_within([message], history_windows(rules))), lane=lane)
+    actions, _ = apply(rules, facts)
+    actions = {k: v for k, v in actions.items() if k not in ("team", "queue", "acknowledge")}
+    actions["team"] = team.slug
+    created = case is None
+    if created:
+        case = _new_case(message, facts, actions)
+    else:
+        _reopen(case, message, facts, actions)
+    newest = message.conversation.messages.filter(direction=Direction.INBOUND).order_by("-sent_at", "-id").first()
+    case.last_message = newest or message
+    _apply_side_actions(case, actions, False)
+    case.save()
+    return case, created
 
 
 def _negatives_within(messages: list[Message], windows: set[int]) -> dict[int, dict[int, int]]:

@@ -28,6 +28,10 @@ def chips(classification: Classification | None) -> dict:
         "intent": top(classification.intent, classification.intent_scores),
         "emotion": top(classification.emotion, classification.emotion_scores),
         "language": classification.language,
+        # A language the sentiment models do not read: shown as "not scored", never as neutral.
+        "not_scored": "not_scored" in (classification.flags or []),
+        "lane": classification.lane,
+        "lane_reason": str((classification.priority_factors or {}).get("lane_reason", "")),
         "topics": sorted({t.get("name", "") for t in classification.topics if isinstance(t, dict)}),
         "model": f"{classification.model_name} {classification.model_version}".strip(),
     }

@@ -1,5 +1,6 @@
 """Teams and their default queues: Care for issues (with an SLA), Amplify for praise, Recover for
-ambivalence. A connector no team owns routes to the default team."""
+ambivalence, Triage for what the models cannot place. A connector no team owns routes to the
+default team."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ DEFAULT_QUEUES = (
     ("care", "Care", "issue", 60),
     ("amplify", "Amplify", "praise", 240),
     ("recover", "Recover", "ambivalence", 120),
+    # A message the models cannot place may be anything, a complaint included: it gets a person's
+    # look within the same two hours as a customer on the fence.
+    ("triage", "Triage", "triage", 120),
 )
 
 

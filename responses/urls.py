@@ -4,7 +4,7 @@ is missing. Ids are matched as text so a malformed id is a JSON 404, not the res
 
 from django.urls import path
 
-from responses.views import alerts, attachments, canned, case, connect, connectors, inbox, insight
+from responses.views import alerts, attachments, canned, case, connect, connectors, inbox, insight, noise
 
 urlpatterns = [
     path("", inbox.inbox, name="inbox"),
@@ -23,6 +23,8 @@ urlpatterns = [
     path("cases/<str:case_id>/canned/", case.case_canned, name="case-canned"),
     path("cases/<str:case_id>/attachments/<str:attachment_id>/", attachments.case_attachment, name="case-attachment"),
     path("replies/<str:reply_id>/retry/", case.reply_retry, name="reply-retry"),
+    path("noise/", noise.noise_list, name="noise"),
+    path("messages/<str:message_id>/open/", noise.open_case, name="message-open-case"),
     path("canned/", canned.canned_list, name="canned-list"),
     path("canned/new/", canned.canned_new, name="canned-new"),
     path("canned/<str:canned_id>/", canned.canned_edit, name="canned-edit"),

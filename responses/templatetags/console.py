@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django import template
+from django.utils.translation import get_language_info
 
 register = template.Library()
 
@@ -38,3 +39,29 @@ def time_between(start, end) -> str:
     if not start or not end:
         return ""
     return duration(end - start)
+
+
+@register.filter
+def lane_name(value: str) -> str:
+    """A lane as people say it (Issue, Praise, Ambivalence, Needs a look, Spam), never its slug."""
+    from learning.models import Lane
+
+    try:
+        return str(Lane(value).label)
+    except ValueError:
+        return (value or "").replace("_", " ").capitalize()
+
+
+@register.filter
+def language_name(code: str) -> str:
+    """A language code's English name (pt -> Portuguese), or the code when Django knows no name
+    for it (the models tag more languages than Django translates into)."""
+    code = (code or "").strip().lower()
+    if not code or code == "und":
+        return "unknown language"
+    for candidate in (code, code.split("-")[0]):
+        try:
+            return str(get_language_info(candidate)["name"])
+        except KeyError:
+            continue
+    return code

@@ -48,7 +48,7 @@ def case_page(request: HttpRequest, case_id: str) -> HttpResponse:
         "topics": topics,
         "statuses": CaseStatus.choices,
         "sentiments": Sentiment.values,
-        "lanes": Lane.values,
+        "lanes": Lane.choices,
         "intents": list(Intent.objects.filter(enabled=True).values_list("slug", flat=True)),
         "assignable": [m for m in members if getattr(getattr(m, "cxm_profile", None), "role", "")
                        in assignment.ASSIGNABLE_ROLES],

@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from learning.models import Classification
-from responses import access, assignment, cases as case_actions
+from responses import access, assignment, cases as case_actions, noise
 from responses.exceptions import InvalidRequest
 from responses.models import ACTIVE_STATUSES, Case, CaseStatus, Presence, Queue, SlaState, Team
 from responses.summaries import chips
@@ -79,6 +79,8 @@ def with_rows(cases) -> list[Case]:
     current = {c.message_id: c for c in Classification.objects.filter(message_id__in=message_ids, is_current=True)}
     for case in cases:
         case.chips = chips(current.get(case.last_message_id))
+        # The last message's reason explains the case's lane only when it decided that lane.
+        case.lane_reason = case.chips.get("lane_reason", "") if case.chips.get("lane") == case.lane else ""
         case.icon = channel_icon(case.conversation.channel)
     return cases
 
@@ -96,7 +98,8 @@ def counts_for(user) -> dict:
     )
     queues = {str(row["queue_id"]): row["n"] for row in
               active.filter(queue__isnull=False).values("queue_id").annotate(n=Count("id")).order_by()}
-    return {**totals, "resolved": visible.filter(status__in=CLOSED).count(), "queues": queues}
+    return {**totals, "resolved": visible.filter(status__in=CLOSED).count(), "queues": queues,
+            "noise": noise.set_aside(user).count()}
 
 
 @console_view("GET")

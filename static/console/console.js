@@ -871,7 +871,9 @@
           const kind = form.dataset.ajax;
           if (kind === "correct") {
             for (const button of $$("button[name=value]", form)) button.classList.toggle("on", button === submitter);
-            toast(`Thanks: ${data.field} corrected to ${data.value}.`);
+            // The button's words (a lane's name), not its slug; a select's value is already a name.
+            const said = submitter && submitter.name === "value" ? submitter.textContent.trim() : data.value;
+            toast(`Thanks: ${data.field} corrected to ${said}.`);
           } else if (kind === "retry") {
             upsertAnswer(result.reply, since);
           } else {

@@ -43,7 +43,9 @@
   };
   const SERIES = [OI.blue, OI.orange, OI.green, OI.purple, OI.sky, OI.vermillion, OI.grey, OI.yellow, OI.black];
   const SENTIMENT_COLOURS = { negative: OI.vermillion, neutral: OI.grey, positive: OI.blue };
-  const LANE_COLOURS = { issue: OI.vermillion, praise: OI.green, ambivalence: OI.orange, noise: OI.grey };
+  const LANE_COLOURS = { issue: OI.vermillion, praise: OI.green, ambivalence: OI.orange, triage: OI.purple, noise: OI.grey };
+  // Lanes as people say them (learning.models.Lane's labels), never their slugs.
+  const LANE_NAMES = { issue: "Issue", praise: "Praise", ambivalence: "Ambivalence", triage: "Needs a look", noise: "Spam" };
   const SENTIMENTS = ["negative", "neutral", "positive"];
   const FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif';
   const PLOT_CONFIG = {
@@ -235,7 +237,10 @@
           label: sentimentLabel(s), value: totals.total ? pct(totals[s] / totals.total) : "–",
           compare: prev && prev.total ? `previous ${pct(prev[s] / prev.total)}` : "",
         })),
-      ]);
+        // Languages the sentiment models do not read: counted apart, never as neutral.
+        totals.not_scored ? { label: "Not scored", value: fmt(totals.not_scored),
+          compare: "languages the models do not read; outside the shares" } : null,
+      ].filter(Boolean));
       chartsBox(section, 1);
       const totalsAt = data.buckets.map((_, i) => SENTIMENTS.reduce((n, s) => n + data.series[s][i], 0));
       const traces = SENTIMENTS.map((s) => ({
@@ -261,10 +266,11 @@
         },
         drill: (p) => ({ bucket: data.bucket_starts[p.pointIndex], ...p.data.meta }),
       });
-      table(section, "share", "Sentiment by bucket", ["Bucket", "Negative", "Neutral", "Positive", "Total", "Net"],
+      const notScored = data.not_scored || data.buckets.map(() => 0);
+      table(section, "share", "Sentiment by bucket", ["Bucket", "Negative", "Neutral", "Positive", "Total", "Net", "Not scored"],
         data.buckets.map((label, i) => [label,
           ...SENTIMENTS.map((s) => link(fmt(data.series[s][i]), { bucket: data.bucket_starts[i], sentiment: s })),
-          link(fmt(totalsAt[i]), { bucket: data.bucket_starts[i] }), signed(data.net[i])]));
+          link(fmt(totalsAt[i]), { bucket: data.bucket_starts[i] }), signed(data.net[i]), fmt(notScored[i])]));
     },
 
     volume(section, data) {
@@ -284,10 +290,11 @@
         ["lane", "By lane", data.by_lane, LANE_COLOURS, "lane"],
       ]) {
         const names = Object.keys(series).sort();
+        const said = (name) => (param === "lane" && LANE_NAMES[name]) || name || "(none)";
         const traces = names.map((name, i) => ({
-          type: "bar", name: name || "(none)", x: xs(data), y: series[name],
+          type: "bar", name: said(name), x: xs(data), y: series[name],
           marker: { color: (colours && colours[name]) || SERIES[i % SERIES.length] },
-          hovertemplate: `%{x}<br>${name || "(none)"}: %{y} messages<extra></extra>`,
+          hovertemplate: `%{x}<br>${said(name)}: %{y} messages<extra></extra>`,
           meta: { [param]: name },
         }));
         chart(section, key, {
@@ -295,7 +302,7 @@
           layout: { barmode: "stack", bargap: 0.15, xaxis: timeAxis(data), yaxis: { title: { text: "Messages" }, rangemode: "tozero" } },
           drill: (p) => (p.data.meta[param] ? { bucket: data.bucket_starts[p.pointIndex], ...p.data.meta } : null),
         });
-        table(section, key, `Messages ${title.toLowerCase()}`, ["Bucket", ...names.map((n) => n || "(none)")],
+        table(section, key, `Messages ${title.toLowerCase()}`, ["Bucket", ...names.map(said)],
           data.buckets.map((label, i) => [label, ...names.map((n) => (n
             ? link(fmt(series[n][i]), { bucket: data.bucket_starts[i], [param]: n }) : fmt(series[n][i])))]));
       }

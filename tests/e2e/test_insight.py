@@ -163,7 +163,7 @@ def test_csv_png_and_pdf_exports_download(dashboard, desk):
         page.locator("#panel-sentiment a[data-role='csv']").click()
     assert re.fullmatch(r"cxm-sentiment-\d{8}-\d{8}\.csv", csv_download.value.suggested_filename)
     text = Path(csv_download.value.path()).read_text(encoding="utf-8")
-    assert text.startswith("bucket_start,bucket,negative,neutral,positive,total,net")
+    assert text.startswith("bucket_start,bucket,negative,neutral,positive,total,net,not_scored")
 
     with page.expect_download(timeout=30_000) as png_download:
         page.get_by_role("button", name="Download PNG").click()

@@ -175,7 +175,7 @@ def test_csv_export_is_a_flat_attachment(client, data, manager_a):
     assert response["Content-Type"].startswith("text/csv")
     assert response["Content-Disposition"].startswith('attachment; filename="cxm-sentiment-')
     rows = list(csv.reader(io.StringIO(response.content.decode())))
-    assert rows[0] == ["bucket_start", "bucket", "negative", "neutral", "positive", "total", "net"]
+    assert rows[0] == ["bucket_start", "bucket", "negative", "neutral", "positive", "total", "net", "not_scored"]
     assert len(rows) == 31  # the header and the default 30 days
     assert sum(int(r[2]) for r in rows[1:]) == 2 and sum(int(r[5]) for r in rows[1:]) == 3
 

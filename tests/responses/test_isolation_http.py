@@ -23,7 +23,7 @@ from listening.models import Attachment, AuditEvent, Connector
 from responses.cases import add_note
 from responses.models import AgentProfile, CannedResponse, Case, ConsoleEvent, Note, Reply, Role
 from tests.fakes.http import Reply as FakeReply
-from tests.responses.conftest import make_user, open_case
+from tests.responses.conftest import classify, make_user, open_case, store_message
 
 SECRET = "TEAM-A-SECRET order 5521"
 JSON = "application/json"
@@ -48,6 +48,9 @@ MATRIX: dict[str, dict] = {
     "case-canned": {"obj": "case", "methods": ["GET"]},
     "case-attachment": {"obj": "attachment", "methods": ["GET"]},
     "reply-retry": {"obj": "reply", "methods": ["POST"], "body": {}},
+    # Spam set aside by routing, and "not spam: open a case" (tests/responses/test_noise.py).
+    "noise": {"obj": None, "methods": ["GET"]},
+    "message-open-case": {"obj": "noise_message", "methods": ["POST"], "body": {"lane": "issue"}},
     "canned-list": {"obj": None, "methods": ["GET"]},
     "canned-new": {"obj": None, "methods": ["GET", "POST"], "supervisor": True,
                    "body": {"title": "New", "text": "Hi {customer_name}", "team": "TEAM"}},
@@ -120,6 +123,8 @@ def world(django_user_model, team_a, team_b, agent_a, supervisor_a, agent_b, con
     supervisor_b = make_user(django_user_model, "supervisor_b", Role.SUPERVISOR, [team_b])
     case_a = open_case(connector_a, SECRET, author="cust-a", name="Alice Secretname")
     case_b = open_case(connector_b, "team b question", author="cust-b", name="Bob Bee")
+    noise_a = store_message(connector_a, f"{SECRET} set aside", author="cust-noise", name="Nora Noise")
+    classify(noise_a, lane="noise", sentiment="neutral", intent="spam")
     reply_a = Reply.objects.create(case=case_a, author=agent_a, text="failed reply", idempotency_key="failed-a",
                                    status=Reply.Status.FAILED, last_error="provider said no")
     canned_a = CannedResponse.objects.create(team=team_a, title="Team A canned", text=SECRET)
@@ -132,7 +137,7 @@ def world(django_user_model, team_a, team_b, agent_a, supervisor_a, agent_b, con
                                    message_ids=[case_a.last_message_id])
     return {"case": case_a, "case_b": case_b, "reply": reply_a, "canned": canned_a, "supervisor_b": supervisor_b,
             "agent_a": agent_a, "supervisor_a": supervisor_a, "agent_b": agent_b, "alert": alert_a,
-            "admin": admin_user, "attachment": attachment_a}
+            "admin": admin_user, "attachment": attachment_a, "noise_message": noise_a}
 
 
 def url_for(name: str, world: dict) -> str:
@@ -150,6 +155,8 @@ def url_for(name: str, world: dict) -> str:
         kwargs = {"case_id": world["case"].pk, "attachment_id": world["attachment"].pk}
     elif obj == "connector":
         kwargs = {"connector_id": world["case"].conversation.connector_id}
+    elif obj == "noise_message":
+        kwargs = {"message_id": world["noise_message"].pk}
     kwargs.update(MATRIX[name].get("kwargs", {}))
     return reverse(f"console:{name}", kwargs=kwargs)
 
