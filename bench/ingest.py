@@ -871,6 +871,7 @@ def bench_env(db_url: str, db_conn: str) -> dict[str, str]:
         "CXM_CREDENTIALS_KEYS": Fernet.generate_key().decode(),
         "DEBUG": "0",
         "ALLOWED_HOSTS": "127.0.0.1",
+        "CXM_SSL_REDIRECT": "0",  # the bench speaks plain HTTP to Daphne, with no TLS proxy in front
         "CELERY_TASK_ALWAYS_EAGER": "1",
         # Ingestion only: eager classification would run the models inside the web process,
         # which a deployment never does (workers do; bench/classify.py measures them).

@@ -257,10 +257,23 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # refuses a locked-out login before checking it
     "django.contrib.auth.backends.ModelBackend",
 ]
-# Brute force: 5 failed logins for one username from one address lock that pair for 15 minutes.
+# Brute force: 5 failed logins for one username, from any addresses, lock that username for 15
+# minutes; 5 from one address, across usernames (password spraying), lock that address. The
+# address is the client's, read through the trusted proxies (cxm.client_address): keyed on the
+# proxy's address, one attacker would lock everyone out.
 AXES_FAILURE_LIMIT = env_int("CXM_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = env_int("CXM_LOGIN_COOLOFF_MINUTES", 15, minimum=1) / 60
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_PARAMETERS = [["username"], ["ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "cxm.client_address.client_ip"
+# The reverse proxies in front of CXM, one per hop, outermost first: addresses or CIDR networks
+# (e.g. 10.0.0.0/8). X-Forwarded-For is believed only from them; empty: REMOTE_ADDR is the client.
+CXM_TRUSTED_PROXIES = env_list("CXM_TRUSTED_PROXIES")
+try:
+    from cxm.client_address import check_trusted_proxies
+
+    check_trusted_proxies(CXM_TRUSTED_PROXIES)
+except ValueError as exc:
+    raise ImproperlyConfigured(f"CXM_TRUSTED_PROXIES: {exc}") from None
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"  # a clear page, with the 429 status
@@ -271,6 +284,15 @@ SESSION_COOKIE_AGE = env_int("CXM_SESSION_SECONDS", 12 * 3600, minimum=300)
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# HTTPS only, outside a trial: plain HTTP is redirected (the proxy says which scheme the client
+# used in X-Forwarded-Proto, and must set it itself, overwriting the client's) and browsers are
+# told to stay on HTTPS for a year. /healthz answers over HTTP too, for probes inside the network.
+SECURE_SSL_REDIRECT = env_bool("CXM_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_PROXY_SSL_HEADER = None if DEBUG else ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = env_int("CXM_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("CXM_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("CXM_HSTS_PRELOAD", True)
 X_FRAME_OPTIONS = "DENY"
 
 LOGGING = {

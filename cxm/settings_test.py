@@ -14,6 +14,10 @@ from cxm.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
+# The test client and the live servers speak plain HTTP; tests/test_deploy_check.py checks the
+# production settings' redirect and HSTS.
+SECURE_SSL_REDIRECT = False
+
 # One test database per test process, so runs started side by side never drop each other's.
 _RUN = os.getpid()
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405

@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin
 
 from cxm.admin import ReadOnlyAdmin
+from cxm.client_address import client_ip
 from listening import audit
 from listening.models import AuditEvent, Connector, Contact, Conversation, Customer, Message
 
@@ -70,11 +71,11 @@ class ConnectorAdmin(admin.ModelAdmin):
         before = audit.snapshot(Connector.objects.filter(pk=obj.pk).first()) if change else {}
         super().save_model(request, obj, form, change)
         audit.record(request.user, "changed" if change else "created", obj, before, audit.snapshot(obj),
-                     ip=request.META.get("REMOTE_ADDR"), always=not change)
+                     ip=client_ip(request), always=not change)
 
     def delete_model(self, request, obj):
         before = audit.snapshot(obj)
-        audit.record(request.user, "deleted", obj, before, {}, ip=request.META.get("REMOTE_ADDR"), always=True)
+        audit.record(request.user, "deleted", obj, before, {}, ip=client_ip(request), always=True)
         super().delete_model(request, obj)
 
     def delete_queryset(self, request, queryset):

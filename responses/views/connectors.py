@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from cxm.client_address import client_ip
 from listening import audit
 from listening.models import AuditEvent, Connector, Message
 from responses import access
@@ -109,10 +110,6 @@ def connector_or_404(connector_id: str) -> Connector:
     if connector is None:
         raise CaseNotFound("no such connector")
     return connector
-
-
-def client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR")
 
 
 def _set_enabled(request: HttpRequest, connector_id: str, enabled: bool) -> HttpResponse:
