@@ -11,13 +11,18 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from cxm.body_limit import BodyLimitMiddleware, install_in_daphne  # noqa: E402
 from responses.routing_ws import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Bodies over the limit are refused as they stream in (cxm.body_limit); Daphne is taught
+        # the same limit, since it would otherwise hold a whole body in memory first.
+        "http": BodyLimitMiddleware(django_asgi_app),
         # The Origin must be one of ALLOWED_HOSTS (no cross-site websocket hijacking); the session
         # cookie authenticates at connect.
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+install_in_daphne()

@@ -209,6 +209,11 @@ WEBHOOK_MAX_BYTES = env_int("CXM_WEBHOOK_MAX_BYTES", 1_000_000, minimum=1024)
 RAW_PAYLOAD_MAX_BYTES = env_int("CXM_RAW_PAYLOAD_MAX_BYTES", 64_000, minimum=1024)
 MESSAGE_TEXT_MAX_CHARS = env_int("CXM_MESSAGE_TEXT_MAX_CHARS", 100_000, minimum=1000)
 PROVIDER_HTTP_TIMEOUT = float(env_int("CXM_PROVIDER_HTTP_TIMEOUT", 15, minimum=1))
+# A provider's answer is read with this cap, and refused as it passes it (listening.http.read_capped).
+PROVIDER_MAX_RESPONSE_BYTES = env_int("CXM_PROVIDER_MAX_RESPONSE_BYTES", 10 * 1024 * 1024, minimum=64 * 1024)
+# Request bodies outside /hooks/ (which CXM_WEBHOOK_MAX_BYTES bounds) are refused as they stream
+# in past this (cxm.body_limit); the largest upload, a 15 MB insight snapshot, fits.
+REQUEST_MAX_BYTES = env_int("CXM_REQUEST_MAX_BYTES", 16 * 1024 * 1024, minimum=1024 * 1024)
 # Outbound fetches to private or loopback addresses are refused unless this is on (tests, demo).
 ALLOW_PRIVATE_URLS = env_bool("CXM_ALLOW_PRIVATE_URLS", DEBUG)
 

@@ -319,7 +319,9 @@ class MastodonConnector(BaseConnector):
         headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream", "User-Agent": http.USER_AGENT}
         safe_url = http.redact_url(url)
         try:
-            with httpx.stream("GET", url, headers=headers, timeout=httpx.Timeout(10.0, read=timeout)) as response:
+            # Through the guarded client: the stream connects to the address its URL was checked at.
+            with http.client(timeout=httpx.Timeout(10.0, read=timeout)) as client, \
+                    client.stream("GET", url, headers=headers) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise api_error(response, safe_url)

@@ -103,8 +103,6 @@ class FeedConnector(BaseConnector):
         response = self._get(str(self.config["url"]), headers)
         if response.status_code == 304:
             return None
-        if len(response.content) > MAX_FEED_BYTES:
-            raise ProviderRejected(f"feed is larger than {MAX_FEED_BYTES} bytes")
         # A file object, never bytes or str: feedparser treats a string as a URL or a local
         # path to open, which a hostile feed body must not be able to choose.
         parsed = feedparser.parse(
@@ -121,7 +119,8 @@ class FeedConnector(BaseConnector):
     def _get(self, url: str, headers: dict[str, str]):
         # Redirects are followed by hand so every hop goes through http.request's URL guard.
         for _ in range(MAX_REDIRECTS + 1):
-            response = http.request("GET", url, headers=headers)
+            # Read with the cap as it streams in: a larger feed is refused before it is held.
+            response = http.request("GET", url, headers=headers, max_bytes=MAX_FEED_BYTES)
             location = response.headers.get("location")
             if response.status_code not in (301, 302, 303, 307, 308) or not location:
                 return response

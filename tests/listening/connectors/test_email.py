@@ -452,7 +452,7 @@ def test_email_private_or_cleartext_servers_are_refused(settings, make_connector
                          credentials={"username": USER, "password": PASSWORD})
     settings.ALLOW_PRIVATE_URLS = False
     outcome = poll_connector(tls.pk)
-    assert outcome.error == "127.0.0.1 resolves to a non-public address"
+    assert outcome.error == "127.0.0.1 resolves to a non-public address (loopback: 127.0.0.1)"
     with pytest.raises(ProviderRejected, match="127.0.0.1 resolves to a non-public address"):
         tls.get_backend().send(outbound())
     with pytest.raises(ProviderRejected, match="non-public"):

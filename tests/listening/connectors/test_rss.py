@@ -4,7 +4,7 @@ ETag/If-None-Match and Last-Modified/If-Modified-Since like a real web server.""
 from __future__ import annotations
 
 import socket
-import time
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,6 +39,7 @@ class FeedServer:
                  content_type: str = "application/rss+xml; charset=utf-8") -> None:
         self.body, self.version, self.use_etag, self.content_type = body, 1, etag, content_type
         self.path = path
+        self.answered: list[int] = []  # the status of each answer, in order
         fake.route("GET", path)(self.serve)
         self.url = fake.url + path
 
@@ -60,6 +61,7 @@ class FeedServer:
             unchanged = request.headers["if-none-match"] == self.etag
         else:
             unchanged = request.headers.get("if-modified-since") == self.modified
+        self.answered.append(304 if unchanged else 200)
         if unchanged:
             return Reply(304, b"", validators)
         return Reply(200, self.body, {"Content-Type": self.content_type, **validators})
@@ -115,6 +117,8 @@ def test_rss_second_poll_sends_validators_and_stores_nothing_on_304(connector, f
     second = feed_calls(fake_provider, feed)[1]
     assert second.headers["if-none-match"] == '"v1"'
     assert second.headers["if-modified-since"] == "Sun, 01 Nov 2026 11:00:00 GMT"
+    # Unchanged because the server said so (304), not because the entries were duplicates.
+    assert feed.answered == [200, 304]
     assert Message.objects.filter(connector=connector).count() == 3
     connector.refresh_from_db()
     assert connector.cursor == {"etag": '"v1"', "modified": "Sun, 01 Nov 2026 11:00:00 GMT"}
@@ -128,7 +132,10 @@ def test_rss_last_modified_alone_is_enough_for_a_304(make_connector, fake_provid
     connector.refresh_from_db()
     assert connector.cursor == {"modified": feed.modified}
     assert poll_connector(connector.pk, force=True).created == 0
-    assert "if-none-match" not in feed_calls(fake_provider, feed)[1].headers
+    second = feed_calls(fake_provider, feed)[1]
+    assert "if-none-match" not in second.headers
+    assert second.headers["if-modified-since"] == feed.modified
+    assert feed.answered == [200, 304]
 
 
 def test_rss_changed_feed_stores_exactly_the_new_entry(connector, fake_provider, feed):
@@ -140,7 +147,8 @@ def test_rss_changed_feed_stores_exactly_the_new_entry(connector, fake_provider,
     assert new.text == "Widget is blank after update\n\nThe home screen widget shows nothing."
     connector.refresh_from_db()
     assert connector.cursor["etag"] == '"v2"'
-    assert poll_connector(connector.pk, force=True).created == 0  # and 304 again
+    assert poll_connector(connector.pk, force=True).created == 0
+    assert feed.answered == [200, 200, 304]
 
 
 def test_rss_html_in_entries_is_stored_as_inert_text(connector):
@@ -257,16 +265,19 @@ def test_rss_connection_refused_is_recorded_on_health(make_connector):
 
 def test_rss_timeout_is_recorded_on_health(make_connector, fake_provider, settings):
     settings.PROVIDER_HTTP_TIMEOUT = 0.3
+    release, answered = threading.Event(), threading.Event()
 
     def slow(request: Recorded) -> Reply:
-        time.sleep(1.5)
+        release.wait(30)  # answers only once the test has seen the poll give up
+        answered.set()
         return Reply(200, REVIEWS)
 
     fake_provider.route("GET", "/slow.xml")(slow)
     connector = make_connector("rss", config={"url": fake_provider.url + "/slow.xml"})
-    started = time.monotonic()
     poll_connector(connector.pk, force=True)
-    assert time.monotonic() - started < 1.4
+    # Bounded by an event, not a stopwatch: the poll returned while the server still held its answer.
+    assert not answered.is_set()
+    release.set()
     assert_failed_without_moving_cursor(connector, {}, "timed out")
 
 
