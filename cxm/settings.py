@@ -313,3 +313,41 @@ LOGGING = {
         "axes": {"level": "WARNING"},
     },
 }
+
+# --- The REST API (/api/v1/, responses/api) ----------------------------------------------------
+# Django REST framework with drf-spectacular: the OpenAPI 3.1 schema is generated from the views'
+# serializers, so it cannot drift from the code; the docs page's assets come from
+# drf-spectacular-sidecar (no CDN: CXM runs offline).
+INSTALLED_APPS += ["rest_framework", "drf_spectacular", "drf_spectacular_sidecar"]
+# Requests per token: "<n>/<sec|min|hour|day>", answered past it with 429 and Retry-After. The
+# counts live in Django's cache (per process unless CACHES points at a shared cache).
+CXM_API_RATE = env_str("CXM_API_RATE", "600/min")
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["responses.api.auth.TokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["responses.api.auth.HasScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["responses.api.auth.TokenRateThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "responses.api.errors.problem_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "CXM API",
+    "DESCRIPTION": "Cases, messages, customers, classifications, dashboards, alerts and administration. "
+                   "Authenticate with `Authorization: Bearer cxm_...` (a token made in the console).",
+    "VERSION": "1",
+    "OAS_VERSION": "3.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "CaseStatusEnum": "responses.models.CaseStatus",
+        "ReplyStatusEnum": "responses.models.Reply.Status",
+        "AlertStatusEnum": "learning.models.Alert.Status",
+        "ClassificationStatusEnum": "learning.models.Classification.Status",
+    },
+}

@@ -16,7 +16,9 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("accounts/login/", with_csp(auth_views.LoginView.as_view(redirect_authenticated_user=True)), name="login"),
     path("accounts/logout/", with_csp(auth_views.LogoutView.as_view()), name="logout"),
+    path("console/tokens/", include(("responses.api.console_urls", "tokens"))),
     path("console/", include(("responses.urls", "console"))),
+    path("api/v1/", include(("responses.api.urls", "api"))),
     path("admin/", admin.site.urls),
     path("", include("listening.urls")),
 ]

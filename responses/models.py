@@ -269,3 +269,60 @@ class EventHorizon(models.Model):
 
     def __str__(self) -> str:
         return f"pruned through {self.pruned_through}"
+
+
+# --- The REST API's tokens (responses.api) ----------------------------------------------------------
+
+
+class ApiToken(models.Model):
+    """A bearer token for /api/v1/. Only the SHA-256 of the token is stored: the token itself is
+    shown once, when it is made. A token acts as its user (access rules are the user's, as in the
+    console) narrowed by its scopes. Personal tokens are made by a user for themselves; service
+    tokens are made by an admin for a service account, for integrations that outlive a person."""
+
+    class Kind(models.TextChoices):
+        PERSONAL = "personal", "Personal"
+        SERVICE = "service", "Service"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="cxm_api_tokens")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PERSONAL)
+    name = models.CharField(max_length=120)
+    # The first characters after "cxm_": enough to tell tokens apart in a list, useless to an attacker.
+    prefix = models.CharField(max_length=16)
+    digest = models.CharField(max_length=64, unique=True, help_text="SHA-256 of the whole token, hex.")
+    scopes = models.JSONField(default=list, help_text='e.g. ["cases:read", "cases:write"]')
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (cxm_{self.prefix}…)"
+
+    @property
+    def is_live(self) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > timezone.now())
+
+
+class ApiIdempotencyKey(models.Model):
+    """What a write sent with an Idempotency-Key answered, kept so a retry of the same request gets
+    the same answer and a different request under the same key is refused (Stripe's rule)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=80)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of method, path and body.")
+    status_code = models.PositiveSmallIntegerField()
+    response = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="api_idempotency_key_per_user")]
+
+    def __str__(self) -> str:
+        return self.key

@@ -1,0 +1,35 @@
+"""/api/v1/: the routes (mounted by cxm/urls.py). Every route here must have a row in the API's
+isolation matrix (tests/api/test_isolation.py), which fails when one is missing."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import AllowAny
+from rest_framework.routers import SimpleRouter
+
+from responses.api import admin, cases, insight, messages
+
+router = SimpleRouter(trailing_slash=False)
+router.register("cases", cases.CaseViewSet, basename="case")
+router.register("messages", messages.MessageViewSet, basename="message")
+router.register("conversations", messages.ConversationViewSet, basename="conversation")
+router.register("corrections", messages.CorrectionViewSet, basename="correction")
+router.register("customers", messages.CustomerViewSet, basename="customer")
+router.register("contacts", messages.ContactViewSet, basename="contact")
+router.register("alerts", insight.AlertViewSet, basename="alert")
+router.register("admin/connectors", admin.ConnectorViewSet, basename="admin-connector")
+router.register("admin/teams", admin.TeamViewSet, basename="admin-team")
+router.register("admin/queues", admin.QueueViewSet, basename="admin-queue")
+router.register("admin/rules", admin.RuleViewSet, basename="admin-rule")
+router.register("admin/intents", admin.IntentViewSet, basename="admin-intent")
+
+urlpatterns = [
+    # The schema and its page are public (they describe, they hold no data), served offline: the
+    # page's scripts come from drf-spectacular-sidecar, not a CDN.
+    path("schema", SpectacularAPIView.as_view(permission_classes=[AllowAny], authentication_classes=[]),
+         name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema", permission_classes=[AllowAny],
+                                                 authentication_classes=[]), name="docs"),
+    path("insight/panels", insight.PanelList.as_view(), name="panels"),
+    path("insight/panels/<str:name>", insight.PanelDetail.as_view(), name="panel"),
+    *router.urls,
+]
