@@ -16,6 +16,7 @@ from django.utils import timezone
 from fpdf import FPDF
 from PIL import Image, UnidentifiedImageError
 
+from learning.models import Lane
 from responses.exceptions import InvalidRequest
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -130,6 +131,7 @@ def describe(filters, options: dict) -> str:
         "connector": {c["id"]: c["name"] for c in options.get("connectors", [])},
         "team": {t["id"]: t["name"] for t in options.get("teams", [])},
         "term": {t["id"]: t["name"] for t in options.get("terms", [])},
+        "lane": {value: str(label) for value, label in Lane.choices},  # lanes as people say them
     }
     given: dict[str, list[str]] = {}
     for key, value in filters.given:
@@ -140,7 +142,7 @@ def describe(filters, options: dict) -> str:
         values = given.get(key)
         if values:
             lookup = names.get(key, {})
-            shown = [lookup.get(int(v), v) if v.isdigit() else v for v in values]
+            shown = [lookup.get(int(v), v) if v.isdigit() else lookup.get(v, v) for v in values]
             parts.append(f"{label}: {', '.join(shown)}")
     parts.append(f"compared with the previous {filters.days} days" if filters.compare else "no comparison")
     return " · ".join(parts)

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from cxm.exceptions import CXMError
 from learning import insight, rollups
-from learning.models import Term
+from learning.models import Lane, Term
 from responses import insight_export
 from responses.exceptions import InvalidRequest, NotAllowed
 from responses.views.base import console_context, console_view, wants_json
@@ -88,6 +88,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "summary": insight_export.describe(filters, options) if filters else "",
         "query": filters.as_query() if filters else "",
         "panels": PANELS,
+        "lane_choices": [{"id": value, "name": str(label)} for value, label in Lane.choices],
     }
     # The console's CSP, unrelaxed: Plotly.js's style rules come from static/insight/plotly-csp.css
     # (see the template) and the snapshot draws SVG data: images, which img-src already allows.
@@ -188,7 +189,9 @@ def _point(request: HttpRequest) -> list[tuple[str, str]]:
     term = request.GET.get("term", "")
     plausible = term.isascii() and term.isdigit() and len(term) <= 18
     name = Term.objects.filter(pk=int(term)).values_list("name", flat=True).first() if plausible else None
-    return [(key, name if key == "term" and name else value) for key, value in point]
+    lanes = dict(Lane.choices)
+    return [(key, name if key == "term" and name else str(lanes.get(value, value)) if key == "lane" else value)
+            for key, value in point]
 
 
 def _next_query(request: HttpRequest, cursor: str | None) -> str:

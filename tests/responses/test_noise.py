@@ -291,3 +291,13 @@ def test_not_scored_messages_are_counted_apart_on_the_dashboards(client, connect
     assert body["totals"]["neutral"] == 0 and body["totals"]["total"] == 1 and body["totals"]["net"] == 100.0
     html = client.get(reverse("console:insight-messages")).content.decode()
     assert "Not scored (Italian)" in html and "Il mio ordine" in html
+
+
+def test_dashboards_name_lanes_in_words(client, connector_a, supervisor_a):
+    message = noise_message(connector_a, "free crypto giveaway")
+    rollups.rebuild()
+    client.force_login(supervisor_a)
+    dashboard = client.get(reverse("console:insight")).content.decode()
+    assert 'name="lane" value="triage"> Needs a look' in dashboard and 'value="noise"> Spam' in dashboard
+    drill = client.get(reverse("console:insight-messages"), {"lane": "noise"}).content.decode()
+    assert "lane: Spam" in drill and "lanes: Spam" in drill and message.text in drill
