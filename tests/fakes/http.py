@@ -9,7 +9,7 @@ import json
 import re
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -37,6 +37,9 @@ class Reply:
     status: int = 200
     body: bytes | str | dict | list = b""
     headers: dict[str, str] = field(default_factory=dict)
+    # A body made as it is sent, chunked (for answers too large to hold); `body` is then unused.
+    # Whatever `headers` declare (a Content-Length, say) is sent as given.
+    stream: Iterable[bytes] | None = None
 
     def encoded(self) -> tuple[bytes, str]:
         if isinstance(self.body, dict | list):
@@ -97,6 +100,9 @@ class FakeProvider:
                 with fake._lock:
                     fake.requests.append(recorded)
                 reply = fake._dispatch(recorded)
+                if reply.stream is not None:
+                    self._stream(reply)
+                    return
                 payload, content_type = reply.encoded()
                 self.send_response(reply.status)
                 headers = {"Content-Type": content_type, **reply.headers}
@@ -105,6 +111,23 @@ class FakeProvider:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def _stream(self, reply: Reply) -> None:
+                self.close_connection = True
+                self.send_response(reply.status)
+                declared = "content-length" in {name.lower() for name in reply.headers}
+                for name, value in {"Content-Type": "application/octet-stream", **reply.headers}.items():
+                    self.send_header(name, value)
+                if not declared:
+                    self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    for chunk in filter(None, reply.stream or ()):  # an empty chunk would end the body
+                        self.wfile.write(chunk if declared else b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    if not declared:
+                        self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client stopped reading: what a capped download does
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 

@@ -45,7 +45,7 @@ def test_beat_task_polls_due_feed_in_a_real_worker(celery_worker, fake_provider,
     # Due again: the worker sends the validator, gets 304, and stores nothing new.
     Connector.objects.filter(pk=connector.pk).update(next_poll_at=None)
     poll_due_connectors.delay()
-    assert wait_for(lambda: len(answered) >= 2, timeout=60)
+    assert wait_for(lambda: len(answered) >= 2, timeout=120), f"answered {answered}"
     # Unchanged because the validator was sent and the server answered 304, not because the
     # entries were dropped as duplicates.
     assert fake_provider.calls("/feed.xml")[1].headers.get("if-none-match") == '"v1"'
