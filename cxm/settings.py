@@ -141,6 +141,19 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A task a worker took and never acknowledged (acks_late: the worker was killed mid-task) goes back
+# to its queue this long after it was delivered; kombu's default is an hour. It must outlast the
+# longest task, or a task still running is handed to a second worker: classification batches and
+# routing take seconds, a poll or a delivery at most a few provider calls of
+# CXM_PROVIDER_HTTP_TIMEOUT each; only a backfill runs longer, and its lease (listening.backfill)
+# makes a second copy return at once. Workers look for such tasks every tenth of it (at most a
+# minute), and at start-up.
+CXM_BROKER_VISIBILITY_TIMEOUT = env_int("CXM_BROKER_VISIBILITY_TIMEOUT", 600, minimum=5)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CXM_BROKER_VISIBILITY_TIMEOUT,
+    "unacked_restore_interval": max(1, min(60, CXM_BROKER_VISIBILITY_TIMEOUT // 10)),
+    "unacked_restore_throttle": 1,
+}
 CELERY_TASK_DEFAULT_QUEUE = env_str("CXM_DEFAULT_QUEUE", "default")
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {

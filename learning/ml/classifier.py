@@ -64,9 +64,11 @@ class HubHead:
     def __init__(self, source: str, max_length: int = 128):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from learning.ml.loading import pretrained
+
         self.source = source
         self.tokenizer = AutoTokenizer.from_pretrained(source)
-        self.model = AutoModelForSequenceClassification.from_pretrained(source).eval()
+        self.model = pretrained(AutoModelForSequenceClassification, source).eval()  # safetensors only
         id2label = self.model.config.id2label
         self.labels = [str(id2label[i]).lower() for i in range(len(id2label))]
         self.max_length = max_length

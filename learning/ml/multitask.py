@@ -12,6 +12,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
+from learning.ml import loading
+
 META_FILE = "cxm.json"
 HEADS_FILE = "heads.safetensors"
 
@@ -44,7 +46,7 @@ class MultiTaskModel(nn.Module):
 def from_encoder(path: str, heads: dict[str, list[str]]):
     """A fresh model: pretrained encoder weights from `path` (local dir or hub id), new heads."""
     tokenizer = AutoTokenizer.from_pretrained(path)
-    encoder = AutoModel.from_pretrained(path)
+    encoder = loading.pretrained(AutoModel, path)  # safetensors only
     return MultiTaskModel(encoder, heads), tokenizer
 
 
@@ -66,7 +68,7 @@ def load(path: Path):
     path = Path(path)
     meta = json.loads((path / META_FILE).read_text())
     tokenizer = AutoTokenizer.from_pretrained(path)
-    encoder = AutoModel.from_pretrained(path).float()
+    encoder = loading.pretrained(AutoModel, path).float()  # safetensors only
     model = MultiTaskModel(encoder, meta["heads"])
     state = {k: v.float() for k, v in load_file(str(path / HEADS_FILE)).items()}
     model.heads.load_state_dict(state)
