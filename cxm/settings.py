@@ -357,6 +357,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "responses.api.schema.add_problem_responses"],
     "ENUM_NAME_OVERRIDES": {
         "CaseStatusEnum": "responses.models.CaseStatus",
         "ReplyStatusEnum": "responses.models.Reply.Status",

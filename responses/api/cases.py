@@ -85,7 +85,7 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
     @extend_schema(methods=["GET"], responses=NoteSerializer(many=True))
     @extend_schema(methods=["POST"], request=NoteInSerializer, responses={201: NoteSerializer})
-    @action(detail=True, methods=["get", "post"])
+    @action(detail=True, methods=["get", "post"], pagination_class=None)
     def notes(self, request, pk=None):
         case = self.get_object()
         if request.method == "GET":
@@ -99,7 +99,7 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @extend_schema(methods=["GET"], responses=ReplySerializer(many=True))
     @extend_schema(methods=["POST"], request=ReplyInSerializer, responses={201: ReplySerializer},
                    parameters=[IDEMPOTENCY])
-    @action(detail=True, methods=["get", "post"])
+    @action(detail=True, methods=["get", "post"], pagination_class=None)
     def replies(self, request, pk=None):
         """Send a reply on the customer's channel (delivered by a worker). Retry with the same
         Idempotency-Key: the reply is stored and sent once."""

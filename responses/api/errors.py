@@ -9,6 +9,14 @@ from http import HTTPStatus
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions
+from rest_framework.decorators import (
+    api_view,
+    authentication_classes,
+    permission_classes,
+    schema,
+    throttle_classes,
+)
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -52,3 +60,12 @@ def problem_handler(exc: Exception, context) -> Response | None:
         reason = "invalid"
     headers = {k: v for k, v in response.items() if k in ("Retry-After", "WWW-Authenticate", "Allow")}
     return problem(response.status_code, reason, detail, headers)
+
+
+@api_view(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+@throttle_classes([])
+@schema(None)
+def no_such_route(request, *args, **kwargs) -> Response:
+    return problem(404, "not_found", "no such route in /api/v1/")

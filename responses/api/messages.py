@@ -93,7 +93,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return _by_id(self.get_queryset(), self.kwargs["pk"], "message")
 
     @extend_schema(responses=ClassificationSerializer(many=True))
-    @action(detail=True, methods=["get"], scope_area="learning")
+    @action(detail=True, methods=["get"], scope_area="learning", pagination_class=None)
     def classifications(self, request, pk=None):
         """Every classification of the message, the current one first."""
         message = self.get_object()

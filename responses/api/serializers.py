@@ -4,6 +4,7 @@ serializers only check shapes, and the actions (responses.cases, responses.repli
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.core.validators import EmailValidator
 from rest_framework import serializers
 
 from learning.models import Alert, Classification, Correction, Intent
@@ -67,6 +68,10 @@ class ReplyInSerializer(serializers.Serializer):
 
 
 class ClassificationSerializer(serializers.ModelSerializer):
+    # Blank while a classification failed: the model's choices do not list "", so say text.
+    sentiment = serializers.CharField(read_only=True)
+    lane = serializers.CharField(read_only=True)
+
     class Meta:
         model = Classification
         fields = ["id", "message", "status", "sentiment", "sentiment_scores", "emotion", "emotion_scores", "intent",
@@ -76,6 +81,7 @@ class ClassificationSerializer(serializers.ModelSerializer):
 
 
 class MessageSerializer(serializers.ModelSerializer):
+    url = serializers.CharField(read_only=True, help_text="The message on its source; blank when it has none.")
     classification = serializers.SerializerMethodField()
 
     class Meta:
@@ -118,6 +124,10 @@ class CorrectionInSerializer(serializers.Serializer):
 
 
 class ContactSerializer(serializers.ModelSerializer):
+    # Blank when unknown: plain text in the schema (format uri/email would refuse "").
+    profile_url = serializers.CharField(read_only=True)
+    email = serializers.CharField(read_only=True)
+
     class Meta:
         model = Contact
         fields = ["id", "channel", "external_id", "handle", "display_name", "profile_url", "followers", "email",
@@ -127,6 +137,9 @@ class ContactSerializer(serializers.ModelSerializer):
 
 
 class CustomerSerializer(serializers.ModelSerializer):
+    email = serializers.CharField(required=False, allow_blank=True, max_length=254, validators=[EmailValidator()],
+                                  help_text="An email address, or blank.")
+
     class Meta:
         model = Customer
         fields = ["id", "display_name", "email", "phone", "vip", "created_at", "updated_at"]
@@ -180,6 +193,8 @@ class RuleSerializer(serializers.ModelSerializer):
 
 
 class IntentSerializer(serializers.ModelSerializer):
+    lane = serializers.CharField(read_only=True, help_text="The lane the intent puts a message in; blank: none.")
+
     class Meta:
         model = Intent
         fields = ["id", "slug", "name", "description", "lane", "priority_weight", "enabled", "counts_on_dashboards"]

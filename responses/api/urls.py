@@ -1,12 +1,13 @@
 """/api/v1/: the routes (mounted by cxm/urls.py). Every route here must have a row in the API's
 isolation matrix (tests/api/test_isolation.py), which fails when one is missing."""
 
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 from rest_framework.routers import SimpleRouter
 
 from responses.api import admin, cases, insight, messages
+from responses.api.errors import no_such_route
 
 router = SimpleRouter(trailing_slash=False)
 router.register("cases", cases.CaseViewSet, basename="case")
@@ -32,4 +33,6 @@ urlpatterns = [
     path("insight/panels", insight.PanelList.as_view(), name="panels"),
     path("insight/panels/<str:name>", insight.PanelDetail.as_view(), name="panel"),
     *router.urls,
+    # Anything else under /api/v1/ is a problem+json 404, not the site's HTML page.
+    re_path(r"^.*$", no_such_route, name="not-found"),
 ]

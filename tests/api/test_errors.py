@@ -31,6 +31,8 @@ def test_problem_shapes(agent_a, connector_a):
     case = open_case(connector_a)
     api = Api(token_for(agent_a))
     _assert_problem(api.get("/cases/123456789"), 404, "not_found")
+    _assert_problem(api.get("/cases/1.5"), 404, "not_found")
+    _assert_problem(api.get("/no/such/route"), 404, "not_found")
     _assert_problem(api.get("/cases", {"status": "nonsense"}), 400, "invalid")
     _assert_problem(api.get("/cases", {"opened_after": "yesterday"}), 400, "invalid")
     body = _assert_problem(api.post(f"/cases/{case.pk}/notes", {"text": ""}), 400)
@@ -81,7 +83,7 @@ def test_schema_is_openapi_31_with_every_route():
     assert schema["openapi"] == "3.1.0"
     validate(schema)
     paths = set(schema["paths"])
-    routes = {r for r in _api_routes() if r not in ("schema", "docs/")}
+    routes = {r for r in _api_routes() if r not in ("schema", "docs/", "^.*$")}
     assert len(routes) >= 20
     for route in routes:
         # "cases/(?P<pk>[^/.]+)/notes$" or "insight/panels/<str:name>" -> "/api/v1/cases/{id}/notes"

@@ -66,7 +66,7 @@ MATRIX: dict[str, dict] = {
     "admin-intent-list": {"who": "admin", "path": "/admin/intents", "GET": 200},
     "admin-intent-detail": {"who": "admin", "path": "/admin/intents/{intent}", "GET": 200},
 }
-PUBLIC = {"schema", "docs"}  # they describe the API and hold no data
+PUBLIC = {"schema", "docs", "not-found"}  # they describe the API, or say a route does not exist
 
 
 def api_route_names() -> set[str]:
@@ -90,7 +90,7 @@ def world(db, team_a, team_b, connector_a, connector_b, agent_a, supervisor_a, a
     message = Message.objects.filter(conversation=case.conversation).first()
     contact = message.author
     now = timezone.now()
-    alert = Alert.objects.create(team=team_a, kind="volume", dimension="intent", key="complaint",
+    alert = Alert.objects.create(team=team_a, kind="volume", dimension="team", key="team-a",
                                  label=SECRET, window_start=now, window_end=now, observed=9, expected=1, score=5)
     rollups.rebuild()
     return {
