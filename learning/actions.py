@@ -19,6 +19,8 @@ from django.utils import timezone
 
 from cxm.exceptions import CXMError
 from learning import lanes, priority, rollups
+from learning.lane_memory import memory as lane_memory
+from learning.ml.multilingual import MULTILINGUAL_TAG
 from learning.models import Classification, Correction, Intent, IntentExample, IntentModel, PriorityWeights
 from learning.signals import messages_classified
 from listening.models import Direction, Message
@@ -79,6 +81,7 @@ def reset_models() -> None:
     _classifier = None
     _model_cache.update(checked=0.0, path=None)
     _intent_cache.update(checked=0.0, head=None, encoder=None)
+    lane_memory.forget()
 
 
 # --- Intents ----------------------------------------------------------------------------------
@@ -88,14 +91,48 @@ def _head_from_row(row: IntentModel):
     from learning.ml.classifier import IntentHead
 
     weights = np.frombuffer(bytes(row.weights), dtype=np.float32).reshape(len(row.labels), -1)
+    # With the multilingual reader, the row holds two heads side by side (the English encoder's
+    # columns, then the reader's; both encoders are 384-wide): see fit_intents.
+    if MULTILINGUAL_TAG in row.encoder:
+        half = weights.shape[1] // 2
+        return IntentHead(version=row.version, labels=list(row.labels), weights=weights[:, :half],
+                          multilingual_weights=weights[:, half:])
     return IntentHead(version=row.version, labels=list(row.labels), weights=weights)
+
+
+_multilingual_cache: dict[str, np.ndarray] = {}  # example text -> reader embedding (refits are frequent)
+
+
+def _multilingual_embeddings(classifier, texts: list[str]) -> np.ndarray | None:
+    missing = [t for t in dict.fromkeys(texts) if t not in _multilingual_cache]
+    if missing:
+        vectors = classifier.embed_multilingual(missing)
+        if vectors is None:
+            return None
+        _multilingual_cache.update(zip(missing, vectors, strict=True))
+    return np.stack([_multilingual_cache[t] for t in texts])
+
+
+_fitted: dict[str, tuple] = {}  # the last fit of this process, by version
+
+
+def _fit_heads(classifier, pairs: list[tuple[str, str]]) -> tuple[list[str], np.ndarray]:
+    from learning.ml import intents as intent_math
+
+    texts, slugs = [t for t, _ in pairs], [s for _, s in pairs]
+    labels, weights = intent_math.fit(classifier.embed(texts), slugs)
+    multilingual = _multilingual_embeddings(classifier, texts)
+    if multilingual is not None:
+        ml_labels, ml_weights = intent_math.fit(multilingual, slugs)
+        if ml_labels != labels:  # same examples give the same sorted classes
+            raise ValueError("intent heads disagree on their labels")
+        weights = np.hstack([weights, ml_weights])
+    return labels, weights
 
 
 def fit_intents(classifier=None) -> IntentModel | None:
     """Fit the intent head on the enabled intents' examples and store it. None when fewer than two
     intents have examples (nothing to tell apart)."""
-    from learning.ml import intents as intent_math
-
     classifier = classifier or get_classifier()
     pairs = list(
         IntentExample.objects.filter(intent__enabled=True).order_by("pk").values_list("text", "intent__slug")
@@ -106,14 +143,16 @@ def fit_intents(classifier=None) -> IntentModel | None:
         IntentModel.objects.filter(encoder=classifier.encoder_id).delete()
         _intent_cache["checked"] = 0.0
         return None
-    texts = [t for t, _ in pairs]
-    labels, weights = intent_math.fit(classifier.embed(texts), [s for _, s in pairs])
+    encoder = classifier.encoder_id
     # The version names the examples and the encoder, so refitting an unchanged set is a no-op
-    # that only marks that row as the newest again.
-    version = hashlib.sha256(repr((classifier.encoder_id, pairs)).encode()).hexdigest()[:16]
+    # that only marks that row as the newest again (and, in this process, skips the fit).
+    version = hashlib.sha256(repr((encoder, pairs)).encode()).hexdigest()[:16]
+    labels, weights = _fitted.get(version) or _fit_heads(classifier, pairs)
+    _fitted.clear()
+    _fitted[version] = (labels, weights)
     row, _ = IntentModel.objects.update_or_create(
         version=version,
-        defaults=dict(encoder=classifier.encoder_id, labels=labels, weights=weights.tobytes(),
+        defaults=dict(encoder=encoder, labels=labels, weights=weights.tobytes(),
                       example_count=len(pairs), created_at=timezone.now()),
     )
     _intent_cache["checked"] = 0.0
@@ -180,12 +219,19 @@ def negative_history(messages: list[Message], window: timedelta, *, include_batc
     return history
 
 
-def assess(result, intents: dict, weights, followers=None, recent_negative: int = 0, conversation_lane: str = ""):
-    """Lane and priority of one classified text: the part shared by workers and classify_file."""
+def assess(result, intents: dict, weights, followers=None, recent_negative: int = 0, conversation_lane: str = "",
+           addressed: bool = True, remembered=None):
+    """Lane and priority of one classified text: the part shared by workers and classify_file.
+    `addressed`: the message was sent to the brand, not overheard; `remembered`: the lane agents
+    gave this text or a near-identical one (learning.lane_memory)."""
     intent = intents.get(result.intent)
     intent_conf = result.intent_scores.get(result.intent, 0.0)
+    context = lanes.Context(
+        flags=tuple(result.flags), conversation_lane=conversation_lane, addressed=addressed,
+        corrected_lane=remembered.lane if remembered else "", correction_reason=remembered.reason if remembered else "",
+    )
     decision = lanes.decide(result.sentiment_scores, result.emotion_scores, result.intent, intent_conf,
-                            intent.lane if intent else "", result.flags, conversation_lane)
+                            intent.lane if intent else "", context)
     score, factors = priority.score(
         weights, result.sentiment_scores, result.emotion_scores, intent.priority_weight if intent else 0.0,
         intent_conf, followers, recent_negative, result.sentiment == "negative",
@@ -208,14 +254,28 @@ def _conversation_lanes(messages: list[Message]) -> dict[int, str]:
     return {conv: lane for conv, sent_at, lane in rows if sent_at <= first[conv]}
 
 
+def _addressed(message: Message) -> bool:
+    """Whether the message was sent to the brand (its connector says so for what it reads)."""
+    from listening.connectors import UnknownConnectorKind, get_connector_class
+
+    configured = (message.connector.config or {}).get("addressed")
+    if isinstance(configured, bool):
+        return configured
+    try:
+        return get_connector_class(message.connector.kind).addressed
+    except UnknownConnectorKind:
+        return True  # unknown: never let a guess hide a customer
+
+
 def _build(message: Message, result, classifier, intent_head, intents: dict, weights, history,
-           conversation_lanes: dict) -> Classification:
+           conversation_lanes: dict, remembered=None) -> Classification:
     key = customer_key(message.author)
     since = window_start(message.sent_at, timedelta(minutes=weights.window_minutes))
     earlier = [t for t in history.get(key, []) if since <= t < message.sent_at] if key else []
     followers = message.author.followers if message.author_id else None
     decision, score, factors = assess(result, intents, weights, followers, len(earlier),
-                                      conversation_lanes.get(message.conversation_id, ""))
+                                      conversation_lanes.get(message.conversation_id, ""), _addressed(message),
+                                      remembered)
     if result.sentiment == "negative" and key:
         history.setdefault(key, []).append(message.sent_at)  # later messages of the batch see it
     if decision.lane != "noise":
@@ -227,8 +287,15 @@ def _build(message: Message, result, classifier, intent_head, intents: dict, wei
         language_confidence=result.language_confidence, topics=result.topics, entities=result.entities,
         lane=decision.lane, priority=score, priority_factors=factors,
         confidence=round(decision.confidence, 4), flags=result.flags, model_name=classifier.name,
-        model_version=classifier.version, models_used=classifier.models_used(intent_head),
+        model_version=classifier.version, models_used=classifier.models_used(intent_head, result.reader),
     )
+
+
+def embedders(classifier) -> dict:
+    """How each of the classifier's readers embeds a text (for matching lane corrections)."""
+    from learning.ml.classifier import ENGLISH_READER, MULTILINGUAL_READER
+
+    return {ENGLISH_READER: classifier.embed, MULTILINGUAL_READER: classifier.embed_multilingual}
 
 
 def classify_messages(message_ids, force: bool = False) -> ClassifyOutcome:
@@ -236,7 +303,7 @@ def classify_messages(message_ids, force: bool = False) -> ClassifyOutcome:
     came from the same model version is skipped unless `force`."""
     messages = list(
         Message.objects.filter(pk__in=list(message_ids), direction=Direction.INBOUND)
-        .select_related("author").order_by("sent_at", "pk")
+        .select_related("author", "connector").order_by("sent_at", "pk")
     )
     classifier = get_classifier()
     if not force:
@@ -254,9 +321,10 @@ def classify_messages(message_ids, force: bool = False) -> ClassifyOutcome:
     weights = PriorityWeights.current()
     history = negative_history(messages, timedelta(minutes=weights.window_minutes))
     conversation_lanes = _conversation_lanes(messages)
+    remembered = lane_memory.lookup(results, embedders(classifier))
     rows = [
-        _build(m, r, classifier, intent_head, intents, weights, history, conversation_lanes)
-        for m, r in zip(messages, results, strict=True)
+        _build(m, r, classifier, intent_head, intents, weights, history, conversation_lanes, known)
+        for m, r, known in zip(messages, results, remembered, strict=True)
     ]
     _store(rows)
     return ClassifyOutcome([m.pk for m in messages], skipped)

@@ -388,9 +388,10 @@ def volume(f: Filters) -> dict:
             "ignored": []}
 
 
-def _distribution(f: Filters, dim: str, labels: dict) -> dict:
-    now = {row["value"]: row["n"] for row in _rows(f, dim, "value")}
-    before = {row["value"]: row["n"] for row in _rows(f.previous(), dim, "value")} if f.compare else {}
+def _distribution(f: Filters, dim: str, labels: dict, leave_out: frozenset = frozenset()) -> dict:
+    now = {row["value"]: row["n"] for row in _rows(f, dim, "value") if row["value"] not in leave_out}
+    before = ({row["value"]: row["n"] for row in _rows(f.previous(), dim, "value") if row["value"] not in leave_out}
+              if f.compare else {})
     total, previous_total = sum(now.values()), sum(before.values())
     items = []
     for value in sorted(set(now) | set(before), key=lambda v: (-now.get(v, 0), v)):
@@ -403,11 +404,16 @@ def _distribution(f: Filters, dim: str, labels: dict) -> dict:
             "previous_share": round(previous_share, 4) if previous_share is not None else None,
             "change": round(share - previous_share, 4) if previous_share is not None else None,
         })
-    return {"items": items, "total": total, "previous_total": previous_total if f.compare else None, "ignored": []}
+    return {"items": items, "total": total, "previous_total": previous_total if f.compare else None, "ignored": [],
+            "left_out": sorted(labels.get(v, v) for v in leave_out)}
 
 
 def intents(f: Filters) -> dict:
-    return _distribution(f, "intent", dict(Intent.objects.values_list("slug", "name")))
+    """Intents' shares of the messages. Facts about the conversation (a follow-up) are not what the
+    customer wants, and are left out (Intent.counts_on_dashboards)."""
+    names = dict(Intent.objects.values_list("slug", "name"))
+    facts = frozenset(Intent.objects.filter(counts_on_dashboards=False).values_list("slug", flat=True))
+    return _distribution(f, "intent", names, facts)
 
 
 def emotions(f: Filters) -> dict:

@@ -1,14 +1,24 @@
 """The lane decides what care does with a message: resolve an issue, amplify praise, address
-ambivalence before it turns, or ignore noise. Rules, not a model: they read the heads' outputs and
-the intent's own lane (admins set it per intent), and they are written to be explained.
+ambivalence before it turns, take a look at what the models cannot place (triage), or set spam
+aside (noise). Rules, not a model: they read the heads' outputs and the intent's own lane (admins
+set it per intent), and they are written to be explained.
 
-Order matters: spam first, then what the intent says outright, then the sentiment. A message that
-continues a conversation (device details, an order number, "ok done") and says nothing by itself
-keeps the conversation's lane instead of falling into noise."""
+No customer goes unheard: a model's guess only ranks and routes. Noise is confident spam, or a
+message overheard in public (a feed, a search) that asks nothing of the brand; a message addressed
+to the brand (a direct message, a mention, a reply, a review, an email) that the models cannot
+place goes to triage, never to noise.
+
+Order matters: agents' lane corrections of the same or a near-identical text first, then spam,
+then what the intent says outright, then the sentiment. A message that continues a conversation
+(device details, an order number, "ok done") and says nothing by itself keeps the conversation's
+lane."""
 
 from dataclasses import dataclass
 
 INTENT_MIN = 0.35  # below this the intent head is guessing; let sentiment decide
+# Spam is rare in care traffic and a wrong "spam" hides a customer: the intent head must be sure,
+# and a strongly negative message is a customer's problem, not a promotion.
+SPAM_MIN = 0.6
 MIXED_MIN = 0.25  # both positive and negative at least this likely: the customer is on the fence
 STRONG = 0.6
 
@@ -20,16 +30,35 @@ class LaneDecision:
     reason: str
 
 
+@dataclass(frozen=True)
+class Context:
+    """What the lane rules know beyond the text's scores."""
+
+    flags: tuple = ()
+    conversation_lane: str = ""  # the lane of the conversation this message continues, if any
+    addressed: bool = True  # sent to the brand (DM, mention, reply, review, email), not overheard
+    corrected_lane: str = ""  # what agents said of this text, or of one nearly identical
+    correction_reason: str = ""
+
+
 def decide(sentiment: dict, emotion: dict, intent: str, intent_confidence: float, intent_lane: str,
-           flags=(), conversation_lane: str = "") -> LaneDecision:
-    if "empty" in flags or not sentiment:
-        return LaneDecision(conversation_lane or "noise", 1.0, "no text to read")
+           context: Context = Context()) -> LaneDecision:
+    if context.corrected_lane:
+        return LaneDecision(context.corrected_lane, 1.0, context.correction_reason or "an agent's correction")
+    if "empty" in context.flags:
+        return _unplaced(context, "no text to read")
     neg, pos = sentiment.get("negative", 0.0), sentiment.get("positive", 0.0)
-    sure_intent = intent and intent_confidence >= INTENT_MIN
-    if sure_intent and intent_lane == "noise":
-        return LaneDecision("noise", intent_confidence, f"intent {intent}")
+    sure_intent = bool(intent) and intent_confidence >= INTENT_MIN
+    if intent_lane == "noise" and intent_confidence >= SPAM_MIN and neg < STRONG:
+        return LaneDecision("noise", intent_confidence, f"spam ({intent})")
     if sure_intent and intent_lane == "issue":
         return LaneDecision("issue", intent_confidence, f"intent {intent}")
+    if not sentiment:  # a language the sentiment models do not read: the intent alone decides
+        if sure_intent and intent_lane in ("praise", "ambivalence"):
+            return LaneDecision(intent_lane, intent_confidence, f"intent {intent}")
+        if sure_intent and intent_lane not in ("follow", "noise"):
+            return LaneDecision("issue", intent_confidence, f"intent {intent}")
+        return _unplaced(context, "language not scored")
     if neg >= MIXED_MIN and pos >= MIXED_MIN:
         return LaneDecision("ambivalence", min(neg, pos) * 2, "mixed sentiment")
     if sure_intent and intent_lane == "praise" and pos >= neg:
@@ -43,12 +72,20 @@ def decide(sentiment: dict, emotion: dict, intent: str, intent_confidence: float
         return LaneDecision("issue", neg, "negative")
     if pos >= STRONG:
         return LaneDecision("praise", pos, "positive")
-    if sure_intent and intent_lane == "follow" and conversation_lane:
-        return LaneDecision(conversation_lane, intent_confidence, "continues the conversation")
+    if sure_intent and intent_lane == "follow" and context.conversation_lane:
+        return LaneDecision(context.conversation_lane, intent_confidence, "continues the conversation")
     if neg >= MIXED_MIN:
         return LaneDecision("ambivalence", neg, "leaning negative")
-    if sure_intent and intent_lane != "follow":  # a neutral question still wants an answer
+    if sure_intent and intent_lane not in ("follow", "noise"):  # a neutral question still wants an answer
         return LaneDecision("issue", intent_confidence, f"intent {intent}")
-    if conversation_lane:
-        return LaneDecision(conversation_lane, max(sentiment.get("neutral", 0.0), 0.5), "continues the conversation")
-    return LaneDecision("noise", max(sentiment.get("neutral", 0.0), 1 - intent_confidence), "neutral, nothing asked")
+    return _unplaced(context, "neutral, nothing the models could place")
+
+
+def _unplaced(context: Context, why: str) -> LaneDecision:
+    """What the models cannot place: the conversation's lane if it continues one; else a look by a
+    person when it was sent to the brand; noise only when it was overheard in public."""
+    if context.conversation_lane:
+        return LaneDecision(context.conversation_lane, 0.5, f"continues the conversation ({why})")
+    if context.addressed:
+        return LaneDecision("triage", 0.5, f"sent to the brand; {why}")
+    return LaneDecision("noise", 0.5, f"overheard in public; {why}")

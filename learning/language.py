@@ -31,6 +31,16 @@ _TO_ISO639_1 = {
     "ary": "ar", "arz": "ar", "uzs": "uz", "gug": "gn", "fuv": "ff", "kik": "ki", "sdh": "ku",
     "wuu": "zh", "yue": "zh",
 }
+# A short message in a major language is often ranked as a close minority relative: Portuguese or
+# Spanish as Galician, Italian as Venetian or Ligurian, English as Nigerian Pidgin. Below this many
+# letters such a guess is read as the likeliest of its major relatives (their probabilities joined),
+# which is what routing by an agent's languages needs. Longer text keeps its guess.
+RELATIVE_LETTERS = 120
+_MAJOR_RELATIVES = {
+    "gl": ("pt", "es"), "an": ("es",), "ext": ("es",), "ast": ("es",), "lij": ("it",), "vec": ("it",),
+    "pcm": ("en",), "gcf": ("fr",), "gcr": ("fr",), "wa": ("fr",), "oc": ("fr", "ca", "es"), "fy": ("nl",),
+    "lb": ("de",), "nn": ("no",), "bcl": ("tl",), "guw": ("en",),
+}
 # "zxx" is the model's class for numbers, markup and identifiers: no language, so undetermined.
 _NOT_A_LANGUAGE = {"zxx", UNDETERMINED}
 
@@ -79,7 +89,10 @@ def _detect_one(text) -> tuple[str, float]:
     if not letters:
         return UNDETERMINED, 0.0
     try:
-        code, confidence = _identifier_or_load().classify(cleaned)
+        identifier = _identifier_or_load()
+        code, confidence = identifier.classify(cleaned)
+        if code in _MAJOR_RELATIVES and letters < RELATIVE_LETTERS:
+            code, confidence = _major_relative(identifier.rank(cleaned), _MAJOR_RELATIVES[code])
     except Exception:  # a model bug on one text must not fail the batch it came in
         log.exception("language detection failed on a text of %d characters", len(cleaned))
         return UNDETERMINED, 0.0
@@ -88,6 +101,12 @@ def _detect_one(text) -> tuple[str, float]:
     if code in _NOT_A_LANGUAGE or confidence < threshold:
         return UNDETERMINED, confidence
     return _TO_ISO639_1.get(code, code), confidence
+
+
+def _major_relative(ranked: list[tuple[str, float]], relatives: tuple[str, ...]) -> tuple[str, float]:
+    probability = dict(ranked)
+    best = max(relatives, key=lambda code: probability.get(code, 0.0))
+    return best, float(ranked[0][1]) + float(probability.get(best, 0.0))
 
 
 def clean(text) -> str:

@@ -17,8 +17,9 @@ import torch
 from django.conf import settings
 
 from learning import language, terms
-from learning.ml import intents, multitask
+from learning.ml import intents, multilingual, multitask
 from learning.ml.engine import Engine
+from learning.ml.multilingual import MULTILINGUAL_TAG
 from learning.ml.text import normalize, readable
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 class IntentHead:
     version: str
     labels: list[str]
-    weights: np.ndarray
+    weights: np.ndarray  # over the English encoder's embedding
+    multilingual_weights: np.ndarray | None = None  # over the multilingual reader's, same labels
 
 
 @dataclass
@@ -45,9 +47,13 @@ class TextResult:
     language_confidence: float = 0.0
     topics: list = field(default_factory=list)
     entities: list = field(default_factory=list)
+    # The sentence embedding the intent head read, and which encoder made it; lane corrections are
+    # matched on it (learning.lane_memory). Not part of the stored result.
+    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
+    reader: str = field(default="", repr=False, compare=False)
 
     def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("embedding", "reader")}
 
 
 def _scores(labels: list[str], row: np.ndarray) -> dict[str, float]:
@@ -99,9 +105,14 @@ def _quantized(encoder):
         return torch.ao.quantization.quantize_dynamic(encoder, {torch.nn.Linear}, dtype=torch.qint8)
 
 
+ENGLISH_READER = "en"
+MULTILINGUAL_READER = "multilingual"
+
+
 class Classifier:
     def __init__(self, model_dir: str | os.PathLike | None = None, quantize: bool | None = None,
-                 sentiment_model: str | None = None, emotion_model: str | None = None):
+                 sentiment_model: str | None = None, emotion_model: str | None = None,
+                 multilingual_heads: str | os.PathLike | None = None):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.model_dir = Path(model_dir or settings.CXM_BUNDLED_MODEL)
         model, tokenizer, self.meta = multitask.load(self.model_dir)
@@ -117,6 +128,8 @@ class Classifier:
             head: HubHead(source) for head, source in (("sentiment", sentiment_model), ("emotion", emotion_model))
             if source
         }
+        heads_dir = settings.CXM_MULTILINGUAL_HEADS if multilingual_heads is None else multilingual_heads
+        self.reader = multilingual.Reader(heads_dir, settings.CXM_TORCH_THREADS or None) if heads_dir else None
 
     @property
     def name(self) -> str:
@@ -130,11 +143,14 @@ class Classifier:
     def encoder_id(self) -> str:
         """What an intent head must have been fitted on to be usable with this classifier: the int8
         encoder's embeddings differ from the fp32 one's, so each gets its own head."""
-        return f"{self.name}@{self.version}"
+        reader = f"{MULTILINGUAL_TAG}{self.reader.heads.version}" if self.reader else ""
+        return f"{self.name}@{self.version}{reader}"
 
-    def models_used(self, intent_head: IntentHead | None) -> dict[str, str]:
-        used = {"sentiment": f"{self.name} {self.version}", "emotion": f"{self.name} {self.version}",
-                "language": language.model_name(), "terms": "spaCy PhraseMatcher"}
+    def models_used(self, intent_head: IntentHead | None, reader: str = ENGLISH_READER) -> dict[str, str]:
+        model = f"{self.name} {self.version}"
+        if reader == MULTILINGUAL_READER and self.reader:
+            model = self.reader.name
+        used = {"sentiment": model, "emotion": model, "language": language.model_name(), "terms": "spaCy PhraseMatcher"}
         used.update({head: hub.name for head, hub in self.overrides.items()})
         if intent_head:
             used["intent"] = f"intents {intent_head.version}"
@@ -147,15 +163,24 @@ class Classifier:
         pooled, _, _ = self.engine.run([normalize(t)[0] for t in texts], heads=[])
         return pooled
 
+    def embed_multilingual(self, texts: list[str]) -> np.ndarray | None:
+        """The multilingual reader's embeddings of raw texts (for fitting intents), if it runs."""
+        if not self.reader:
+            return None
+        return self.reader.embed([normalize(t)[0] for t in texts])
+
     def classify(self, texts: list[str], intent_head: IntentHead | None = None, matcher=None) -> list[TextResult]:
         normalised = [normalize(t) for t in texts]
         results = [TextResult(text=t, flags=list(flags)) for t, flags in normalised]
-        # A flood of the same message is read once: identical texts share one encoder pass.
-        distinct = sorted({r.text for r in results if r.text})
-        self._model_fields(results, distinct, intent_head)
         originals = [readable(t) for t in texts]
         for result, (lang, conf) in zip(results, language.detect(originals), strict=True):
             result.language, result.language_confidence = lang, round(float(conf), 4)
+        # English goes through the fine-tuned English encoder; every other language (and text with
+        # no detectable language, such as emoji) through the multilingual reader, when it runs.
+        english = [r for r in results if not self.reader or r.language == ENGLISH_READER]
+        other = [r for r in results if self.reader and r.language != ENGLISH_READER]
+        self._model_fields(english, intent_head)
+        self._multilingual_fields(other, intent_head)
         matcher = matcher or terms.current_matcher()
         for result, found in zip(results, matcher.match(originals), strict=True):
             result.topics = found
@@ -163,7 +188,9 @@ class Classifier:
             result.entities = found
         return results
 
-    def _model_fields(self, results: list[TextResult], distinct: list[str], intent_head: IntentHead | None):
+    def _model_fields(self, results: list[TextResult], intent_head: IntentHead | None):
+        # A flood of the same message is read once: identical texts share one encoder pass.
+        distinct = sorted({r.text for r in results if r.text})
         if not distinct:
             return
         heads = [h for h in ("sentiment", "emotion") if h not in self.overrides]
@@ -177,15 +204,47 @@ class Classifier:
             fields = {f"{h}_scores": _scores(labels[h], probs[h][i]) for h in probs}
             if intent_probs is not None:
                 fields["intent_scores"] = _scores(intent_head.labels, intent_probs[i])
-            by_text[text] = (fields, cut[i])
+            by_text[text] = (fields, cut[i], pooled[i])
+        _fill(results, by_text, ENGLISH_READER)
+
+    def _multilingual_fields(self, results: list[TextResult], intent_head: IntentHead | None):
+        distinct = sorted({r.text for r in results if r.text})
+        if not distinct:
+            return
+        emb, probs = self.reader.read(distinct)
+        for head, hub in self.overrides.items():
+            probs[head] = hub.probabilities(distinct)
+        labels = {h: (self.overrides[h].labels if h in self.overrides else self.reader.heads.labels[h]) for h in probs}
+        # A head fitted on the English encoder alone cannot read these embeddings: no intent then.
+        weights = intent_head.multilingual_weights if intent_head else None
+        intent_probs = intents.probabilities(emb, weights) if weights is not None else None
+        by_text = {}
+        for i, text in enumerate(distinct):
+            fields = {f"{h}_scores": _scores(labels[h], probs[h][i]) for h in probs}
+            if intent_probs is not None:
+                fields["intent_scores"] = _scores(intent_head.labels, intent_probs[i])
+            by_text[text] = (fields, False, emb[i])
+        _fill(results, by_text, MULTILINGUAL_READER)
         for result in results:
-            if not result.text:
-                continue
-            fields, was_cut = by_text[result.text]
-            for name, value in fields.items():
-                setattr(result, name, dict(value))
-            result.sentiment = _top(result.sentiment_scores)
-            result.emotion = _top(result.emotion_scores)
-            result.intent = _top(result.intent_scores)
-            if was_cut and "truncated" not in result.flags:
-                result.flags.append("truncated")
+            scored = result.language in self.reader.heads.scored or result.language == language.UNDETERMINED
+            if result.text and not scored and "sentiment" not in self.overrides:
+                # Read for intent and routing, but its sentiment is not one we have measured in
+                # this language: say so rather than show a guess as if it were one.
+                result.flags.append("not_scored")
+                result.sentiment, result.sentiment_scores = "", {}
+                result.emotion, result.emotion_scores = "", {}
+
+
+def _fill(results: list[TextResult], by_text: dict, reader: str) -> None:
+    for result in results:
+        if not result.text:
+            continue
+        fields, was_cut, embedding = by_text[result.text]
+        for name, value in fields.items():
+            setattr(result, name, dict(value))
+        result.sentiment = _top(result.sentiment_scores)
+        result.emotion = _top(result.emotion_scores)
+        result.intent = _top(result.intent_scores)
+        result.embedding, result.reader = embedding, reader
+        if was_cut and "truncated" not in result.flags:
+            result.flags.append("truncated")

@@ -43,3 +43,17 @@ def clinc150(root, split="train"):
     data = json.loads((Path(root) / "clinc150" / "data_full_train_val.json").read_text(encoding="utf-8"))
     pairs = list(data[split]) + list(data.get(f"oos_{split}", []))
     return [t for t, _ in pairs], [label for _, label in pairs]
+
+
+UMSAB_LANGUAGES = {"arabic": "ar", "english": "en", "french": "fr", "german": "de", "hindi": "hi",
+                   "italian": "it", "portuguese": "pt", "spanish": "es"}
+
+
+def umsab(root, language: str, split="train"):
+    """UMSAB sentiment tweets of one language (its folder name, e.g. "spanish")."""
+    folder = Path(root) / "umsab_sentiment" / language
+    texts = (folder / f"{split}_text.txt").read_text(encoding="utf-8").splitlines()
+    ids = (folder / f"{split}_labels.txt").read_text(encoding="utf-8").split()
+    if len(texts) != len(ids):
+        raise ValueError(f"{folder}: {len(texts)} texts but {len(ids)} labels")
+    return [t.strip() for t in texts], [SENTIMENT_LABELS[int(i)] for i in ids]

@@ -61,3 +61,21 @@ def intent_metrics(engine, data_root, seed: int = 13, shots: int = 10, shot_seed
         f"banking77_{shots}shot_accuracy": round(float(np.mean(few)), 4),
         f"banking77_{shots}shot_seeds": shot_seeds,
     }
+
+
+def umsab_metrics(classifier, data_root) -> dict:
+    """Sentiment macro-F1 per UMSAB language on its validation split, through the whole classifier
+    as workers run it: language detection picks the reader, a text in a language not scored counts
+    as wrong. The mean is over the 8 languages."""
+    out, means = {}, []
+    for folder, code in datasets.UMSAB_LANGUAGES.items():
+        texts, gold = datasets.umsab(data_root, folder, "val")
+        results = []
+        for start in range(0, len(texts), 64):
+            results += classifier.classify(texts[start:start + 64])
+        pred = [r.sentiment or "not_scored" for r in results]
+        score = f1_score(gold, pred, average="macro", labels=datasets.SENTIMENT_LABELS)
+        out[f"umsab_{code}_val_macro_f1"] = round(float(score), 4)
+        means.append(score)
+    out["umsab_mean_val_macro_f1"] = round(float(np.mean(means)), 4)
+    return out

@@ -192,6 +192,10 @@ class BaseConnector:
     receives_webhooks: ClassVar[bool] = False
     polls: ClassVar[bool] = False
     can_reply: ClassVar[bool] = True
+    # Whether its messages are sent to the brand (direct messages, mentions, replies, reviews,
+    # email) rather than overheard in public (feeds, searches). The lane rules never set a message
+    # sent to the brand aside as noise on a model's guess; only confident spam (learning.lanes).
+    addressed: ClassVar[bool] = True
     # The provider drops a repeated send with the same idempotency key, so a send whose outcome
     # is unknown (the worker died during the call) may safely be repeated.
     idempotent_sends: ClassVar[bool] = False

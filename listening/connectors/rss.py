@@ -39,12 +39,17 @@ class FeedConnector(BaseConnector):
     channel = "feed"
     polls = True
     can_reply = False
-    config_defaults = {"url": "", "channel": "feed", "max_entries": 200}
+    # A feed is overheard by default: news and posts about the brand, not sent to it. A feed of
+    # reviews is sent to it: its admin ticks "addressed".
+    addressed = False
+    config_defaults = {"url": "", "channel": "feed", "max_entries": 200, "addressed": False}
     config_help = {
         "url": "The feed's http(s) address: the site's RSS or Atom link (often behind an RSS icon, or in the page's "
                '<link rel="alternate"> tag).',
         "channel": "The channel its messages are filed under, like appstore, reviews or forum (a-z, 0-9, _ and -).",
         "max_entries": "At most this many entries are read per fetch, 1 to 10000.",
+        "addressed": "Its entries are written to the brand (reviews, a support forum): one the models cannot place "
+                     "goes to triage for a person to look at, not to noise.",
     }
     supports_backfill = True
 

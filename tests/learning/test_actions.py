@@ -85,7 +85,8 @@ def test_a_follow_up_keeps_the_conversation_lane(loaded, make_connector):
     assert first.lane == "issue"
     assert reply.intent == "follow_up" and reply.lane == "issue"
     assert reply.priority_factors["lane_reason"] == "continues the conversation"
-    assert alone.lane == "noise"
+    # Alone, the same details were still sent to the brand: a person looks, it is never set aside.
+    assert alone.lane == "triage" and "sent to the brand" in alone.priority_factors["lane_reason"]
 
 
 def test_failed_classification_is_retried_then_recorded(loaded, make_connector, monkeypatch):

@@ -38,7 +38,7 @@ def test_classify_file_writes_every_field_for_every_line(loaded, tmp_path):
         assert fields <= set(record)
     first, empty, emoji, mixed, long, dup1, dup2, broken = records
     assert first["lane"] in {"issue", "ambivalence"} and first["sentiment"] == "negative"
-    assert empty["flags"] == ["empty"] and empty["lane"] == "noise"
+    assert empty["flags"] == ["empty"] and empty["lane"] == "triage"  # nothing to read: a person looks
     assert emoji["sentiment"] and emoji["language"] == "und"
     assert mixed["sentiment"]
     assert "truncated" in long["flags"] and len(long["input"]) == 100_000

