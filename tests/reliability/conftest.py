@@ -36,16 +36,19 @@ def needs_redis(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture
-def celery_worker(transactional_db) -> Iterator[subprocess.Popen]:
-    """Start `celery worker` on queues of its own (default and learning, as in production, where
-    classification has its own queue); tasks sent from the test go to them."""
+def redis_url_or_skip() -> str:
     redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/15"
     try:
         redis.Redis.from_url(redis_url, socket_connect_timeout=2).ping()
     except redis.RedisError:
         needs_redis(f"needs a Redis server at {redis_url} (set REDIS_URL)")
-    queue = f"cxm-test-{os.getpid()}-{time.monotonic_ns()}"
+    return redis_url
+
+
+def start_worker(queue: str, redis_url: str, *, pool: str = "solo", concurrency: int = 1,
+                 extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`celery worker` on the test's queues (default and learning, as in production, where
+    classification has its own queue), reading the test database."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "cxm.settings_test",
@@ -55,29 +58,53 @@ def celery_worker(transactional_db) -> Iterator[subprocess.Popen]:
         "CXM_DEFAULT_QUEUE": queue,
         "CXM_LEARNING_QUEUE": f"{queue}-learning",
         "REDIS_URL": redis_url,
+        **(extra_env or {}),
     }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "cxm", "worker", "-P", "solo", "-Q", f"{queue},{queue}-learning",
-         "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "warning"],
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "cxm", "worker", "-P", pool, "-c", str(concurrency),
+         "-Q", f"{queue},{queue}-learning", "--without-heartbeat", "--without-mingle", "--without-gossip",
+         "-l", "warning"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+
+
+def stop_worker(worker: subprocess.Popen) -> None:
+    worker.terminate()
+    try:
+        worker.wait(20)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(10)
+
+
+@pytest.fixture
+def celery_queue(transactional_db) -> Iterator[tuple[str, str]]:
+    """A queue of the test's own on Redis, (name, redis_url): tasks sent from the test go to it and
+    to its learning queue, for workers started with start_worker."""
+    redis_url = redis_url_or_skip()
+    queue = f"cxm-test-{os.getpid()}-{time.monotonic_ns()}"
     conf = app.conf
     previous = (conf.task_always_eager, conf.task_default_queue, conf.broker_url, conf.task_routes)
     conf.task_always_eager, conf.task_default_queue, conf.broker_url = False, queue, redis_url
     conf.task_routes = {"learning.*": {"queue": f"{queue}-learning"}}
     _reset_router()
     try:
-        yield worker
+        yield queue, redis_url
     finally:
         conf.task_always_eager, conf.task_default_queue, conf.broker_url, conf.task_routes = previous
         _reset_router()
-        worker.terminate()
-        try:
-            worker.wait(20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
         # Close connections the worker test opened so the test database can be dropped.
         connection.close()
+
+
+@pytest.fixture
+def celery_worker(celery_queue) -> Iterator[subprocess.Popen]:
+    """One worker (solo pool) on the test's queues."""
+    worker = start_worker(*celery_queue)
+    try:
+        yield worker
+    finally:
+        stop_worker(worker)
 
 
 def _reset_router() -> None:
