@@ -371,3 +371,8 @@ SPECTACULAR_SETTINGS = {
         "ClassificationStatusEnum": "learning.models.Classification.Status",
     },
 }
+# Outbound webhooks (responses.outbound): seconds a receiver has to answer, and failed deliveries
+# in a row after which a subscription is switched off (the admins' consoles are told).
+CXM_WEBHOOK_TIMEOUT = float(env_int("CXM_WEBHOOK_TIMEOUT", 10, minimum=1))
+CXM_WEBHOOK_DISABLE_AFTER = env_int("CXM_WEBHOOK_DISABLE_AFTER", 50, minimum=1)
+CELERY_BEAT_SCHEDULE["send-due-webhooks"] = {"task": "responses.send_due_webhooks", "schedule": 15.0}

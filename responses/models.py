@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from listening import crypto
 from listening.models import Connector, Conversation, Message
 
 
@@ -326,3 +327,64 @@ class ApiIdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+# --- Outbound webhooks (responses.outbound) ---------------------------------------------------------
+
+
+class WebhookSubscription(models.Model):
+    """An admin's URL that is told about events (responses.outbound.EVENT_TYPES). Signed with a
+    secret shown once and stored encrypted; switched off after too many failures in a row."""
+
+    name = models.CharField(max_length=120)
+    url = models.URLField(max_length=500)
+    events = models.JSONField(default=list)
+    secret_encrypted = models.TextField(editable=False)
+    enabled = models.BooleanField(default=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    disabled_reason = models.CharField(max_length=300, blank=True, default="")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WebhookDelivery(models.Model):
+    """One event for one subscription: its log line. Sent in id order per (subscription,
+    conversation), retried with backoff until a day has passed."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed for good"
+
+    subscription = models.ForeignKey(WebhookSubscription, on_delete=models.CASCADE, related_name="deliveries")
+    event_id = models.UUIDField(unique=True, help_text="Sent as X-CXM-Delivery: receivers drop duplicates by it.")
+    event_type = models.CharField(max_length=40)
+    # Deliveries with the same key go out in order; 0: no order needed.
+    order_key = models.BigIntegerField(default=0)
+    payload = models.JSONField(default=dict)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    sending_until = models.DateTimeField(null=True, blank=True)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="webhook_due_idx"),
+            models.Index(fields=["subscription", "order_key", "id"], name="webhook_order_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} -> {self.subscription_id} ({self.status})"
+
+
+crypto.encrypted_column("responses.WebhookSubscription", "secret_encrypted")  # re-encrypted by rotate_credentials

@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 from rest_framework.routers import SimpleRouter
 
-from responses.api import admin, cases, insight, messages
+from responses.api import admin, cases, insight, messages, webhooks
 from responses.api.errors import no_such_route
 
 router = SimpleRouter(trailing_slash=False)
@@ -22,6 +22,8 @@ router.register("admin/teams", admin.TeamViewSet, basename="admin-team")
 router.register("admin/queues", admin.QueueViewSet, basename="admin-queue")
 router.register("admin/rules", admin.RuleViewSet, basename="admin-rule")
 router.register("admin/intents", admin.IntentViewSet, basename="admin-intent")
+router.register("admin/webhooks", webhooks.SubscriptionViewSet, basename="admin-webhook")
+router.register("admin/webhook-deliveries", webhooks.DeliveryViewSet, basename="admin-webhook-delivery")
 
 urlpatterns = [
     # The schema and its page are public (they describe, they hold no data), served offline: the

@@ -9,6 +9,8 @@ routes are 403 for anyone else; lists answer 200 without a trace of team A.
 from __future__ import annotations
 
 import json
+import uuid
+from datetime import timedelta
 
 import pytest
 from django.test import Client
@@ -18,8 +20,9 @@ from django.utils import timezone
 from learning import rollups
 from learning.models import Alert, Correction, Intent
 from listening.models import Connector, Customer, Message
+from responses import outbound
 from responses.cases import add_note
-from responses.models import Case, Note, Reply, Role, RoutingRule
+from responses.models import Case, Note, Reply, Role, RoutingRule, WebhookDelivery, WebhookSubscription
 from tests.api.conftest import Api, token_for
 from tests.responses.conftest import make_user, open_case
 
@@ -65,6 +68,14 @@ MATRIX: dict[str, dict] = {
     "admin-rule-detail": {"who": "admin", "path": "/admin/rules/{rule}", "GET": 200},
     "admin-intent-list": {"who": "admin", "path": "/admin/intents", "GET": 200},
     "admin-intent-detail": {"who": "admin", "path": "/admin/intents/{intent}", "GET": 200},
+    "admin-webhook-list": {"who": "admin", "path": "/admin/webhooks", "GET": 200,
+                           "POST": ({"name": "n", "url": "http://127.0.0.1:9/x", "events": ["case.created"]}, 201)},
+    "admin-webhook-detail": {"who": "admin", "path": "/admin/webhooks/{subscription}", "GET": 200,
+                             "PATCH": ({"enabled": False}, 200), "DELETE": (None, 204)},
+    "admin-webhook-delivery-list": {"who": "admin", "path": "/admin/webhook-deliveries", "GET": 200},
+    "admin-webhook-delivery-detail": {"who": "admin", "path": "/admin/webhook-deliveries/{delivery}", "GET": 200},
+    "admin-webhook-delivery-replay": {"who": "admin", "path": "/admin/webhook-deliveries/{delivery}/replay",
+                                      "POST": ({}, 200)},
 }
 PUBLIC = {"schema", "docs", "not-found"}  # they describe the API, or say a route does not exist
 
@@ -93,7 +104,12 @@ def world(db, team_a, team_b, connector_a, connector_b, agent_a, supervisor_a, a
     alert = Alert.objects.create(team=team_a, kind="volume", dimension="team", key="team-a",
                                  label=SECRET, window_start=now, window_end=now, observed=9, expected=1, score=5)
     rollups.rebuild()
+    subscription, _ = outbound.subscribe(admin_user, SECRET, "http://127.0.0.1:9/hook", ["case.created"])
+    delivery = WebhookDelivery.objects.create(subscription=subscription, event_id=uuid.uuid4(),
+                                              event_type="case.created", payload={"secret": SECRET},
+                                              next_attempt_at=timezone.now() + timedelta(days=2))
     return {
+        "subscription": subscription.pk, "delivery": delivery.pk,
         "case": case.pk, "message": message.pk, "conversation": case.conversation_id, "contact": contact.pk,
         "customer": contact.customer_id, "customer2": second.conversation.contact.customer_id, "alert": alert.pk,
         "connector": connector_a.pk, "team": team_a.pk, "queue": team_a.queues.first().pk,
@@ -118,6 +134,8 @@ def _state(world) -> str:
         case.status, case.tags, case.assignee_id, Note.objects.count(), Reply.objects.count(),
         Correction.objects.count(), list(Customer.objects.order_by("id").values("id", "vip", "display_name")),
         Alert.objects.get(pk=world["alert"]).status, Connector.objects.get(pk=world["connector"]).enabled,
+        list(WebhookSubscription.objects.values("id", "enabled")),
+        list(WebhookDelivery.objects.values("id", "status", "next_attempt_at")),
     ], default=str)
 
 
@@ -132,7 +150,7 @@ def test_matrix_outsider_sees_and_changes_nothing(name, world, agent_b, settings
     outsider = world["supervisor_b"] if row["who"] in ("viewer", "admin") else agent_b
     api = Api(token_for(outsider))
     path = _fill(row["path"], world)
-    for method in ("GET", "POST", "PATCH"):
+    for method in ("GET", "POST", "PATCH", "DELETE"):
         if method not in row:
             continue
         before = _state(world)
@@ -161,7 +179,7 @@ def test_matrix_owner_may(name, world, agent_a, supervisor_a, admin_user, settin
     owner = {"agent": agent_a, "viewer": supervisor_a, "admin": admin_user}[row["who"]]
     api = Api(token_for(owner))
     path = _fill(row["path"], world)
-    for method in ("GET", "POST", "PATCH"):
+    for method in ("GET", "POST", "PATCH", "DELETE"):
         if method not in row:
             continue
         if method == "GET":
