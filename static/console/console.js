@@ -289,6 +289,13 @@
       { kind: "error", href: link ? link.getAttribute("href") : "/console/sources/", linkText: "Sources", ttl: 20000 });
   });
 
+  // An outbound webhook switched off after failing again and again (responses.outbound): admins hear it.
+  live.handlers.push((event) => {
+    if (event.type !== "webhook.disabled" || !event.subscription || typeof event.subscription !== "object") return;
+    toast(`Webhook switched off: ${String(event.subscription.name || "")}. ${String(event.reason || "")}`,
+      { kind: "error", ttl: 30000 });
+  });
+
   // --- Help overlay ----------------------------------------------------------------------------
   function toggleHelp(show) {
     const help = $("#help");
