@@ -19,6 +19,7 @@ import json
 import logging
 import random
 import secrets
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -26,6 +27,7 @@ from datetime import timedelta
 import httpx
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from listening import crypto, http
@@ -49,7 +51,7 @@ EVENT_TYPES = {
 }
 RETRY_FOR = timedelta(days=1)
 MAX_BACKOFF_SECONDS = 3600.0
-TIMEOUT_SECONDS = 10.0
+_local = threading.local()
 
 
 # --- Subscriptions ---------------------------------------------------------------------------------
@@ -181,12 +183,10 @@ def deliver(delivery_id: int) -> float | None:
                "X-CXM-Signature": signature(secret, timestamp, body)}
     status, error = None, ""
     try:
-        # No redirects: a 3xx could point anywhere (a private address); it counts as a failure.
-        with http.client(timeout=settings.CXM_WEBHOOK_TIMEOUT, follow_redirects=False) as client:
-            response = client.post(url, content=body, headers=headers)
-            status = response.status_code
-            if not 200 <= status < 300:
-                error = f"the receiver answered {status}"
+        response = _client().post(url, content=body, headers=headers, timeout=settings.CXM_WEBHOOK_TIMEOUT)
+        status = response.status_code
+        if not 200 <= status < 300:
+            error = f"the receiver answered {status}"
     except ProviderError as exc:
         error = exc.reason[:300]
     except httpx.TimeoutException:
@@ -194,6 +194,16 @@ def deliver(delivery_id: int) -> float | None:
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {http.redact_url(str(exc))[:250]}"
     return _record(delivery, status, error)
+
+
+def _client() -> httpx.Client:
+    """One guarded client per sending thread: connections to a receiver are reused between
+    deliveries (each new connection still passes the address guard). No redirects: a 3xx could
+    point anywhere, a private address included, and counts as a failure."""
+    found = getattr(_local, "client", None)
+    if found is None:
+        found = _local.client = http.client(follow_redirects=False)
+    return found
 
 
 def _claim(delivery_id: int):
@@ -229,15 +239,16 @@ def _record(delivery: WebhookDelivery, status: int | None, error: str) -> float 
         changes.update(next_attempt_at=now + timedelta(seconds=retry_in))
     with transaction.atomic():
         WebhookDelivery.objects.filter(pk=delivery.pk).update(**changes)
-        subscription = WebhookSubscription.objects.select_for_update().get(pk=delivery.subscription_id)
+        # Counters without a row lock: senders of one subscription must not queue behind each other.
+        subscriptions = WebhookSubscription.objects.filter(pk=delivery.subscription_id)
         if not error:
-            subscription.consecutive_failures = 0
-            subscription.save(update_fields=["consecutive_failures"])
+            subscriptions.filter(consecutive_failures__gt=0).update(consecutive_failures=0)
         else:
-            subscription.consecutive_failures += 1
-            subscription.save(update_fields=["consecutive_failures"])
-            if subscription.enabled and subscription.consecutive_failures >= settings.CXM_WEBHOOK_DISABLE_AFTER:
-                _disable(subscription, error)
+            subscriptions.update(consecutive_failures=F("consecutive_failures") + 1)
+            limit = settings.CXM_WEBHOOK_DISABLE_AFTER
+            # The update that switches it off happens once, however many senders fail together.
+            if subscriptions.filter(enabled=True, consecutive_failures__gte=limit).update(enabled=False):
+                _disable(subscriptions.get(), error)
                 retry_in = None
     if not error:
         # The next event of the same conversation was waiting for this one.
@@ -252,8 +263,8 @@ def _record(delivery: WebhookDelivery, status: int | None, error: str) -> float 
 
 def _disable(subscription: WebhookSubscription, error: str) -> None:
     reason = f"switched off after {subscription.consecutive_failures} failed deliveries in a row; last: {error}"
-    subscription.enabled, subscription.disabled_reason = False, reason[:300]
-    subscription.save(update_fields=["enabled", "disabled_reason"])
+    subscription.disabled_reason = reason[:300]
+    subscription.save(update_fields=["disabled_reason"])
     from django.contrib.auth import get_user_model
 
     admins = get_user_model().objects.filter(access.admin_q(), is_active=True).values_list("pk", flat=True)
