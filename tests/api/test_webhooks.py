@@ -190,3 +190,34 @@ def test_webhook_routes_are_for_admins(agent_a, supervisor_a):
         assert api.post("/admin/webhooks", {"name": "x", "url": "http://example.com", "events": ["case.created"]}
                         ).status_code == 403
     assert not WebhookSubscription.objects.exists()
+
+
+def test_webhook_reply_delivered_and_connector_failing(admin_user, agent_a, connector_a, fake_provider):
+    fake_provider.route("POST", "/replies")(lambda r: Reply(200, {"id": "ext-1"}))
+    fake_provider.route("POST", "/hook")(lambda r: Reply(200))
+    _subscribe(admin_user, f"{fake_provider.url}/hook", ["reply.delivered", "reply.failed", "connector.failing"])
+    case = open_case(connector_a)
+    sent = Api(token_for(agent_a)).post(f"/cases/{case.pk}/replies", {"text": "On its way"})
+    assert sent.status_code == 201
+    from listening.signals import connector_failing
+
+    connector_failing.send(sender=None, connector_id=connector_a.pk, reason="401 from the provider")
+    events = [c.json() for c in fake_provider.calls("/hook")]
+    assert [e["type"] for e in events] == ["reply.delivered", "connector.failing"]
+    assert events[0]["data"]["reply"]["text"] == "On its way"
+    assert events[1]["data"] == {"connector": {"id": connector_a.pk}, "reason": "401 from the provider"}
+
+
+def test_webhook_message_classified_carries_the_classification(admin_user, connector_a, fake_provider):
+    from learning.signals import messages_classified
+    from tests.responses.conftest import classify
+
+    fake_provider.route("POST", "/hook")(lambda r: Reply(200))
+    _subscribe(admin_user, f"{fake_provider.url}/hook", ["message.classified"])
+    message = store_message(connector_a, "Love the new app")
+    classify(message, sentiment="positive", lane="praise", intent="praise")
+    messages_classified.send(sender=None, message_ids=[message.pk], classification_ids=[])
+    (call,) = fake_provider.calls("/hook")
+    data = call.json()["data"]
+    assert data["message"]["id"] == message.pk
+    assert (data["classification"]["sentiment"], data["classification"]["lane"]) == ("positive", "praise")
