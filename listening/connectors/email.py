@@ -7,7 +7,9 @@ Setup: the support mailbox's IMAP server (`imap_host`, `imap_port` 993, `imap_se
 (`smtp_port` 587, `smtp_security` "starttls") from `from_address` / `from_name`, signed in with
 `smtp_username` / `smtp_password`, which default to the IMAP ones. "plain" (no TLS) is refused
 unless the server is on this machine's loopback and private URLs are allowed (a local trial);
-servers that resolve to private addresses are refused unless private URLs are allowed.
+servers that resolve to private addresses are refused unless private URLs are allowed. A server's
+name is resolved and checked once per connection, and the socket goes to that checked address
+(listening.connectors.email_transport) while TLS verifies the name: DNS cannot rebind it inward.
 
 - polling opens the mailbox read-only (EXAMINE) and fetches with BODY.PEEK, so reading never
   marks mail \\Seen. The cursor is {"uidvalidity", "last_uid", "last_date", "first_uid"}: each
@@ -36,7 +38,6 @@ import ipaddress
 import logging
 import re
 import smtplib
-import socket
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -53,6 +54,7 @@ from imapclient.exceptions import LoginError
 from listening import http
 from listening.connectors.base import BaseConnector, InboundMessage, OutboundReply, PollResult, ReplyRules
 from listening.connectors.email_parse import ADDRESS_RE, Unreadable, parse_email
+from listening.connectors.email_transport import PinnedIMAPClient, PinnedSMTP, PinnedSMTPSSL
 from listening.exceptions import (
     ConfigInvalid,
     NotSupported,
@@ -260,11 +262,11 @@ class EmailConnector(BaseConnector):
         """A signed-in IMAP connection; every failure inside becomes a ProviderError."""
         host, port, security = config["imap_host"].strip("[]"), config["imap_port"], config["imap_security"]
         username, password = self._login("username", "password")
-        _guard(host, port, security)
+        addresses = _guard(host, port, security)
         where = f"IMAP {host}:{port}"
         try:
-            client = IMAPClient(host, port=port, ssl=security == "ssl", ssl_context=_tls(), use_uid=True,
-                                timeout=settings.PROVIDER_HTTP_TIMEOUT)
+            client = PinnedIMAPClient(host, addresses, port=port, ssl=security == "ssl", ssl_context=_tls(),
+                                      use_uid=True, timeout=settings.PROVIDER_HTTP_TIMEOUT)
         except (OSError, imaplib.IMAP4.error) as exc:
             raise ProviderUnavailable(f"cannot reach {where}: {_words(exc)}") from None
         try:
@@ -323,13 +325,13 @@ class EmailConnector(BaseConnector):
         """A signed-in SMTP connection; failures become ProviderErrors by their reply code."""
         host, port, security = config["smtp_host"].strip("[]"), config["smtp_port"], config["smtp_security"]
         username, password = self._login("smtp_username", "smtp_password")
-        _guard(host, port, security)
+        addresses = _guard(host, port, security)
         where, smtp = f"SMTP {host}:{port}", None
         try:
             if security == "ssl":
-                smtp = smtplib.SMTP_SSL(host, port, timeout=settings.PROVIDER_HTTP_TIMEOUT, context=_tls())
+                smtp = PinnedSMTPSSL(host, port, addresses, timeout=settings.PROVIDER_HTTP_TIMEOUT, context=_tls())
             else:
-                smtp = smtplib.SMTP(host, port, timeout=settings.PROVIDER_HTTP_TIMEOUT)
+                smtp = PinnedSMTP(host, port, addresses, timeout=settings.PROVIDER_HTTP_TIMEOUT)
             smtp.ehlo()
             if security == "starttls":
                 smtp.starttls(context=_tls())
@@ -416,19 +418,26 @@ def _check_server(config: dict[str, Any], prefix: str, *, required: bool) -> Non
         raise ConfigInvalid(f'{prefix}_security "plain" sends the password in clear: use "ssl" or "starttls"')
 
 
-def _guard(host: str, port: int, security: str) -> None:
-    """Private addresses only where allowed (http.guard_host); no clear text beyond loopback."""
-    http.guard_host(host, port)
-    if security == "plain" and not (settings.ALLOW_PRIVATE_URLS and _loopback(host)):
+def _guard(host: str, port: int, security: str) -> list[str]:
+    """The server's addresses, resolved once and checked (http.guard_host: private ones only where
+    allowed), for the connection to go to them and never to the name again; no clear text beyond
+    loopback, judged on those same addresses."""
+    addresses = http.guard_host(host, port)
+    if security == "plain" and not (settings.ALLOW_PRIVATE_URLS and _all_loopback(addresses)):
         raise ProviderRejected(f"{host} would get the password in clear: plain is for a server on this machine")
+    return addresses
 
 
 def _loopback(host: str) -> bool:
     try:
-        infos = socket.getaddrinfo(host.strip("[]"), None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):
+        addresses = http.resolve(host.strip("[]"), 0)
+    except ProviderError:
         return False
-    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
+    return _all_loopback(addresses)
+
+
+def _all_loopback(addresses: list[str]) -> bool:
+    return bool(addresses) and all(ipaddress.ip_address(address).is_loopback for address in addresses)
 
 
 def _tls() -> ssl.SSLContext:
@@ -503,8 +512,9 @@ def _one_line(value: str) -> str:
 
 
 def _words(exc: BaseException) -> str:
-    """An exception's words, decoded and bounded (imaplib hands over bytes' reprs)."""
-    text = str(exc.args[0] if exc.args else exc)
+    """An exception's words, decoded and bounded (imaplib hands over bytes' reprs). An OSError
+    from the system or from TLS carries (errno, words): the words, as "1" or "111" say nothing."""
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc.args[0] if exc.args else exc)
     if text.startswith(("b'", 'b"')) and text.endswith(("'", '"')):
         text = text[2:-1]
     return clean_text(text, 300) or type(exc).__name__

@@ -18,6 +18,7 @@ import os
 import pwd
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -180,14 +181,19 @@ class Dovecot:
 class FakeSMTP:
     """`fail("RCPT", "550 5.1.1 ...")` answers the next RCPT TO with that reply."""
 
-    def __init__(self, username: str, password: str) -> None:
+    def __init__(self, username: str, password: str, *, ssl_context: ssl.SSLContext | None = None,
+                 tls_context: ssl.SSLContext | None = None) -> None:
+        """`ssl_context`: SMTP over implicit TLS (port 465's way); `tls_context`: STARTTLS offered
+        and required (port 587's way); each with that server context."""
         self.username, self.password = username.encode(), password.encode()
         self.received: list[dict[str, Any]] = []
         self.logins: list[str] = []
         self.scripted: dict[str, str] = {}
         # Loopback and throwaway credentials: AUTH without TLS is what this test server is for.
         self.controller = Controller(self, hostname="127.0.0.1", port=free_port(), auth_required=True,
-                                     auth_require_tls=False, authenticator=self._authenticate)
+                                     auth_require_tls=False, authenticator=self._authenticate,
+                                     ssl_context=ssl_context, tls_context=tls_context,
+                                     require_starttls=tls_context is not None)
 
     @property
     def host(self) -> str:
