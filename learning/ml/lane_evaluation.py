@@ -66,9 +66,9 @@ def spotify_answered(data_root) -> tuple[list[str], list[str]]:
     customer's thread (their author id: the sample holds one thread per customer at a time)."""
     path = Path(data_root) / "twcs_spotifycares_sample" / "support_requests.csv"
     with open(path, newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(f) if r["inbound"] == "True"]
-    answered = [r for r in rows if r["response_tweet_id"].strip()]
-    return [r["text"] for r in answered], [r["author_id"] for r in answered]
+        rows = [r for r in csv.DictReader(f) if r.get("inbound") == "True"]
+    answered = [r for r in rows if (r.get("response_tweet_id") or "").strip()]
+    return [r["text"] or "" for r in answered], [r["author_id"] or "" for r in answered]
 
 
 def answered_to_noise(classifier, intent_head, assess, data_root) -> dict:
