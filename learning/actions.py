@@ -226,9 +226,14 @@ def assess(result, intents: dict, weights, followers=None, recent_negative: int 
     gave this text or a near-identical one (learning.lane_memory)."""
     intent = intents.get(result.intent)
     intent_conf = result.intent_scores.get(result.intent, 0.0)
+    lane_mass: dict[str, float] = {}
+    for slug, probability in result.intent_scores.items():
+        lane = intents[slug].lane if slug in intents else ""
+        lane_mass[lane] = lane_mass.get(lane, 0.0) + probability
     context = lanes.Context(
         flags=tuple(result.flags), conversation_lane=conversation_lane, addressed=addressed,
         corrected_lane=remembered.lane if remembered else "", correction_reason=remembered.reason if remembered else "",
+        lane_mass=lane_mass,
     )
     decision = lanes.decide(result.sentiment_scores, result.emotion_scores, result.intent, intent_conf,
                             intent.lane if intent else "", context)

@@ -110,7 +110,7 @@ def _share(part: int, whole: int) -> float | None:
 def _sentiment_totals(f) -> dict:
     counts = _counts(current(f), "sentiment")
     out = {s: counts.get(s, 0) for s in SENTIMENTS}
-    return {**out, "total": sum(out.values()), "net": _net(out)}
+    return {**out, "total": sum(out.values()), "net": _net(out), "not_scored": counts.get("", 0)}
 
 
 def sentiment(f) -> dict:
@@ -118,9 +118,10 @@ def sentiment(f) -> dict:
     found = _series(f, current(f), "sentiment")
     series = {s: found.get(s, [0] * len(starts)) for s in SENTIMENTS}
     net = [_net({s: series[s][i] for s in SENTIMENTS}) for i in range(len(starts))]
+    # Sentiment "": a language the models do not read (or no text): counted apart, not guessed.
     return {"buckets": labels, "bucket_starts": [s.isoformat() for s in starts], "series": series, "net": net,
-            "totals": _sentiment_totals(f), "previous": _sentiment_totals(f.previous()) if f.compare else None,
-            "ignored": []}
+            "not_scored": found.get("", [0] * len(starts)), "totals": _sentiment_totals(f),
+            "previous": _sentiment_totals(f.previous()) if f.compare else None, "ignored": []}
 
 
 def _volume_totals(f) -> dict:

@@ -13,7 +13,7 @@ then what the intent says outright, then the sentiment. A message that continues
 (device details, an order number, "ok done") and says nothing by itself keeps the conversation's
 lane."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 INTENT_MIN = 0.35  # below this the intent head is guessing; let sentiment decide
 # Spam is rare in care traffic and a wrong "spam" hides a customer: the intent head must be sure,
@@ -21,6 +21,10 @@ INTENT_MIN = 0.35  # below this the intent head is guessing; let sentiment decid
 SPAM_MIN = 0.6
 MIXED_MIN = 0.25  # both positive and negative at least this likely: the customer is on the fence
 STRONG = 0.6
+# A fine taxonomy splits a problem over several intents (technical, billing, delivery, refund...):
+# no one of them may be sure while together they hold most of the probability. A majority of the
+# intent head's probability on intents that point to a lane says that lane.
+MAJORITY = 0.5
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,8 @@ class Context:
     addressed: bool = True  # sent to the brand (DM, mention, reply, review, email), not overheard
     corrected_lane: str = ""  # what agents said of this text, or of one nearly identical
     correction_reason: str = ""
+    # The intent head's probability summed per lane its intents point to ("" for questions).
+    lane_mass: dict = field(default_factory=dict)
 
 
 def decide(sentiment: dict, emotion: dict, intent: str, intent_confidence: float, intent_lane: str,
@@ -49,6 +55,8 @@ def decide(sentiment: dict, emotion: dict, intent: str, intent_confidence: float
         return _unplaced(context, "no text to read")
     neg, pos = sentiment.get("negative", 0.0), sentiment.get("positive", 0.0)
     sure_intent = bool(intent) and intent_confidence >= INTENT_MIN
+    problem = context.lane_mass.get("issue", 0.0)  # problems and requests
+    asks = problem + context.lane_mass.get("", 0.0)  # ... and questions
     if intent_lane == "noise" and intent_confidence >= SPAM_MIN and neg < STRONG:
         return LaneDecision("noise", intent_confidence, f"spam ({intent})")
     if sure_intent and intent_lane == "issue":
@@ -56,8 +64,8 @@ def decide(sentiment: dict, emotion: dict, intent: str, intent_confidence: float
     if not sentiment:  # a language the sentiment models do not read: the intent alone decides
         if sure_intent and intent_lane in ("praise", "ambivalence"):
             return LaneDecision(intent_lane, intent_confidence, f"intent {intent}")
-        if sure_intent and intent_lane not in ("follow", "noise"):
-            return LaneDecision("issue", intent_confidence, f"intent {intent}")
+        if (sure_intent and intent_lane not in ("follow", "noise")) or asks >= MAJORITY:
+            return LaneDecision("issue", max(intent_confidence, asks), f"intent {intent}")
         return _unplaced(context, "language not scored")
     if neg >= MIXED_MIN and pos >= MIXED_MIN:
         return LaneDecision("ambivalence", min(neg, pos) * 2, "mixed sentiment")
@@ -74,10 +82,13 @@ def decide(sentiment: dict, emotion: dict, intent: str, intent_confidence: float
         return LaneDecision("praise", pos, "positive")
     if sure_intent and intent_lane == "follow" and context.conversation_lane:
         return LaneDecision(context.conversation_lane, intent_confidence, "continues the conversation")
+    if problem >= MAJORITY:
+        return LaneDecision("issue", problem, f"a problem or request (most likely {intent})")
     if neg >= MIXED_MIN:
         return LaneDecision("ambivalence", neg, "leaning negative")
-    if sure_intent and intent_lane not in ("follow", "noise"):  # a neutral question still wants an answer
-        return LaneDecision("issue", intent_confidence, f"intent {intent}")
+    if (sure_intent and intent_lane not in ("follow", "noise")) or asks >= MAJORITY:
+        # a neutral question still wants an answer
+        return LaneDecision("issue", max(intent_confidence, asks), f"intent {intent}")
     return _unplaced(context, "neutral, nothing the models could place")
 
 

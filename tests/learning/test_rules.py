@@ -105,3 +105,16 @@ def test_priority_weights_are_tunable():
     weights = PriorityWeights(negativity=0.0, anger=0.0, intent=0.0, reach=0.0, history=0.0, escalation=0.0)
     score, factors = priority.score(weights, NEG, ANGRY, 0.5, 1.0, 10**6, 4, True)
     assert score == 0.0 and set(factors.values()) == {0.0}
+
+
+def test_lanes_read_a_problem_spread_over_several_intents():
+    decide, ctx = lanes.decide, lanes.Context
+    leaning = {"negative": 0.4, "neutral": 0.5, "positive": 0.1}
+    # No single problem intent is sure, but together they hold most of the probability: an issue.
+    spread = ctx(lane_mass={"issue": 0.7, "": 0.2, "praise": 0.1})
+    decision = decide(leaning, {}, "technical_problem", 0.3, "issue", spread)
+    assert decision.lane == "issue" and "technical_problem" in decision.reason
+    # Without that majority, leaning negative stays ambivalence; a neutral question mass is an issue.
+    assert decide(leaning, {}, "technical_problem", 0.3, "issue", ctx(lane_mass={"issue": 0.4})).lane == "ambivalence"
+    assert decide(NEU, {}, "question", 0.3, "", ctx(lane_mass={"": 0.35, "issue": 0.2})).lane == "issue"
+    assert decide({}, {}, "billing_problem", 0.3, "issue", ctx(lane_mass={"issue": 0.6})).lane == "issue"
