@@ -175,10 +175,10 @@ class Classifier:
         originals = [readable(t) for t in texts]
         for result, (lang, conf) in zip(results, language.detect(originals), strict=True):
             result.language, result.language_confidence = lang, round(float(conf), 4)
-        # English goes through the fine-tuned English encoder; every other language (and text with
-        # no detectable language, such as emoji) through the multilingual reader, when it runs.
-        english = [r for r in results if not self.reader or r.language == ENGLISH_READER]
-        other = [r for r in results if self.reader and r.language != ENGLISH_READER]
+        # English goes through the fine-tuned English encoder; every other language through the
+        # multilingual reader, when it runs.
+        english = [r for r in results if not self.reader or _reads_as_english(r)]
+        other = [r for r in results if self.reader and not _reads_as_english(r)]
         self._model_fields(english, intent_head)
         self._multilingual_fields(other, intent_head)
         matcher = matcher or terms.current_matcher()
@@ -233,6 +233,19 @@ class Classifier:
                 result.flags.append("not_scored")
                 result.sentiment, result.sentiment_scores = "", {}
                 result.emotion, result.emotion_scores = "", {}
+
+
+def _reads_as_english(result: TextResult) -> bool:
+    """English, or too short to tell and written in plain Latin letters ("ok thx", "help pls"), as
+    most undetermined care messages are: the English encoder reads those best and fastest. Emoji
+    and other scripts with no detected language go to the multilingual reader, whose vocabulary
+    knows them."""
+    if result.language == ENGLISH_READER:
+        return True
+    if result.language != language.UNDETERMINED:
+        return False
+    letters = [ch for ch in result.text if ch.isalpha()]
+    return bool(letters) and all(ch.isascii() for ch in letters)
 
 
 def _fill(results: list[TextResult], by_text: dict, reader: str) -> None:
