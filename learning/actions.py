@@ -100,19 +100,6 @@ def _head_from_row(row: IntentModel):
     return IntentHead(version=row.version, labels=list(row.labels), weights=weights)
 
 
-_multilingual_cache: dict[str, np.ndarray] = {}  # example text -> reader embedding (refits are frequent)
-
-
-def _multilingual_embeddings(classifier, texts: list[str]) -> np.ndarray | None:
-    missing = [t for t in dict.fromkeys(texts) if t not in _multilingual_cache]
-    if missing:
-        vectors = classifier.embed_multilingual(missing)
-        if vectors is None:
-            return None
-        _multilingual_cache.update(zip(missing, vectors, strict=True))
-    return np.stack([_multilingual_cache[t] for t in texts])
-
-
 _fitted: dict[str, tuple] = {}  # the last fit of this process, by version
 
 
@@ -121,7 +108,8 @@ def _fit_heads(classifier, pairs: list[tuple[str, str]]) -> tuple[list[str], np.
 
     texts, slugs = [t for t, _ in pairs], [s for _, s in pairs]
     labels, weights = intent_math.fit(classifier.embed(texts), slugs)
-    multilingual = _multilingual_embeddings(classifier, texts)
+    # The reader takes the shipped examples' embeddings from its file; only new ones are read.
+    multilingual = classifier.embed_multilingual(texts)
     if multilingual is not None:
         ml_labels, ml_weights = intent_math.fit(multilingual, slugs)
         if ml_labels != labels:  # same examples give the same sorted classes

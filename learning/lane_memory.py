@@ -44,6 +44,7 @@ class LaneMemory:
         self._newest_id = None
         self._by_text: dict[str, Remembered] = {}
         self._vectors: dict[str, dict[str, np.ndarray]] = {}  # reader -> text key -> embedding
+        self._matrices: dict[str, tuple[list[str], np.ndarray]] = {}  # reader -> (keys, stacked)
 
     def lookup(self, results, embedders: dict) -> list[Remembered | None]:
         """The remembered lane of each classified text (TextResult with its embedding), or None.
@@ -61,30 +62,35 @@ class LaneMemory:
         return out
 
     def _nearest(self, result, embed) -> Remembered | None:
-        vectors = self._vectors_for(result.reader, embed)
-        if not vectors:
+        keys, matrix = self._matrix(result.reader, embed)
+        if not keys:
             return None
-        keys = list(vectors)
-        matrix = np.stack([vectors[k] for k in keys])
-        query = result.embedding / max(float(np.linalg.norm(result.embedding)), 1e-9)
-        sims = matrix @ query
+        sims = matrix @ (result.embedding / max(float(np.linalg.norm(result.embedding)), 1e-9))
         best = int(np.argmax(sims))
         if sims[best] < NEAR:
             return None
         found = self._by_text[keys[best]]
         return Remembered(found.lane, f"{found.reason} (a near-identical message)")
 
-    def _vectors_for(self, reader: str, embed) -> dict[str, np.ndarray]:
+    def _matrix(self, reader: str, embed) -> tuple[list[str], np.ndarray]:
+        """The remembered texts and their unit embeddings by this reader, built once per change of
+        the corrections (each text embedded once per process)."""
         with self._lock:
+            built = self._matrices.get(reader)
+            if built is not None:
+                return built
             known = self._vectors.setdefault(reader, {})
             missing = [k for k in self._by_text if k not in known]
             if missing:
                 vecs = np.asarray(embed(missing), dtype=np.float32)
                 vecs /= np.clip(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-9, None)
                 known.update(zip(missing, vecs, strict=True))
-            for k in [k for k in known if k not in self._by_text]:
-                del known[k]
-            return dict(known)
+            for stale in [k for k in known if k not in self._by_text]:  # bounded by MAX_CORRECTIONS
+                del known[stale]
+            keys = list(self._by_text)
+            built = (keys, np.stack([known[k] for k in keys]) if keys else np.zeros((0, 0), dtype=np.float32))
+            self._matrices[reader] = built
+            return built
 
     def _refresh(self) -> None:
         from learning.models import Correction, Lane
@@ -104,11 +110,11 @@ class LaneMemory:
             if key and key not in by_text:  # newest first: the latest word on a text wins
                 by_text[key] = Remembered(lane, f"an agent put this in {labels.get(lane, lane)}")
         with self._lock:
-            self._by_text, self._newest_id = by_text, newest
+            self._by_text, self._newest_id, self._matrices = by_text, newest, {}
 
     def forget(self) -> None:
         with self._lock:
-            self._checked, self._newest_id, self._by_text, self._vectors = 0.0, None, {}, {}
+            self._checked, self._newest_id, self._by_text, self._vectors, self._matrices = 0.0, None, {}, {}, {}
 
 
 memory = LaneMemory()

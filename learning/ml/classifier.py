@@ -177,8 +177,9 @@ class Classifier:
             result.language, result.language_confidence = lang, round(float(conf), 4)
         # English goes through the fine-tuned English encoder; every other language through the
         # multilingual reader, when it runs.
-        english = [r for r in results if not self.reader or _reads_as_english(r)]
-        other = [r for r in results if self.reader and not _reads_as_english(r)]
+        english, other = [], []
+        for result in results:
+            (english if not self.reader or _reads_as_english(result) else other).append(result)
         self._model_fields(english, intent_head)
         self._multilingual_fields(other, intent_head)
         matcher = matcher or terms.current_matcher()
@@ -195,36 +196,17 @@ class Classifier:
             return
         heads = [h for h in ("sentiment", "emotion") if h not in self.overrides]
         pooled, probs, cut = self.engine.run(distinct, heads=heads)
-        for head, hub in self.overrides.items():
-            probs[head] = hub.probabilities(distinct)
-        labels = {h: (self.overrides[h].labels if h in self.overrides else self.labels[h]) for h in probs}
-        by_text = {}
-        intent_probs = intents.probabilities(pooled, intent_head.weights) if intent_head else None
-        for i, text in enumerate(distinct):
-            fields = {f"{h}_scores": _scores(labels[h], probs[h][i]) for h in probs}
-            if intent_probs is not None:
-                fields["intent_scores"] = _scores(intent_head.labels, intent_probs[i])
-            by_text[text] = (fields, cut[i], pooled[i])
-        _fill(results, by_text, ENGLISH_READER)
+        self._apply(results, ENGLISH_READER, distinct, pooled, probs, self.labels, cut,
+                    intent_head.weights if intent_head else None, intent_head)
 
     def _multilingual_fields(self, results: list[TextResult], intent_head: IntentHead | None):
         distinct = sorted({r.text for r in results if r.text})
         if not distinct:
             return
         emb, probs = self.reader.read(distinct)
-        for head, hub in self.overrides.items():
-            probs[head] = hub.probabilities(distinct)
-        labels = {h: (self.overrides[h].labels if h in self.overrides else self.reader.heads.labels[h]) for h in probs}
         # A head fitted on the English encoder alone cannot read these embeddings: no intent then.
-        weights = intent_head.multilingual_weights if intent_head else None
-        intent_probs = intents.probabilities(emb, weights) if weights is not None else None
-        by_text = {}
-        for i, text in enumerate(distinct):
-            fields = {f"{h}_scores": _scores(labels[h], probs[h][i]) for h in probs}
-            if intent_probs is not None:
-                fields["intent_scores"] = _scores(intent_head.labels, intent_probs[i])
-            by_text[text] = (fields, False, emb[i])
-        _fill(results, by_text, MULTILINGUAL_READER)
+        self._apply(results, MULTILINGUAL_READER, distinct, emb, probs, self.reader.heads.labels,
+                    [False] * len(distinct), intent_head.multilingual_weights if intent_head else None, intent_head)
         for result in results:
             scored = result.language in self.reader.heads.scored or result.language == language.UNDETERMINED
             if result.text and not scored and "sentiment" not in self.overrides:
@@ -233,6 +215,22 @@ class Classifier:
                 result.flags.append("not_scored")
                 result.sentiment, result.sentiment_scores = "", {}
                 result.emotion, result.emotion_scores = "", {}
+
+    def _apply(self, results: list[TextResult], reader: str, distinct: list[str], embeddings: np.ndarray,
+               probs: dict, head_labels: dict, cut: list[bool], intent_weights, intent_head) -> None:
+        """Set the results' fields from one reader's pass over the distinct texts; a head override
+        replaces that reader's head."""
+        for head, hub in self.overrides.items():
+            probs[head] = hub.probabilities(distinct)
+        labels = {h: (self.overrides[h].labels if h in self.overrides else head_labels[h]) for h in probs}
+        intent_probs = intents.probabilities(embeddings, intent_weights) if intent_weights is not None else None
+        by_text = {}
+        for i, text in enumerate(distinct):
+            fields = {f"{h}_scores": _scores(labels[h], probs[h][i]) for h in probs}
+            if intent_probs is not None:
+                fields["intent_scores"] = _scores(intent_head.labels, intent_probs[i])
+            by_text[text] = (fields, cut[i], embeddings[i])
+        _fill(results, by_text, reader)
 
 
 def _reads_as_english(result: TextResult) -> bool:
