@@ -21,7 +21,6 @@ from responses.api.serializers import (
     RuleSerializer,
     TeamSerializer,
 )
-from responses.exceptions import CaseNotFound
 from responses.models import Queue, RoutingRule, Team
 
 
@@ -37,13 +36,7 @@ class AdminReadOnly(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         return self.model.objects.all()
 
     def get_object(self):
-        try:
-            found = self.get_queryset().filter(pk=int(self.kwargs["pk"])).first()
-        except (TypeError, ValueError, OverflowError):
-            found = None
-        if found is None:
-            raise CaseNotFound(f"no such {self.model._meta.verbose_name}")
-        return found
+        return base.by_id(self.get_queryset(), self.kwargs["pk"], self.model._meta.verbose_name)
 
 
 class ConnectorViewSet(AdminReadOnly):

@@ -13,7 +13,7 @@ from rest_framework import status as http
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 
-from responses.exceptions import InvalidRequest
+from responses.exceptions import CaseNotFound, InvalidRequest
 from responses.models import ApiIdempotencyKey
 
 KEY_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_:.")
@@ -33,6 +33,17 @@ def schema_only(view) -> bool:
     """drf-spectacular builds the schema with a fake view and no user: it gets an empty queryset
     (to learn the model, hence the id's type) instead of an access check that has no one to check."""
     return getattr(view, "swagger_fake_view", False)
+
+
+def by_id(queryset, pk, what: str):
+    """The row with this id in the queryset (what the user may see), or a 404 naming what."""
+    try:
+        found = queryset.filter(pk=int(pk)).first()
+    except (TypeError, ValueError, OverflowError):
+        found = None
+    if found is None:
+        raise CaseNotFound(f"no such {what}")
+    return found
 
 
 def query_int(params, name: str) -> int | None:

@@ -16,7 +16,7 @@ from learning.models import Alert
 from responses import access
 from responses.api import base
 from responses.api.serializers import AlertSerializer
-from responses.exceptions import CaseNotFound, InvalidRequest, NotAllowed
+from responses.exceptions import InvalidRequest, NotAllowed
 from responses.views.insight import PanelNotFound, _period
 
 PANEL_FILTERS = [
@@ -79,13 +79,7 @@ class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         return super().list(request, *args, **kwargs)
 
     def get_object(self):
-        try:
-            alert = self.get_queryset().filter(pk=int(self.kwargs["pk"])).first()
-        except (TypeError, ValueError, OverflowError):
-            alert = None
-        if alert is None:
-            raise CaseNotFound("no such alert")
-        return alert
+        return base.by_id(self.get_queryset(), self.kwargs["pk"], "alert")
 
     @extend_schema(request=None, responses=AlertSerializer)
     @action(detail=True, methods=["post"])

@@ -41,16 +41,6 @@ MESSAGE_FILTERS = [
 ]
 
 
-def _by_id(queryset, pk, what: str):
-    try:
-        found = queryset.filter(pk=int(pk)).first()
-    except (TypeError, ValueError, OverflowError):
-        found = None
-    if found is None:
-        raise CaseNotFound(f"no such {what}")
-    return found
-
-
 def _current():
     return Prefetch("classifications", queryset=Classification.objects.filter(is_current=True), to_attr="current")
 
@@ -90,7 +80,7 @@ class MessageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return messages
 
     def get_object(self):
-        return _by_id(self.get_queryset(), self.kwargs["pk"], "message")
+        return base.by_id(self.get_queryset(), self.kwargs["pk"], "message")
 
     @extend_schema(responses=ClassificationSerializer(many=True))
     @action(detail=True, methods=["get"], scope_area="learning", pagination_class=None)
@@ -113,7 +103,7 @@ class ConversationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, view
                 .select_related("case"))
 
     def get_object(self):
-        return _by_id(self.get_queryset(), self.kwargs["pk"], "conversation")
+        return base.by_id(self.get_queryset(), self.kwargs["pk"], "conversation")
 
 
 class CorrectionViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
@@ -160,7 +150,7 @@ class ContactViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return contacts.filter(customer_id=customer) if customer is not None else contacts
 
     def get_object(self):
-        return _by_id(self.get_queryset(), self.kwargs["pk"], "contact")
+        return base.by_id(self.get_queryset(), self.kwargs["pk"], "contact")
 
 
 class CustomerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -174,7 +164,7 @@ class CustomerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         return visible_customers(self.request.user)
 
     def get_object(self):
-        return _by_id(self.get_queryset(), self.kwargs["pk"], "customer")
+        return base.by_id(self.get_queryset(), self.kwargs["pk"], "customer")
 
     @extend_schema(request=CustomerSerializer, responses=CustomerSerializer)
     def partial_update(self, request, pk=None):

@@ -107,13 +107,7 @@ class DeliveryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         return rows
 
     def get_object(self):
-        try:
-            found = self.get_queryset().filter(pk=int(self.kwargs["pk"])).first()
-        except (TypeError, ValueError, OverflowError):
-            found = None
-        if found is None:
-            raise outbound.CaseNotFound("no such delivery")
-        return found
+        return base.by_id(self.get_queryset(), self.kwargs["pk"], "delivery")
 
     @extend_schema(request=None, responses=DeliverySerializer)
     @action(detail=True, methods=["post"])
