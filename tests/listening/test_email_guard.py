@@ -11,7 +11,6 @@ server is stood in for by refusing connections to public addresses. The servers 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import select
 import socket
@@ -19,7 +18,6 @@ import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path
 
 import pytest
 
@@ -27,7 +25,7 @@ from listening.connectors.base import OutboundReply
 from listening.exceptions import ProviderRejected, ProviderUnavailable
 from listening.models import Health
 from listening.polling import poll_connector
-from tests.fakes.mailserver import DOVECOT, PASSWORD, USER, Dovecot, FakeSMTP
+from tests.fakes.mailserver import PASSWORD, USER, Dovecot, FakeSMTP, require_dovecot
 from tests.listening.test_outbound_guard import PUBLIC, _self_signed, dns
 
 # The local SMTP server takes AUTH without TLS on loopback, as it is meant to here.
@@ -38,11 +36,7 @@ NAME = "mail.acme.example"  # the name the test certificate is for
 
 @pytest.fixture(scope="module")
 def dovecot():
-    if not Path(DOVECOT).exists():
-        reason = f"dovecot is not installed ({DOVECOT}): apt-get install dovecot-imapd"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set, so the email tests must run)", pytrace=False)
-        pytest.skip(reason)
+    require_dovecot()
     server = Dovecot().start()
     server.create("Support")
     yield server

@@ -34,7 +34,7 @@ from responses.models import Role, Team
 from responses.replies import deliver, send_reply
 from responses.routing import route_messages
 from responses.teams import ensure_default_queues
-from tests.fakes.mailserver import DOVECOT, PASSWORD, USER, Dovecot, FakeSMTP
+from tests.fakes.mailserver import PASSWORD, USER, Dovecot, FakeSMTP, require_dovecot
 from tests.responses.conftest import classify, make_user
 
 # The local SMTP server takes AUTH without TLS on loopback, as it is meant to here.
@@ -67,11 +67,7 @@ def mail(n: int, *, text: str = "", sender: str = "customer@example.com", **head
 # --- Servers -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def dovecot():
-    if not Path(DOVECOT).exists():
-        reason = f"dovecot is not installed ({DOVECOT}): apt-get install dovecot-imapd"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason} (CI is set, so the email tests must run)", pytrace=False)
-        pytest.skip(reason)
+    require_dovecot()
     server = Dovecot().start()
     yield server
     server.stop()
