@@ -9,7 +9,7 @@ What it does, in one run (see bench/README.md):
      products);
   2. reads realistic customer messages: the first N inbound tweets to @SpotifyCares from
      CXM_TRAINING_DATA/twcs_spotifycares_sample/support_requests.csv (the demo traffic of
-     listening/demo.py when the file is missing);
+     cxm/demo.py when the file is missing);
   3. CXM path, once with the int8-quantized encoder (what workers use) and once in fp32:
      `Classifier.classify` on batches of CXM_CLASSIFY_BATCH (64) messages (sentiment, emotion,
      intent through the fitted intent head, language, topic terms, entities), then lane and
@@ -125,10 +125,10 @@ def load_texts(count: int, path: Path) -> tuple[list[str], str]:
             while len(texts) < count:  # a sample shorter than asked for is read again
                 texts.append(texts[len(texts) % read])
             return texts, source
-    from listening.demo import DemoTraffic
+    from cxm.demo import DemoTraffic
 
     demo = DemoTraffic(seed=7)
-    return [demo.next().payload["text"] for _ in range(count)], f"listening/demo.py (seed 7; {path} missing)"
+    return [demo.next().payload["text"] for _ in range(count)], f"cxm/demo.py (seed 7; {path} missing)"
 
 
 def pct(values: list[float], q: float) -> float:

@@ -52,6 +52,8 @@ INSTALLED_APPS = [
     "listening",
     "learning",
     "responses",
+    # The project wiring last: its commands (poll_loop, setup_demo, demo traffic) span the apps.
+    "cxm",
 ]
 
 MIDDLEWARE = [

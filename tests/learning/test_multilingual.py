@@ -117,7 +117,7 @@ def test_hostile_texts_in_any_language_are_classified_or_flagged_in_one_batch(cl
 
 def test_demo_noise_lane_holds_only_its_spam(loaded, make_connector):
     """Every demo template, with a follow-up in its thread: the noise lane holds only the demo's spam."""
-    from listening.demo import FOLLOW_UPS, TEMPLATES
+    from cxm.demo import FOLLOW_UPS, TEMPLATES
 
     connector = make_connector("webhook")
     expected, messages = {}, []

@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 from django.core.management.base import BaseCommand, CommandError
 
+from cxm.demo import DemoTraffic
 from listening.connectors.webhook import sign
-from listening.demo import DemoTraffic
 from listening.models import Connector
 
 

@@ -5,6 +5,8 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from listening.models import Connector
+from responses.models import AgentProfile, CannedResponse, Presence, Role
+from responses.teams import default_team
 
 DEMO_CONNECTOR = {"slug": "demo-web", "name": "Demo: website, email and app reviews", "kind": "webhook"}
 
@@ -42,9 +44,6 @@ class Command(BaseCommand):
     def _team(self, connector: Connector) -> None:
         """The demo care team owns the demo connector: an agent, a supervisor ("lead") and a brand
         manager, with a welcome canned response."""
-        from responses.models import AgentProfile, CannedResponse, Presence, Role
-        from responses.teams import default_team
-
         team = default_team()
         team.connectors.add(connector)
         User = get_user_model()

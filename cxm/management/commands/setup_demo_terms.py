@@ -1,12 +1,12 @@
-"""Topic terms for the demo brands (listening.demo), so a trial install shows matched brands,
+"""Topic terms for the demo brands (cxm.demo), so a trial install shows matched brands,
 products and competitors, and lets the demo agent read classifications."""
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand
 
+from cxm.demo import BRANDS
 from learning.models import Term
-from listening.demo import BRANDS
 
 
 class Command(BaseCommand):

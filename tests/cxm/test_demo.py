@@ -5,8 +5,9 @@ import re
 import pytest
 from django.core.management import call_command
 
-from listening.demo import DemoTraffic
-from listening.models import Conversation, Message
+from cxm.demo import DemoTraffic
+from listening.models import Connector, Conversation, Message
+from responses.models import Team
 from tests.listening.helpers import signed_webhook_post
 
 
@@ -44,15 +45,11 @@ def test_demo_traffic_command_posts_to_a_running_server(live_server):
 
 def test_setup_demo_is_rerunnable_and_keeps_the_secret(db, django_user_model):
     call_command("setup_demo", password="first-pass-1")
-    from listening.models import Connector
-
     secret = Connector.objects.get(slug="demo-web").credentials["signing_secret"]
     call_command("setup_demo", password="second-pass-2")
     assert Connector.objects.get(slug="demo-web").credentials["signing_secret"] == secret
     agent = django_user_model.objects.get(username="agent")
     assert agent.check_password("second-pass-2") and not agent.is_superuser
     assert not agent.is_staff and agent.cxm_profile.role == "agent"  # the console, not the Django admin
-    from responses.models import Team
-
     team = Team.objects.get(connectors__slug="demo-web")
     assert set(team.members.values_list("username", flat=True)) == {"agent", "lead", "manager"}
