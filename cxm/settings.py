@@ -340,7 +340,16 @@ LOGGING = {
 # drf-spectacular-sidecar (no CDN: CXM runs offline).
 INSTALLED_APPS += ["rest_framework", "drf_spectacular", "drf_spectacular_sidecar"]
 # Requests per token: "<n>/<sec|min|hour|day>", answered past it with 429 and Retry-After. The
-# counts live in Django's cache (per process unless CACHES points at a shared cache).
+# counts live in the "api" cache: Redis when there is one, so a token's limit holds across every
+# server process (a per-process count would multiply it by the number of processes); in-process
+# for the one-process trial. Its own alias, not "default": tests clear the default cache, and a
+# clear() on Redis would flush the whole database, Celery's queues included.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "api": ({"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "cxm",
+             "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2}} if REDIS_URL else
+            {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "cxm-api"}),
+}
 CXM_API_RATE = env_str("CXM_API_RATE", "600/min")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["responses.api.auth.TokenAuthentication"],
