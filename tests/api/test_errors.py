@@ -10,6 +10,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from tests.api.conftest import Api, token_for
+from tests.api.test_rate_limit import _mid_window
 from tests.responses.conftest import open_case
 
 pytestmark = pytest.mark.django_db
@@ -48,6 +49,7 @@ def test_problem_shapes(agent_a, connector_a):
 
 def test_rate_limit_429_with_retry_after(agent_a, agent_a2, settings):
     settings.CXM_API_RATE = "3/min"
+    _mid_window()  # a fixed window: the four requests must fall in one
     api = Api(token_for(agent_a, ["cases:read"]))
     assert [api.get("/cases").status_code for _ in range(3)] == [200, 200, 200]
     limited = api.get("/cases")
