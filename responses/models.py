@@ -161,10 +161,15 @@ class Case(models.Model):
     opened_at = models.DateTimeField(default=timezone.now)
     first_response_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # Snoozed cases leave the active views until snoozed_until (None: until the customer writes);
+    # a customer message wakes them sooner (responses.snooze).
+    snoozed = models.BooleanField(default=False)
+    snoozed_until = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         indexes = [
+            models.Index(fields=["snoozed_until"], name="case_snooze_due_idx", condition=models.Q(snoozed=True)),
             models.Index(fields=["team", "status", "-priority"], name="case_inbox_idx"),
             models.Index(fields=["assignee", "status"], name="case_assignee_idx"),
             models.Index(fields=["awaiting_assignment", "opened_at"], name="case_hold_idx"),
@@ -388,3 +393,74 @@ class WebhookDelivery(models.Model):
 
 
 crypto.encrypted_column("responses.WebhookSubscription", "secret_encrypted")  # re-encrypted by rotate_credentials
+
+
+# --- Case actions: the case's audit trail, snooze, macros, merges (responses.snooze/macros/merge) ---
+
+
+class CaseActivity(models.Model):
+    """One thing done to a case that is not a message, reply or note (snoozed, woken, a macro
+    applied, merged, unmerged): shown on the case's timeline, in time order with the messages."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="activities")
+    kind = models.CharField(max_length=30)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                           related_name="+")
+    # Plain words and ids only: the timeline renders `text` as is (autoescaped).
+    text = models.CharField(max_length=300)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["case", "created_at"], name="case_activity_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on case {self.case_id}"
+
+
+class Macro(models.Model):
+    """Several case actions applied with one click. `actions` is a list of {"type": ...} steps,
+    validated by responses.macros (reply text with placeholders, tags, status, assignee,
+    priority). Team-scoped like canned responses; a macro with no team is for every team."""
+
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE, related_name="macros")
+    title = models.CharField(max_length=120)
+    actions = models.JSONField(default=list)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["title", "id"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class MergeRecord(models.Model):
+    """Case `source` merged into `target`: what the merge changed, so that undo restores exactly.
+    `before` holds the source case's fields as they were; `customers` the customer merge done
+    with it (the removed customer's fields and the contacts moved), if any."""
+
+    target = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="merged_in")
+    source = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="merged_into")
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                           related_name="+")
+    before = models.JSONField(default=dict)
+    customers = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="+")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # A case is merged into at most one other at a time.
+            models.UniqueConstraint(fields=["source"], condition=models.Q(undone_at__isnull=True),
+                                    name="merge_one_live_per_source"),
+        ]
+
+    def __str__(self) -> str:
+        return f"case {self.source_id} -> {self.target_id}"

@@ -18,7 +18,7 @@ from django.utils import timezone
 from learning.actions import customer_key, negative_history
 from learning.models import Classification
 from listening.models import Direction, Message
-from responses import assignment, events
+from responses import assignment, events, snooze
 from responses.models import CannedResponse, Case, CaseStatus, RoutingRule, SlaState
 from responses.rules import Facts, apply, history_windows
 from responses.summaries import case_summary, message_dict
@@ -96,6 +96,7 @@ def _route_locked(messages: list[Message], classifications: dict, rules, negativ
         _apply_side_actions(case, actions, created or reopened)
     if case is None:
         return None
+    snooze.wake_for_customer(case)  # the customer wrote: a snoozed case comes back now
     case.save()
     last = messages[-1]
     summary = case_summary(case, last, classifications.get(last.pk))

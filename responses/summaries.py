@@ -54,6 +54,8 @@ def case_summary(case: Case, last: Message | None = None, classification: Classi
         "sla_state": case.sla_state,
         "waiting_since": case.waiting_since.isoformat() if case.waiting_since else None,
         "tags": case.tags,
+        "snoozed": case.snoozed,
+        "snoozed_until": case.snoozed_until.isoformat() if case.snoozed_until else None,
         "channel": conversation.channel,
         "customer": (contact.display_name or contact.handle or contact.external_id) if contact else "",
         "preview": (last.text[:PREVIEW_CHARS] if last else ""),

@@ -6,7 +6,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from responses import assignment, cases, replies, routing
+from responses import assignment, cases, replies, routing, snooze
 
 log = logging.getLogger(__name__)
 
@@ -58,3 +58,9 @@ def drain_hold_queues(**kwargs):
 def prune_console_events(**kwargs):
     """Beat (daily): drop console events older than CXM_CONSOLE_EVENT_DAYS."""
     return cases.prune_console_events(settings.CXM_CONSOLE_EVENT_DAYS)
+
+
+@shared_task(name="responses.wake_snoozed_cases", acks_late=True)
+def wake_snoozed_cases(**kwargs):
+    """Beat: snoozed cases whose time has come go back to the queues (responses.snooze)."""
+    return snooze.wake_due()

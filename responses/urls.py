@@ -5,6 +5,7 @@ is missing. Ids are matched as text so a malformed id is a JSON 404, not the res
 from django.urls import path
 
 from responses.views import alerts, attachments, canned, case, connect, connectors, inbox, insight, noise
+from responses.views import case_actions, macros
 
 urlpatterns = [
     path("", inbox.inbox, name="inbox"),
@@ -23,6 +24,15 @@ urlpatterns = [
     path("cases/<str:case_id>/canned/", case.case_canned, name="case-canned"),
     path("cases/<str:case_id>/attachments/<str:attachment_id>/", attachments.case_attachment, name="case-attachment"),
     path("replies/<str:reply_id>/retry/", case.reply_retry, name="reply-retry"),
+    path("cases/<str:case_id>/snooze/", case_actions.case_snooze, name="case-snooze"),
+    path("cases/<str:case_id>/unsnooze/", case_actions.case_unsnooze, name="case-unsnooze"),
+    path("cases/<str:case_id>/macros/<str:macro_id>/", case_actions.case_macro, name="case-macro"),
+    path("cases/<str:case_id>/merge/", case_actions.case_merge, name="case-merge"),
+    path("merges/<str:merge_id>/undo/", case_actions.merge_undo, name="merge-undo"),
+    path("macros/", macros.macro_list, name="macro-list"),
+    path("macros/new/", macros.macro_new, name="macro-new"),
+    path("macros/<str:macro_id>/", macros.macro_edit, name="macro-edit"),
+    path("macros/<str:macro_id>/delete/", macros.macro_delete, name="macro-delete"),
     path("noise/", noise.noise_list, name="noise"),
     path("messages/<str:message_id>/open/", noise.open_case, name="message-open-case"),
     path("canned/", canned.canned_list, name="canned-list"),

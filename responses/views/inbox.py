@@ -18,7 +18,8 @@ from responses.views.base import body, console_context, console_view, done, obje
 
 PAGE_SIZE = 100
 CLOSED = (CaseStatus.RESOLVED, CaseStatus.CLOSED)
-NAMED_FILTERS = {"mine": "Mine", "unassigned": "Unassigned", "held": "On hold", "resolved": "Resolved"}
+NAMED_FILTERS = {"mine": "Mine", "unassigned": "Unassigned", "held": "On hold", "snoozed": "Snoozed",
+                 "resolved": "Resolved"}
 # Short text badges (coloured per channel in console.css): they render everywhere, unlike emoji.
 CHANNEL_ICONS = {
     "web": "WEB", "webhook": "API", "telegram": "TG", "whatsapp": "WA", "messenger": "FB", "facebook": "FB",
@@ -44,7 +45,7 @@ def parse_filter(value: str) -> str:
 
 def object_id_or_400(value: str) -> int:
     if not (value.isascii() and value.isdigit() and len(value) <= 18):
-        raise InvalidRequest("queue must be a queue id, mine, unassigned, held or resolved")
+        raise InvalidRequest("queue must be a queue id, mine, unassigned, held, snoozed or resolved")
     return int(value)
 
 
@@ -53,6 +54,9 @@ def filtered_cases(user, name: str) -> QuerySet[Case]:
     if name == "resolved":
         return cases.filter(status__in=CLOSED).order_by(F("resolved_at").desc(nulls_last=True), "-id")
     cases = cases.filter(status__in=ACTIVE_STATUSES)
+    if name == "snoozed":  # the cases snoozed by responses.snooze, the soonest back first
+        return cases.filter(snoozed=True).order_by(F("snoozed_until").asc(nulls_last=True), "id")
+    cases = cases.filter(snoozed=False)
     if name == "mine":
         cases = cases.filter(assignee=user)
     elif name == "unassigned":
@@ -91,14 +95,15 @@ def row_queryset(cases: QuerySet[Case]) -> QuerySet[Case]:
 
 def counts_for(user) -> dict:
     visible = access.visible_cases(user)
-    active = visible.filter(status__in=ACTIVE_STATUSES)
+    active = visible.filter(status__in=ACTIVE_STATUSES, snoozed=False)
+    snoozed = visible.filter(status__in=ACTIVE_STATUSES, snoozed=True).count()
     totals = active.aggregate(
         active=Count("id"), mine=Count("id", filter=Q(assignee=user)),
         unassigned=Count("id", filter=Q(assignee__isnull=True)), held=Count("id", filter=Q(awaiting_assignment=True)),
     )
     queues = {str(row["queue_id"]): row["n"] for row in
               active.filter(queue__isnull=False).values("queue_id").annotate(n=Count("id")).order_by()}
-    return {**totals, "resolved": visible.filter(status__in=CLOSED).count(), "queues": queues,
+    return {**totals, "snoozed": snoozed, "resolved": visible.filter(status__in=CLOSED).count(), "queues": queues,
             "noise": noise.set_aside(user).count()}
 
 

@@ -353,6 +353,7 @@
       const active = ACTIVE.has(summary.status);
       if (filter === "resolved") return !active;
       if (!active) return false;
+      if (filter === "snoozed" || summary.snoozed) return filter === "snoozed" && Boolean(summary.snoozed);
       if (filter === "") return true;
       if (filter === "mine") return Boolean(summary.assignee && Number(summary.assignee.id) === userId);
       if (filter === "unassigned") return !summary.assignee;
