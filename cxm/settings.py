@@ -388,3 +388,14 @@ SPECTACULAR_SETTINGS = {
 CXM_WEBHOOK_TIMEOUT = float(env_int("CXM_WEBHOOK_TIMEOUT", 10, minimum=1))
 CXM_WEBHOOK_DISABLE_AFTER = env_int("CXM_WEBHOOK_DISABLE_AFTER", 50, minimum=1)
 CELERY_BEAT_SCHEDULE["send-due-webhooks"] = {"task": "responses.send_due_webhooks", "schedule": 15.0}
+# Signals (listening.signal_actions) and the rules over them (responses.signal_rules): signals are
+# deleted after CXM_SIGNAL_RETENTION_DAYS, and one older than that (or more than
+# CXM_SIGNAL_FUTURE_SECONDS ahead) is refused; a payload is at most CXM_SIGNAL_PAYLOAD_MAX_BYTES.
+CXM_SIGNAL_RETENTION_DAYS = env_int("CXM_SIGNAL_RETENTION_DAYS", 90, minimum=1)
+CXM_SIGNAL_FUTURE_SECONDS = env_int("CXM_SIGNAL_FUTURE_SECONDS", 300, minimum=0)
+CXM_SIGNAL_PAYLOAD_MAX_BYTES = env_int("CXM_SIGNAL_PAYLOAD_MAX_BYTES", 16_000, minimum=256)
+# The mqtt_signals command: broker, topic filter, and how a topic names the device.
+CXM_MQTT_URL = env_str("CXM_MQTT_URL", "mqtt://127.0.0.1:1883")
+CXM_MQTT_TOPIC = env_str("CXM_MQTT_TOPIC", "devices/+/events")
+CELERY_BEAT_SCHEDULE["prune-signals"] = {"task": "listening.prune_signals", "schedule": 3600.0}
+CELERY_BEAT_SCHEDULE["check-signal-absence"] = {"task": "responses.check_signal_absence", "schedule": 600.0}

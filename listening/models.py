@@ -251,3 +251,93 @@ class Attachment(models.Model):
 
     def __str__(self) -> str:
         return self.filename
+
+
+# --- Signals: typed events about a customer that are not messages (listening.signal_actions) -------
+
+
+class Device(models.Model):
+    """A device known to belong to a customer: an MQTT topic or a signal that names only the device
+    is matched through it. Bound when a signal names both the device and a known customer."""
+
+    device_id = models.CharField(max_length=120, unique=True)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="devices")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.device_id
+
+
+class Signal(models.Model):
+    """One event about a customer (a device error, a failed payment, a shipped order...), stored
+    once per (source, external_id) and never changed: rules and the case page read it, and only
+    retention (prune_signals) deletes it. Its `type` is one of listening.signal_types."""
+
+    source = models.CharField(max_length=80, help_text="Where it came from: webhook:<slug>, api, mqtt, csv.")
+    external_id = models.CharField(max_length=255)
+    type = models.CharField(max_length=40)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="signals")
+    device_id = models.CharField(max_length=120, blank=True, default="")
+    occurred_at = models.DateTimeField(help_text="The source's time.")
+    received_at = models.DateTimeField(default=timezone.now, help_text="When CXM stored it.")
+    payload = models.JSONField(default=dict, blank=True)
+    # Tells one ingestion call's inserts from a concurrent delivery of the same ids (as Message).
+    ingest_batch = models.UUIDField(null=True, blank=True, editable=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "external_id"], name="signal_unique_per_source")]
+        indexes = [
+            models.Index(fields=["customer", "type", "occurred_at"], name="signal_customer_type_idx"),
+            models.Index(fields=["device_id", "type", "occurred_at"], name="signal_device_type_idx",
+                         condition=~models.Q(device_id="")),
+            models.Index(fields=["received_at"], name="signal_received_idx"),
+        ]
+        ordering = ["occurred_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.external_id}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise ValueError("signals are append-only")
+        super().save(*args, **kwargs)
+
+    @property
+    def label(self) -> str:
+        from listening.signal_types import SIGNAL_TYPES
+
+        kind = SIGNAL_TYPES.get(self.type)
+        return kind.describe(self.payload) if kind else self.type
+
+
+class SignalRejection(models.Model):
+    """A signal that could not be stored, from an entry point that has no one to answer a 4xx to
+    (MQTT, a CSV file): kept for the admins with its reason, a bounded excerpt, and nothing else."""
+
+    source = models.CharField(max_length=80)
+    external_id = models.CharField(max_length=255, blank=True, default="")
+    reason = models.CharField(max_length=300)
+    excerpt = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.reason}"
+
+
+class CustomerTag(models.Model):
+    """A word on a customer, put there by a signal rule (or a person): "device-trouble"."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=40)
+    added_by = models.CharField(max_length=160, blank=True, default="", help_text="The rule or person.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["customer", "name"], name="customer_tag_unique")]
+
+    def __str__(self) -> str:
+        return self.name

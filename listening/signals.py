@@ -13,3 +13,7 @@ delivery_status = Signal()
 # Sent on commit when a connector's polling has just failed FAILING_AFTER times in a row, with
 # `connector_id` (int) and `reason` (str). The responses app tells the admins' consoles.
 connector_failing = Signal()
+
+# Sent on commit after new signals are stored, with `signal_ids` (list[int]). The responses app
+# subscribes to evaluate its rules over signals; receivers enqueue, they do not evaluate inline.
+signals_ingested = Signal()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from listening import backfill, polling
+from listening.signal_tasks import prune_signals  # noqa: F401 - registers listening.prune_signals
 
 
 @shared_task(name="listening.poll_due_connectors", ignore_result=True)

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import DataError
 from django.db.models import F
 
+from listening import signal_webhook
 from listening.actions import IngestResult, ingest_messages
 from listening.connectors import UnknownConnectorKind
 from listening.connectors.base import WebhookRequest
@@ -72,6 +73,8 @@ def receive_webhook(ref: str, request: WebhookRequest) -> WebhookOutcome:
         if request.method != "POST":
             raise MethodNotAllowed("webhooks are delivered with POST")
         backend.verify(request)
+        if getattr(backend, "receives_signals", False) and signal_webhook.is_signal_delivery(request):
+            return WebhookOutcome(200, "application/json", signal_webhook.receive(connector, request))
         statuses = backend.parse_statuses(request)
         messages = backend.parse_webhook(request)
         result = ingest_messages(connector, messages)

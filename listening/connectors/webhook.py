@@ -55,6 +55,7 @@ class GenericWebhookConnector(BaseConnector):
     label = "Generic signed webhook"
     channel = "web"
     receives_webhooks = True
+    receives_signals = True  # {"signals": [...]} deliveries (listening.signal_webhook)
     idempotent_sends = True  # replies carry an Idempotency-Key header the receiver dedupes on
     config_defaults = {"channel": "web", "tolerance_seconds": 300, "callback_url": ""}
     credential_fields = ("signing_secret",)
