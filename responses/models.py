@@ -12,7 +12,7 @@ from django.db import models
 from django.utils import timezone
 
 from listening import crypto
-from listening.models import Connector, Conversation, Message
+from listening.models import Connector, Conversation, Customer, Message
 
 
 class Role(models.TextChoices):
@@ -464,3 +464,93 @@ class MergeRecord(models.Model):
 
     def __str__(self) -> str:
         return f"case {self.source_id} -> {self.target_id}"
+
+
+
+# --- Rules over signals (responses.signal_rules) -----------------------------------------------------
+
+
+class SignalRule(models.Model):
+    """A stateful rule over a customer's (or a device's) signals. Kinds:
+    - count: `threshold` signals of `signal_type` within `window_minutes`;
+    - followed_by_negative: a signal of `signal_type`, then a negative message from the customer
+      within `window_minutes`;
+    - absence: no signal of `signal_type` for `absence_days` (checked by beat).
+    `actions` (validated by responses.signal_rules): open_case, priority, tag, alert."""
+
+    class Kind(models.TextChoices):
+        COUNT = "count", "Several signals in a window"
+        FOLLOWED_BY_NEGATIVE = "followed_by_negative", "A signal, then an unhappy message"
+        ABSENCE = "absence", "No signal for days"
+
+    class Per(models.TextChoices):
+        CUSTOMER = "customer", "Customer"
+        DEVICE = "device", "Device"
+
+    name = models.CharField(max_length=120)
+    enabled = models.BooleanField(default=True)
+    kind = models.CharField(max_length=24, choices=Kind.choices, default=Kind.COUNT)
+    signal_type = models.CharField(max_length=40)
+    per = models.CharField(max_length=10, choices=Per.choices, default=Per.CUSTOMER)
+    threshold = models.PositiveIntegerField(default=1)
+    window_minutes = models.PositiveIntegerField(default=60)
+    absence_days = models.PositiveIntegerField(default=0)
+    actions = models.JSONField(default=dict)
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                             help_text="Whose Care queue gets the case; empty: the team of the customer's channel.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from responses.signal_rules import validate_signal_rule
+
+        validate_signal_rule(self)
+
+
+class SignalRuleState(models.Model):
+    """A rule's memory for one key (customer or device): the newest timestamps inside the window
+    (at most `threshold` of them, which is all a count needs), the last matching signal, and until
+    when a firing silences the key, so one burst fires once. Updated per event; survives restarts."""
+
+    rule = models.ForeignKey(SignalRule, on_delete=models.CASCADE, related_name="states")
+    key = models.CharField(max_length=140)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    recent = models.JSONField(default=list)  # [[epoch seconds, signal id], ...] oldest first
+    last_at = models.DateTimeField(null=True, blank=True)
+    last_signal_id = models.BigIntegerField(null=True, blank=True)
+    fired_until = models.DateTimeField(null=True, blank=True)
+    fired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["rule", "key"], name="signal_rule_state_unique")]
+        indexes = [models.Index(fields=["rule", "last_at"], name="signal_rule_state_last_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.rule_id}:{self.key}"
+
+
+class SignalRuleFiring(models.Model):
+    """One time a rule fired for a key: the signals that made it fire (the case's reason), what it
+    did, and the case it opened or raised."""
+
+    rule = models.ForeignKey(SignalRule, on_delete=models.CASCADE, related_name="firings")
+    key = models.CharField(max_length=140)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    case = models.ForeignKey(Case, null=True, blank=True, on_delete=models.SET_NULL, related_name="signal_firings")
+    signal_ids = models.JSONField(default=list)
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reason = models.CharField(max_length=300)
+    done = models.JSONField(default=list, blank=True)
+    fired_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-fired_at", "-id"]
+        indexes = [models.Index(fields=["customer", "-fired_at"], name="signal_firing_customer_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.rule} fired for {self.key}"

@@ -8,9 +8,10 @@ from django.db.models.signals import m2m_changed, post_save
 from django.dispatch import receiver
 
 from learning.signals import messages_classified
-from listening.signals import connector_failing, delivery_status
+from listening.signals import connector_failing, delivery_status, signals_ingested
 from responses.models import AgentProfile, Team
 from responses.replies import apply_delivery_status
+from responses.signal_tasks import evaluate_signal_messages, evaluate_signals
 
 
 @receiver(messages_classified, dispatch_uid="responses.route_classified")
@@ -18,6 +19,21 @@ def route_classified(sender, message_ids, **kwargs):
     from responses.tasks import route_messages
 
     route_messages.delay(list(message_ids))
+
+
+@receiver(signals_ingested, dispatch_uid="responses.signals_ingested")
+def evaluate_ingested_signals(sender, signal_ids, **kwargs):
+    """Rules over signals (responses.signal_rules) see every stored signal, in a worker."""
+    evaluate_signals.delay(list(signal_ids))
+
+
+@receiver(messages_classified, dispatch_uid="responses.signal_rules_classified")
+def signal_rules_classified(sender, message_ids, **kwargs):
+    """"A signal, then an unhappy message": only when such a rule is on."""
+    from responses.models import SignalRule
+
+    if SignalRule.objects.filter(enabled=True, kind=SignalRule.Kind.FOLLOWED_BY_NEGATIVE).exists():
+        evaluate_signal_messages.delay(list(message_ids))
 
 
 @receiver(delivery_status, dispatch_uid="responses.delivery_status")

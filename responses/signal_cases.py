@@ -1,0 +1,118 @@
+"""What a fired signal rule does (responses.signal_rules decides when): open a proactive case in
+the Care queue with the signals as its reason, raise a case's priority, tag the customer, alert
+the team. Runs inside the caller's transaction, with the rule's state row locked.
+
+A proactive case needs a conversation to live in: the customer's active case takes the firing
+(priority raised, reason added) if there is one; otherwise a new conversation is started on the
+channel where the customer last wrote (a reply there reaches them). A customer never heard on any
+channel gets no case, and the team is alerted instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.db.models import Q
+from django.utils import timezone
+
+from listening.models import Contact, Conversation, Customer, CustomerTag
+from responses import assignment, events
+from responses.models import ACTIVE_STATUSES, Case, CaseStatus, SignalRule, SignalRuleFiring, SignalRuleState, SlaState
+from responses.summaries import case_summary
+from responses.teams import default_team, queue_for, team_for_connector
+
+log = logging.getLogger(__name__)
+
+PROACTIVE_TAG = "proactive"
+CARE_QUEUE = "care"
+CARE_LANE = "issue"
+
+
+def fire(rule: SignalRule, state: SignalRuleState, signal_ids: list[int], reason: str, at,
+         message_id: int | None = None) -> SignalRuleFiring:
+    """Record the firing and carry out the rule's actions; returns the firing."""
+    actions = rule.actions or {}
+    firing = SignalRuleFiring.objects.create(rule=rule, key=state.key, customer_id=state.customer_id,
+                                             signal_ids=[i for i in signal_ids if i], reason=reason[:300],
+                                             message_id=message_id)
+    done: list[str] = []
+    case = _active_case(state.customer_id)
+    if actions.get("open_case"):
+        case, opened = _open_or_join(rule, firing, case)
+        if case is not None:
+            done.append("case_opened" if opened else "case_joined")
+    elif case is not None and actions.get("priority") is not None:
+        _raise(case, float(actions["priority"]), firing)
+        done.append("priority")
+    if actions.get("tag"):
+        CustomerTag.objects.get_or_create(customer_id=state.customer_id, name=actions["tag"],
+                                          defaults={"added_by": f"rule: {rule.name}"[:160]})
+        done.append("tagged")
+    if actions.get("alert"):
+        team_id = case.team_id if case is not None else _team(rule, state.customer_id).pk
+        customer = Customer.objects.filter(pk=state.customer_id).first()
+        events.emit("signal.alert", {"rule": {"id": rule.pk, "name": rule.name},
+                                     "customer": str(customer) if customer else "",
+                                     "reason": firing.reason, "firing": firing.pk},
+                    team_id=team_id, case_id=case.pk if case is not None else None)
+        done.append("alerted")
+    firing.case, firing.done = case, done
+    firing.save(update_fields=["case", "done"])
+    return firing
+
+
+def _active_case(customer_id: int) -> Case | None:
+    return (Case.objects.select_for_update().filter(status__in=ACTIVE_STATUSES,
+                                                    conversation__contact__customer_id=customer_id)
+            .order_by("-opened_at", "-id").first())
+
+
+def _open_or_join(rule: SignalRule, firing: SignalRuleFiring, case: Case | None) -> tuple[Case | None, bool]:
+    priority = float((rule.actions or {}).get("priority", 0.5))
+    if case is not None:
+        _raise(case, priority, firing)
+        return case, False
+    contact = (Contact.objects.filter(customer_id=firing.customer_id, conversations__isnull=False)
+               .order_by("-last_seen_at", "-id").first())
+    latest = contact.conversations.order_by("-last_message_at", "-id").first() if contact else None
+    if latest is None:
+        log.info("rule %s fired for customer %s, who has no channel to open a case on", rule.pk, firing.customer_id)
+        return None, False
+    now = timezone.now()
+    conversation = Conversation.objects.create(
+        connector_id=latest.connector_id, channel=latest.channel, external_id=f"proactive:{firing.pk}",
+        subject=f"Proactive: {rule.name}"[:300], contact=contact, started_at=now, last_message_at=now)
+    team = rule.team or team_for_connector(latest.connector_id)
+    queue = queue_for(team, CARE_LANE, CARE_QUEUE)
+    minutes = queue.sla_minutes if queue else None
+    case = Case.objects.create(
+        conversation=conversation, connector_id=latest.connector_id, channel=latest.channel, team=team,
+        queue=queue, status=CaseStatus.NEW, lane=CARE_LANE, priority=min(1.0, max(0.0, priority)),
+        tags=[PROACTIVE_TAG], opened_at=now, sla_minutes=minutes,
+        # Nobody is waiting on a proactive case, but care should reach out within the queue's SLA.
+        sla_due_at=now + timedelta(minutes=minutes) if minutes else None,
+        sla_state=SlaState.OK if minutes else SlaState.NONE)
+    summary = case_summary(case)
+    summary["preview"] = firing.reason
+    events.emit("case.created", {"case": summary, "proactive": {"rule": rule.name, "reason": firing.reason}},
+                team_id=team.pk, case_id=case.pk)
+    if queue is not None and queue.auto_assign:
+        assignment.auto_assign(case)
+    return case, True
+
+
+def _raise(case: Case, priority: float, firing: SignalRuleFiring) -> None:
+    case.priority = max(case.priority, min(1.0, max(0.0, priority)))
+    case.tags = sorted({*case.tags, PROACTIVE_TAG})
+    case.save(update_fields=["priority", "tags", "updated_at"])
+    events.emit("case.updated", {"case": case_summary(case), "proactive": {"reason": firing.reason}},
+                team_id=case.team_id, case_id=case.pk)
+
+
+def _team(rule: SignalRule, customer_id: int):
+    if rule.team_id:
+        return rule.team
+    latest = (Conversation.objects.filter(Q(contact__customer_id=customer_id)).order_by("-last_message_at")
+              .values_list("connector_id", flat=True).first())
+    return team_for_connector(latest) if latest else default_team()

@@ -1,0 +1,278 @@
+"""Rules over signals: their validation and their incremental evaluation.
+
+Each enabled SignalRule keeps a SignalRuleState per key (a customer, or a device) in the
+database, updated as signals arrive, so a rule never recounts the signal table:
+
+- count: the state holds the newest `threshold` timestamps inside the window (all a count of N
+  needs). A signal at t counts those in (max(t - window, fired_until), t]; at N the rule fires,
+  and the key is silenced until t + window, so one burst fires once and a later burst counts
+  afresh. A retried batch finds its signal ids in the state and adds nothing twice.
+- followed_by_negative: the state holds the last matching signal; a negative message from the
+  customer within the window fires once for that signal (evaluate_messages).
+- absence: the state holds the last matching signal; beat (check_absence) fires once per silence.
+
+A batch is evaluated in one transaction per rule: the states of its keys are locked in key order,
+changed in memory, written back in one bulk update, and the firings (responses.signal_cases)
+commit with them: a worker killed mid-batch leaves either all of it or none.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from listening.models import Signal
+from listening.signal_types import SIGNAL_TYPES
+from responses.cases import TAG_RE
+from responses.models import SignalRule, SignalRuleFiring, SignalRuleState
+
+log = logging.getLogger(__name__)
+
+MAX_THRESHOLD = 1000
+MAX_WINDOW_MINUTES = 7 * 24 * 60
+MAX_FOLLOW_MINUTES = 24 * 60
+MAX_ABSENCE_DAYS = 365
+ACTIONS = ("open_case", "priority", "tag", "alert")
+STATE_FIELDS = ["recent", "last_at", "last_signal_id", "fired_until", "fired_at"]
+
+
+# --- Validation -------------------------------------------------------------------------------------
+def validate_signal_rule(rule: SignalRule) -> None:
+    """Raise ValidationError naming what is wrong. A rule must name a known signal type, a real
+    threshold and window, and at least one action: nothing fires on every event unasked."""
+    errors: dict[str, str] = {}
+    if not (rule.name or "").strip():
+        errors["name"] = "Give the rule a name."
+    if rule.kind not in SignalRule.Kind.values:
+        errors["kind"] = f"Choose one of: {', '.join(SignalRule.Kind.labels)}."
+    if rule.per not in SignalRule.Per.values:
+        errors["per"] = "Count per customer or per device."
+    if rule.signal_type not in SIGNAL_TYPES:
+        errors["signal_type"] = "Choose the kind of signal the rule watches; a rule over every signal is refused."
+    if rule.kind == SignalRule.Kind.COUNT:
+        if not 1 <= (rule.threshold or 0) <= MAX_THRESHOLD:
+            errors["threshold"] = f"How many signals: 1 to {MAX_THRESHOLD}."
+        if not 1 <= (rule.window_minutes or 0) <= MAX_WINDOW_MINUTES:
+            errors["window_minutes"] = f"The window is 1 minute to {MAX_WINDOW_MINUTES // 1440} days."
+    elif rule.kind == SignalRule.Kind.FOLLOWED_BY_NEGATIVE:
+        if rule.per != SignalRule.Per.CUSTOMER:
+            errors["per"] = "Messages come from customers, not devices: count this per customer."
+        if not 1 <= (rule.window_minutes or 0) <= MAX_FOLLOW_MINUTES:
+            errors["window_minutes"] = f"The message must follow within 1 minute to {MAX_FOLLOW_MINUTES // 60} hours."
+    elif rule.kind == SignalRule.Kind.ABSENCE and not 1 <= (rule.absence_days or 0) <= MAX_ABSENCE_DAYS:
+        errors["absence_days"] = f"Days without a signal: 1 to {MAX_ABSENCE_DAYS}."
+    problem = _actions_problem(rule.actions)
+    if problem:
+        errors["actions"] = problem
+    if errors:
+        raise ValidationError(errors)
+
+
+def _actions_problem(actions: Any) -> str:
+    if not isinstance(actions, dict) or set(actions) - set(ACTIONS):
+        return f"Actions are {', '.join(ACTIONS)}."
+    if "open_case" in actions and not isinstance(actions["open_case"], bool):
+        return "open_case is true or false."
+    if "alert" in actions and not isinstance(actions["alert"], bool):
+        return "alert is true or false."
+    priority = actions.get("priority")
+    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int | float)
+                                 or not 0 <= priority <= 1):
+        return "Priority is a number from 0 to 1."
+    tag = actions.get("tag")
+    if tag not in (None, "") and not (isinstance(tag, str) and TAG_RE.match(tag)):
+        return "The tag is up to 40 letters, digits, spaces, '.', ':' or '-'."
+    if not (actions.get("open_case") or actions.get("alert") or tag or priority is not None):
+        return "Choose at least one action: open a case, raise priority, tag the customer or alert the team."
+    return ""
+
+
+# --- Evaluation ---------------------------------------------------------------------------------------
+@dataclass
+class _Fire:
+    state: SignalRuleState
+    signal_ids: list[int]
+    at: datetime
+    reason: str
+
+
+def key_for(rule: SignalRule, customer_id: int, device_id: str) -> str:
+    return f"d:{device_id}" if rule.per == SignalRule.Per.DEVICE else f"c:{customer_id}"
+
+
+def evaluate_signals(signal_ids) -> list[int]:
+    """Update every enabled rule's state with these stored signals; fire where a rule is met.
+    Returns the ids of the firings."""
+    rows = list(Signal.objects.filter(pk__in=list(signal_ids)).order_by("occurred_at", "id")
+                .values("id", "type", "customer_id", "device_id", "occurred_at"))
+    if not rows:
+        return []
+    rules = list(SignalRule.objects.filter(enabled=True, signal_type__in={r["type"] for r in rows})
+                 .select_related("team"))
+    fired: list[int] = []
+    for rule in rules:
+        wanted = [r for r in rows if r["type"] == rule.signal_type
+                  and (rule.per == SignalRule.Per.CUSTOMER or r["device_id"])]
+        if wanted:
+            fired.extend(_evaluate_rule(rule, wanted))
+    return fired
+
+
+def _evaluate_rule(rule: SignalRule, rows: list[dict]) -> list[int]:
+    from responses.signal_cases import fire
+
+    with transaction.atomic():
+        by_key: dict[str, list[dict]] = defaultdict(list)
+        for row in rows:
+            by_key[key_for(rule, row["customer_id"], row["device_id"])].append(row)
+        states = _lock_states(rule, {key: group[-1]["customer_id"] for key, group in by_key.items()})
+        fires: list[_Fire] = []
+        for key in sorted(by_key):
+            state = states[key]
+            for row in by_key[key]:
+                outcome = _step(rule, state, row)
+                if outcome:
+                    fires.append(outcome)
+        SignalRuleState.objects.bulk_update([states[key] for key in sorted(by_key)], STATE_FIELDS)
+        return [fire(rule, f.state, f.signal_ids, f.reason, f.at).pk for f in fires]
+
+
+def _lock_states(rule: SignalRule, customers: dict[str, int]) -> dict[str, SignalRuleState]:
+    """The states of these keys, created if missing and locked (in key order: no deadlocks)."""
+    keys = sorted(customers)
+    found = _select_locked(rule, keys)
+    missing = [key for key in keys if key not in found]
+    if missing:
+        SignalRuleState.objects.bulk_create(
+            [SignalRuleState(rule=rule, key=key, customer_id=customers[key]) for key in missing],
+            ignore_conflicts=True)
+        found = _select_locked(rule, keys)
+    return found
+
+
+def _select_locked(rule: SignalRule, keys: list[str]) -> dict[str, SignalRuleState]:
+    states: dict[str, SignalRuleState] = {}
+    for start in range(0, len(keys), 500):
+        for state in SignalRuleState.objects.select_for_update().filter(
+                rule=rule, key__in=keys[start:start + 500]).order_by("key"):
+            states[state.key] = state
+    return states
+
+
+def _step(rule: SignalRule, state: SignalRuleState, row: dict) -> _Fire | None:
+    at: datetime = row["occurred_at"]
+    if state.last_at is None or at >= state.last_at:
+        state.last_at, state.last_signal_id = at, row["id"]
+    if rule.kind != SignalRule.Kind.COUNT:
+        return None  # the other kinds fire on a message or on the clock, from the state kept here
+    if any(signal_id == row["id"] for _, signal_id in state.recent):
+        return None  # a retried batch: already counted
+    t = at.timestamp()
+    silenced_until = state.fired_until.timestamp() if state.fired_until else None
+    if silenced_until is not None and t <= silenced_until:
+        return None  # part of the burst that already fired
+    floor = t - rule.window_minutes * 60
+    if silenced_until is not None:
+        floor = max(floor, silenced_until)
+    recent = sorted([entry for entry in state.recent if entry[0] > floor] + [[t, row["id"]]])
+    state.recent = recent[-rule.threshold:]
+    counted = [signal_id for stamp, signal_id in state.recent if floor < stamp <= t]
+    if len(counted) < rule.threshold:
+        return None
+    state.fired_at = at
+    state.fired_until = at + timedelta(minutes=rule.window_minutes)
+    state.recent = []
+    label = SIGNAL_TYPES[rule.signal_type].label.lower()
+    reason = f"{len(counted)} × {label} within {_minutes(rule.window_minutes)}"
+    return _Fire(state, counted, at, reason)
+
+
+def _minutes(minutes: int) -> str:
+    if minutes % 1440 == 0:
+        days = minutes // 1440
+        return f"{days} day{'s' if days != 1 else ''}"
+    if minutes % 60 == 0:
+        hours = minutes // 60
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def evaluate_messages(message_ids) -> list[int]:
+    """"A signal, then a negative message within the window": called once messages are
+    classified. Each signal fires its rule at most once (its state remembers it did)."""
+    from learning.models import Classification
+    from responses.signal_cases import fire
+
+    rules = {rule.pk: rule for rule in SignalRule.objects.filter(enabled=True,
+                                                                 kind=SignalRule.Kind.FOLLOWED_BY_NEGATIVE)}
+    if not rules:
+        return []
+    negatives = list(Classification.objects.filter(
+        message_id__in=list(message_ids), is_current=True, sentiment="negative",
+        message__direction="in", message__author__customer__isnull=False,
+    ).values_list("message_id", "message__author__customer_id", "message__sent_at"))
+    fired: list[int] = []
+    for message_id, customer_id, sent_at in sorted(negatives, key=lambda n: n[2]):
+        with transaction.atomic():
+            states = SignalRuleState.objects.select_for_update().filter(
+                rule_id__in=list(rules), key=f"c:{customer_id}", last_at__isnull=False).order_by("rule_id")
+            for state in states:
+                rule = rules[state.rule_id]
+                delay = sent_at - state.last_at
+                if not timedelta(0) <= delay <= timedelta(minutes=rule.window_minutes):
+                    continue
+                if state.fired_until is not None and state.fired_until >= state.last_at:
+                    continue  # this signal already led to a firing
+                state.fired_until = state.fired_at = state.last_at
+                state.save(update_fields=["fired_until", "fired_at"])
+                label = SIGNAL_TYPES[rule.signal_type].label.lower()
+                reason = f"An unhappy message {_minutes(max(1, int(delay.total_seconds() // 60)))} after a {label}"
+                fired.append(fire(rule, state, [state.last_signal_id], reason, sent_at, message_id=message_id).pk)
+    return fired
+
+
+def check_absence(now: datetime | None = None) -> list[int]:
+    """Beat: fire "no signal of type T for N days" once per silence, reading only the states of
+    absence rules whose last signal is old enough (an indexed range), never the signals."""
+    from responses.signal_cases import fire
+
+    now = now or timezone.now()
+    fired: list[int] = []
+    for rule in SignalRule.objects.filter(enabled=True, kind=SignalRule.Kind.ABSENCE):
+        cutoff = now - timedelta(days=rule.absence_days)
+        due = SignalRuleState.objects.filter(rule=rule, last_at__lt=cutoff).values_list("id", flat=True)
+        for state_id in list(due[:5000]):
+            with transaction.atomic():
+                state = SignalRuleState.objects.select_for_update().filter(pk=state_id).first()
+                if state is None or state.last_at is None or state.last_at >= cutoff:
+                    continue
+                if state.fired_until is not None and state.fired_until >= state.last_at:
+                    continue  # already fired for this silence
+                state.fired_until = state.fired_at = state.last_at
+                state.save(update_fields=["fired_until", "fired_at"])
+                label = SIGNAL_TYPES[rule.signal_type].label.lower()
+                reason = f"No {label} for {rule.absence_days} day{'s' if rule.absence_days != 1 else ''}"
+                fired.append(fire(rule, state, [state.last_signal_id] if state.last_signal_id else [], reason,
+                                  now).pk)
+    return fired
+
+
+def naive_should_fire(rule: SignalRule, key_filter: dict, at: datetime, silenced_until: datetime | None) -> bool:
+    """The reference the bench compares with: recount the signal table for this one event."""
+    floor = at - timedelta(minutes=rule.window_minutes)
+    if silenced_until is not None:
+        floor = max(floor, silenced_until)
+    count = Signal.objects.filter(type=rule.signal_type, occurred_at__gt=floor, occurred_at__lte=at,
+                                  **key_filter).count()
+    return count >= rule.threshold
+
+
+def firings_for_case(case_id: int) -> list[SignalRuleFiring]:
+    return list(SignalRuleFiring.objects.filter(case_id=case_id).select_related("rule")[:20])
