@@ -25,7 +25,7 @@ What it does (see bench/README.md, "bench/dashboards.py"):
   4. --runs filter sets drawn from a fixed seed (last 7/30/90/180 days or an older window; hour,
      day or week buckets; with or without channel, connector, team, lane, language and term
      filters; as an admin or as a brand manager of one team); for each, every panel of
-     learning.insight (the rollups) and of learning.insight_raw (the naive query over Message,
+     insight.dashboards (the rollups) and of bench.insight_raw (the naive query over Message,
      Classification, Case and Reply) is timed and their answers compared;
   5. prints a table (p50 and p95 per panel, naive/rollup ratio, pass against 300 ms p95) and, last,
      `BENCH dashboards {json}`.
@@ -1054,7 +1054,7 @@ def resolve(draw: Draw):
     from django.contrib.auth import get_user_model
     from django.http import QueryDict
 
-    from learning import insight
+    from insight import dashboards as insight
     from learning.models import Term
     from listening.models import Connector
     from responses.models import Team
@@ -1076,7 +1076,8 @@ def timed(function, f) -> tuple[float, Any]:
 
 
 def run_timings(args: argparse.Namespace, marker: dict) -> dict:
-    from learning import insight, insight_raw
+    from bench import insight_raw
+    from insight import dashboards as insight
 
     draws = draw_filters(args.runs, args.filter_seed, date.fromisoformat(marker["end_day"]))
     print(f"timing {len(PANEL_NAMES)} panels over {len(draws)} filter sets (naive over the first "

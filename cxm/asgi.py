@@ -12,7 +12,8 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from cxm.body_limit import BodyLimitMiddleware, install_in_daphne  # noqa: E402
-from responses.routing_ws import websocket_urlpatterns  # noqa: E402
+from insight.routing_ws import websocket_urlpatterns as insight_ws  # noqa: E402
+from responses.routing_ws import websocket_urlpatterns as console_ws  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -21,7 +22,7 @@ application = ProtocolTypeRouter(
         "http": BodyLimitMiddleware(django_asgi_app),
         # The Origin must be one of ALLOWED_HOSTS (no cross-site websocket hijacking); the session
         # cookie authenticates at connect.
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([*console_ws, *insight_ws]))),
     }
 )
 

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "listening",
     "learning",
     "responses",
+    "insight",
     # The project wiring last: its commands (poll_loop, setup_demo, demo traffic) span the apps.
     "cxm",
 ]
@@ -84,7 +85,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "responses.views.insight.can_view_context",
+                "insight.views.dashboards.can_view_context",
             ],
         },
     },
@@ -172,13 +173,13 @@ CELERY_BEAT_SCHEDULE = {
     "drain-hold-queues": {"task": "responses.drain_hold_queues", "schedule": 30.0},
     "resend-pending-replies": {"task": "responses.resend_pending_replies", "schedule": 15.0},
     "prune-console-events": {"task": "responses.prune_console_events", "schedule": 3600.0},
-    "detect-spikes": {"task": "learning.detect_spikes", "schedule": 300.0},
+    "detect-spikes": {"task": "insight.detect_spikes", "schedule": 300.0},
 }
 # Classification runs on its own queue so slow inference never holds up polling or delivery.
 CXM_LEARNING_QUEUE = env_str("CXM_LEARNING_QUEUE", "learning")
 CELERY_TASK_ROUTES = {
     # Spike detection is a few queries: it must not wait behind classification (exact names win).
-    "learning.detect_spikes": {"queue": CELERY_TASK_DEFAULT_QUEUE},
+    "insight.detect_spikes": {"queue": CELERY_TASK_DEFAULT_QUEUE},
     "learning.*": {"queue": CXM_LEARNING_QUEUE},
 }
 
@@ -379,7 +380,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "CaseStatusEnum": "responses.models.CaseStatus",
         "ReplyStatusEnum": "responses.models.Reply.Status",
-        "AlertStatusEnum": "learning.models.Alert.Status",
+        "AlertStatusEnum": "insight.models.Alert.Status",
         "ClassificationStatusEnum": "learning.models.Classification.Status",
     },
 }

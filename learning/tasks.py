@@ -85,12 +85,3 @@ def retrain_intents():
     seconds (actions.INTENT_CHECK_SECONDS)."""
     row = actions.fit_intents()
     return row.version if row else None
-
-
-@shared_task(name="learning.detect_spikes", acks_late=True)
-def detect_spikes(**kwargs):
-    """Beat (every 5 minutes): volume and negative-share spikes per team (see learning.alerts).
-    Routed to the default queue: a few queries, and it must not wait behind classification."""
-    from learning import alerts
-
-    return len(alerts.detect_spikes())

@@ -9,4 +9,4 @@ class ResponsesConfig(AppConfig):
     verbose_name = "Responses (Love)"
 
     def ready(self):
-        from responses import insight_live, outbound_tasks, receivers  # noqa: F401 - connects the signal receivers
+        from responses import outbound_tasks, receivers  # noqa: F401 - connects the signal receivers

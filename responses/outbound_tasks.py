@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
-from learning.models import Alert, Classification
+from learning.models import Classification
 from learning.signals import messages_classified
 from listening.models import Message
 from listening.signals import connector_failing, messages_ingested
@@ -85,14 +85,6 @@ def on_classified(sender, message_ids, **kwargs):
 def on_connector_failing(sender, connector_id, reason, **kwargs):
     if _anyone_listening():
         fan_out_event.delay("connector.failing", {"connector": {"id": connector_id}, "reason": reason[:300]})
-
-
-@receiver(post_save, sender=Alert, dispatch_uid="responses.outbound.alert")
-def on_alert(sender, instance, created, **kwargs):
-    if created and _anyone_listening():
-        _later("alert.raised", {"alert": {"id": instance.pk, "team": instance.team_id, "kind": instance.kind,
-                                          "label": instance.label, "observed": instance.observed,
-                                          "expected": instance.expected, "score": instance.score}})
 
 
 @receiver(post_save, sender=ConsoleEvent, dispatch_uid="responses.outbound.console_event")

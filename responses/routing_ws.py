@@ -4,9 +4,7 @@
 from django.urls import path
 
 from responses.consumers import ConsoleConsumer
-from responses.insight_live import InsightConsumer
 
 websocket_urlpatterns = [
     path("ws/console/", ConsoleConsumer.as_asgi(), name="ws-console"),
-    path("ws/insight/", InsightConsumer.as_asgi(), name="ws-insight"),
 ]

@@ -4,7 +4,7 @@ is missing. Ids are matched as text so a malformed id is a JSON 404, not the res
 
 from django.urls import path
 
-from responses.views import alerts, attachments, canned, case, connect, connectors, inbox, insight, noise
+from responses.views import attachments, canned, case, connect, connectors, inbox, noise
 from responses.views import case_actions, macros
 
 urlpatterns = [
@@ -39,14 +39,6 @@ urlpatterns = [
     path("canned/new/", canned.canned_new, name="canned-new"),
     path("canned/<str:canned_id>/", canned.canned_edit, name="canned-edit"),
     path("canned/<str:canned_id>/delete/", canned.canned_delete, name="canned-delete"),
-    path("insight/alerts/", alerts.alert_list, name="alerts"),
-    path("insight/alerts/settings/", alerts.alert_settings, name="alert-settings"),
-    path("insight/alerts/<str:alert_id>/", alerts.alert_detail, name="alert"),
-    path("insight/alerts/<str:alert_id>/acknowledge/", alerts.alert_acknowledge, name="alert-acknowledge"),
-    path("insight/", insight.dashboard, name="insight"),
-    path("insight/panels/<str:name>/", insight.panel, name="insight-panel"),
-    path("insight/messages/", insight.messages, name="insight-messages"),
-    path("insight/snapshot.pdf", insight.snapshot_pdf, name="insight-pdf"),
     path("sources/", connectors.connector_list, name="connectors"),
     path("sources/new/", connect.connect_choose, name="connect"),
     path("sources/new/<str:kind>/", connect.connect_new, name="connect-new"),

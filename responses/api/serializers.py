@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.validators import EmailValidator
 from rest_framework import serializers
 
-from learning.models import Alert, Classification, Correction, Intent
+from learning.models import Classification, Correction, Intent
 from listening.models import Connector, Contact, Conversation, Customer, Message
 from responses.models import ApiToken, Case, CaseStatus, Note, Queue, Reply, RoutingRule, Team
 
@@ -150,14 +150,6 @@ class CustomerSerializer(serializers.ModelSerializer):
 class MergeSerializer(serializers.Serializer):
     others = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1, max_length=50,
                                    help_text="Customers folded into this one (then deleted).")
-
-
-class AlertSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Alert
-        fields = ["id", "team", "kind", "dimension", "key", "label", "window_start", "window_end", "observed",
-                  "expected", "score", "status", "created_at", "acknowledged_at"]
-        read_only_fields = fields
 
 
 class ConnectorSerializer(serializers.ModelSerializer):

@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 from rest_framework.routers import SimpleRouter
 
-from responses.api import admin, cases, insight, messages, webhooks
+from responses.api import admin, cases, messages, webhooks
 from responses.api.errors import no_such_route
 
 router = SimpleRouter(trailing_slash=False)
@@ -16,7 +16,6 @@ router.register("conversations", messages.ConversationViewSet, basename="convers
 router.register("corrections", messages.CorrectionViewSet, basename="correction")
 router.register("customers", messages.CustomerViewSet, basename="customer")
 router.register("contacts", messages.ContactViewSet, basename="contact")
-router.register("alerts", insight.AlertViewSet, basename="alert")
 router.register("admin/connectors", admin.ConnectorViewSet, basename="admin-connector")
 router.register("admin/teams", admin.TeamViewSet, basename="admin-team")
 router.register("admin/queues", admin.QueueViewSet, basename="admin-queue")
@@ -32,8 +31,6 @@ urlpatterns = [
          name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema", permission_classes=[AllowAny],
                                                  authentication_classes=[]), name="docs"),
-    path("insight/panels", insight.PanelList.as_view(), name="panels"),
-    path("insight/panels/<str:name>", insight.PanelDetail.as_view(), name="panel"),
     *router.urls,
     # Anything else under /api/v1/ is a problem+json 404, not the site's HTML page.
     re_path(r"^.*$", no_such_route, name="not-found"),

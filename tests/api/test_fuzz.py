@@ -18,7 +18,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, settings as hsettings
 from schemathesis.generation.modes import GenerationMode
 
-from learning.models import Alert
+from insight.models import Alert
 from tests.api.conftest import token_for
 from tests.responses.conftest import open_case
 

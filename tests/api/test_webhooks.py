@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from learning.models import Alert
+from insight.models import Alert
 from responses import cases as case_actions, outbound
 from responses.models import ConsoleEvent, WebhookDelivery, WebhookSubscription
 from tests.api.conftest import Api, token_for

@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from learning import alerts
-from learning.models import AlertSettings
+from insight import alerts
+from insight.models import AlertSettings
 from responses.models import Role, Team
 from tests.e2e.test_console import console, open_page  # noqa: F401 -- open_page is a fixture
-from tests.learning.test_alerts import baseline, burst, flat
+from tests.insight.test_alerts import baseline, burst, flat
 from tests.responses.conftest import make_user
 
 try:

@@ -17,7 +17,8 @@ from django.db.models import Q
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
-from learning.models import Alert, AlertSettings, Correction
+from insight.models import Alert, AlertSettings
+from learning.models import Correction
 from listening.attachments import save_content
 from listening.models import Attachment, AuditEvent, Connector
 from responses.cases import add_note

@@ -9,8 +9,9 @@ import asyncio
 import pytest
 from channels.db import database_sync_to_async
 
+from insight.routing_ws import websocket_urlpatterns as insight_ws
 from responses.models import ConsoleEvent
-from responses.routing_ws import websocket_urlpatterns
+from responses.routing_ws import websocket_urlpatterns as console_ws
 from tests.responses.conftest import open_case
 from tests.responses.ws import collect_events, connect, nothing_more, session_cookie
 
@@ -48,8 +49,8 @@ def check_console(connector_a, agent_a, agent_b):
 
 def check_insight(connector_a, agent_a, agent_b):
     """Team A's classified messages ring team A's dashboards, never team B's (the scenario lives
-    with the other dashboard socket tests in test_insight_live.py)."""
-    from tests.responses.test_insight_live import check_insight_isolation
+    with the other dashboard socket tests in tests/insight/test_live.py)."""
+    from tests.insight.test_live import check_insight_isolation
 
     check_insight_isolation(connector_a, agent_a, agent_b)
 
@@ -58,7 +59,7 @@ MATRIX = {"ws-console": check_console, "ws-insight": check_insight}
 
 
 def test_every_websocket_route_is_in_the_isolation_matrix():
-    assert {p.name for p in websocket_urlpatterns} == set(MATRIX)
+    assert {p.name for p in [*console_ws, *insight_ws]} == set(MATRIX)
 
 
 @pytest.mark.parametrize("route", sorted(MATRIX))

@@ -15,8 +15,8 @@ from django.db.migrations.executor import MigrationExecutor
 from django.test import override_settings
 from django.urls import reverse
 
-from learning import alerts
-from learning.models import AlertSettings
+from insight import alerts
+from insight.models import AlertSettings
 from listening import crypto
 from listening.crypto import CredentialsUnreadable
 from listening.models import Connector
@@ -133,7 +133,7 @@ def test_rotation_with_an_unreadable_alert_secret_changes_nothing(make_connector
 def test_every_encrypted_column_is_declared_for_rotation():
     declared = {(column.model, column.field) for column in crypto.encrypted_columns()}
     assert {("listening.Connector", "credentials_encrypted"),
-            ("learning.AlertSettings", "webhook_secret_encrypted")} <= declared
+            ("insight.AlertSettings", "webhook_secret_encrypted")} <= declared
 
 
 @pytest.mark.django_db(transaction=True)

@@ -2,7 +2,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from learning.tasks import detect_spikes
+from insight.tasks import detect_spikes
 from listening.tasks import poll_due_connectors
 from responses.tasks import check_slas, drain_hold_queues, resend_pending_replies
 

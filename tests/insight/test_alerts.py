@@ -1,4 +1,4 @@
-"""Spike alerts (learning.alerts): the method on built baselines, one alert per spike, quiet hours,
+"""Spike alerts (insight.alerts): the method on built baselines, one alert per spike, quiet hours,
 and the notifications (console events, locmem email, a signed webhook to a local server).
 
 Baselines are written as hourly rollups through `rollups.keys` + `rollups.apply`, the window's
@@ -18,9 +18,11 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from learning import alerts, rollups
+from insight import alerts
+from insight.models import Alert, AlertSettings
+from learning import rollups
 from learning.actions import _store
-from learning.models import Alert, AlertSettings, Classification, Term
+from learning.models import Classification, Term
 from listening.models import Contact, Conversation, Message
 from responses.models import ConsoleEvent, Role, Team
 from tests.fakes.http import Reply
@@ -427,7 +429,7 @@ def test_a_private_webhook_is_refused_outside_tests(connector, alert_settings, n
 
 
 def test_the_task_runs_detection(connector, alert_settings):
-    from learning.tasks import detect_spikes
+    from insight.tasks import detect_spikes
 
     now = timezone.now()
     baseline(connector, now, flat(10))

@@ -1,6 +1,6 @@
 """The dashboards' panels computed straight from the raw tables, without rollups.
 
-Same names, same `insight.Filters` and the same answers as `learning.insight`, but every figure
+Same names, same `insight.Filters` and the same answers as `insight.dashboards`, but every figure
 is a plain aggregate over Message joined to its current Classification, over Case, or over Reply:
 no Rollup, no ConversationMood, no cache. It is the reference the panels are checked against
 (tests, bench/dashboards.py) and the naive baseline the bench times them against, so it is

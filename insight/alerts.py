@@ -66,8 +66,9 @@ from django.db.models import Q, Sum
 from django.urls import reverse
 from django.utils import timezone
 
+from insight.models import Alert, AlertSettings
 from learning import rollups
-from learning.models import Alert, AlertSettings, Classification, Rollup, Sentiment, Term
+from learning.models import Classification, Rollup, Sentiment, Term
 from listening.crypto import CredentialsUnreadable
 from listening.exceptions import ProviderError
 from listening.models import Connector, Direction

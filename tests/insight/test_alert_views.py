@@ -12,7 +12,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from learning.models import Alert, AlertSettings
+from insight.models import Alert, AlertSettings
 from responses.models import Role
 from tests.responses.conftest import classify, make_user, open_case, store_message
 
@@ -290,7 +290,7 @@ def test_a_raised_alert_reaches_the_supervisors_console_not_the_agents(team_a, s
 
     from channels.db import database_sync_to_async
 
-    from learning import alerts
+    from insight import alerts
     from tests.responses.ws import connect, nothing_more, receive_until, session_cookie
 
     settings.CXM_CONSOLE_POLL_SECONDS = 1

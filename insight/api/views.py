@@ -1,5 +1,5 @@
 """Dashboards' panels and spike alerts (the insight area): the same filters, the same numbers and
-the same access as the console's dashboards (learning.insight parses and bounds the filters and
+the same access as the console's dashboards (insight.dashboards parses and bounds the filters and
 applies the user's teams)."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from learning import alerts as alert_actions, insight
-from learning.models import Alert
+from insight import alerts as alert_actions, dashboards as insight
+from insight.api.serializers import AlertSerializer
+from insight.models import Alert
+from insight.views.dashboards import PanelNotFound, _period
 from responses import access
 from responses.api import base
-from responses.api.serializers import AlertSerializer
 from responses.exceptions import InvalidRequest, NotAllowed
-from responses.views.insight import PanelNotFound, _period
 
 PANEL_FILTERS = [
     OpenApiParameter("from", OpenApiTypes.DATE), OpenApiParameter("to", OpenApiTypes.DATE),

@@ -1,4 +1,4 @@
-"""Spike alerts in the console (see learning.alerts for the method): the list, one alert with the
+"""Spike alerts in the console (see insight.alerts for the method): the list, one alert with the
 numbers behind it in words and the messages that made it, acknowledging, and the admins' settings.
 
 Supervisors, brand managers and admins see the alerts of their teams (admins: all); plain agents
@@ -16,8 +16,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
-from learning import alerts as alert_actions, insight
-from learning.models import Alert, AlertSettings, Classification
+from insight import alerts as alert_actions, dashboards as insight
+from insight.models import Alert, AlertSettings
+from learning.models import Classification
 from listening import http
 from listening.exceptions import ProviderRejected, ProviderUnavailable
 from listening.models import Message

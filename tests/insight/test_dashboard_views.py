@@ -19,9 +19,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from PIL import Image
 
+from insight.export import MAX_PNG_BYTES, csv_cell
 from learning import rollups
 from learning.models import Classification, Term
-from responses.insight_export import MAX_PNG_BYTES, csv_cell
 from responses.models import Case, Role
 from tests.responses.conftest import make_user, open_case
 
@@ -267,7 +267,7 @@ def test_drill_down_links_only_cases_the_user_sees_and_escapes_text(client, conn
 
 
 def test_drill_down_pages_with_a_cursor(client, connector_a, manager_a, settings, monkeypatch):
-    from learning import insight
+    from insight import dashboards as insight
 
     monkeypatch.setattr(insight, "DRILL_PAGE", 2)
     for n in range(5):

@@ -1,7 +1,7 @@
 """The brand managers' dashboards (Insight): the page, one JSON (or CSV) answer per panel, the
 messages behind a clicked chart point, and a PDF of the snapshot the browser composed.
 
-The numbers come from learning.insight, which parses and bounds the filters and applies the
+The numbers come from insight.dashboards, which parses and bounds the filters and applies the
 user's access; this module checks who may look, parses the request and renders.
 """
 
@@ -16,9 +16,9 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from cxm.exceptions import CXMError
-from learning import insight, rollups
+from insight import dashboards as insight, export as insight_export
+from learning import rollups
 from learning.models import Lane, Term
-from responses import insight_export
 from responses.exceptions import InvalidRequest, NotAllowed
 from responses.views.base import console_context, console_view, wants_json
 from responses.views.inbox import channel_icon

@@ -123,7 +123,7 @@ class InsightConsumer(AsyncJsonWebsocketConsumer):
 
 def _insight_access(user_id: int, session_key: str | None) -> tuple[set[str], str]:
     """The groups the user's dashboards listen to, or a reason to close."""
-    from learning import insight
+    from insight import dashboards as insight
     from responses.models import Role
 
     user, reason = signed_in_user(user_id, session_key)
@@ -237,7 +237,7 @@ def groups_for_messages(message_ids) -> set[str]:
     return {insight_group(team_id) for team_id in teams} | {EVERY_TEAM}
 
 
-@receiver(messages_classified, dispatch_uid="responses.insight_refresh")
+@receiver(messages_classified, dispatch_uid="insight.refresh")
 def refresh_dashboards(sender, message_ids, **kwargs):
     """Sent on commit by the classifying worker (or the web process in a trial): tell the open
     dashboards of the teams concerned to fetch their panels again."""

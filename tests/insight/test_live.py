@@ -13,9 +13,9 @@ from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from insight.consumers import THROTTLE_SECONDS, throttle
 from learning.models import Classification
 from learning.signals import messages_classified
-from responses.insight_live import THROTTLE_SECONDS, throttle
 from responses.models import Role
 from tests.responses.conftest import make_user, store_message
 from tests.responses.ws import communicator, nothing_more, session_cookie
