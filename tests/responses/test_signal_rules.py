@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from listening.models import CustomerTag, Signal
 from listening.signal_actions import ingest_signals, parse_signal
-from responses.models import Case, ConsoleEvent, SignalRule, SignalRuleFiring, SignalRuleState
+from responses.models import ConsoleEvent, SignalRule, SignalRuleFiring, SignalRuleState
 from responses.signal_rules import check_absence, evaluate_messages, evaluate_signals, validate_signal_rule
 from tests.responses.conftest import classify, store_message
 
