@@ -131,3 +131,21 @@ def test_signal_csv_import_stores_converts_and_records_rejections(tmp_path, ana)
     assert "must be a number" in reasons and "no customer matches" in reasons and "retention" in reasons
     again = import_signals_file(path, source="crm")
     assert again.created == 0 and again.duplicates == 2
+
+
+def test_signal_api_stores_for_admins_and_refuses_others(db, ana, admin_user, django_user_model):
+    from tests.api.conftest import Api, token_for
+    from tests.responses.conftest import make_user
+
+    admin = Api(token_for(admin_user, ["customers:write"]))
+    body = {"signals": [signal(1), signal(2, type="nps_answer", payload={"score": 2})]}
+    created = admin.post("/signals", body)
+    assert created.status_code == 201, created.content
+    assert created.json()["stored"] == 2 and Signal.objects.count() == 2
+    bad = admin.post("/signals", {"signals": [signal(3), signal(4, type="telepathy")]})
+    assert bad.status_code == 400 and "unknown signal type" in bad.content.decode()
+    assert admin.post("/signals", {"signals": []}).status_code == 400
+    agent = make_user(django_user_model, "agent_x", "agent")
+    assert Api(token_for(agent, ["customers:write"])).post("/signals", body).status_code == 403
+    assert Api(token_for(admin_user, ["customers:read"])).post("/signals", body).status_code == 403
+    assert Signal.objects.count() == 2
