@@ -20,7 +20,6 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("accounts/login/", with_csp(auth_views.LoginView.as_view(redirect_authenticated_user=True)), name="login"),
     path("accounts/logout/", with_csp(auth_views.LogoutView.as_view()), name="logout"),
-    path("console/tokens/", include(("responses.api.console_urls", "tokens"))),
     # The dashboards' routes share the console's namespace and pages, so "console:insight" and
     # friends kept their names when they moved to the insight app.
     path("console/", include(([*responses_urls.urlpatterns, *insight_urls.urlpatterns], "console"))),

@@ -94,6 +94,33 @@ def get_subscription(by, subscription_id) -> WebhookSubscription:
     return found
 
 
+def update_subscription(by, subscription_id, *, name: str | None = None, url: str | None = None,
+                        event_types=None) -> WebhookSubscription:
+    """Rename, point elsewhere (checked like a new URL) or change the event types; the secret
+    stays. Deliveries already made keep their event."""
+    row = get_subscription(by, subscription_id)
+    if name is not None:
+        name = name.strip()
+        if not name or len(name) > 120:
+            raise InvalidRequest("name the subscription (up to 120 characters)")
+        row.name = name
+    if url is not None and url != row.url:
+        check_url(url)
+        row.url = url
+    if event_types is not None:
+        chosen = sorted(set(event_types))
+        if not chosen or any(e not in EVENT_TYPES for e in chosen):
+            raise InvalidRequest(f"choose event types among {', '.join(EVENT_TYPES)}")
+        row.events = chosen
+    row.save(update_fields=["name", "url", "events"])
+    return row
+
+
+def unsubscribe(by, subscription_id) -> None:
+    """Delete the subscription and its delivery log; nothing more is sent to it."""
+    get_subscription(by, subscription_id).delete()
+
+
 def set_enabled(by, subscription_id, enabled: bool) -> WebhookSubscription:
     row = get_subscription(by, subscription_id)
     WebhookSubscription.objects.filter(pk=row.pk).update(

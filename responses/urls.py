@@ -6,6 +6,8 @@ from django.urls import path
 
 from responses.views import attachments, canned, case, connect, connectors, inbox, noise
 from responses.views import case_actions, macros
+from responses.views import webhooks as webhook_views
+from responses.api import console as token_views
 
 urlpatterns = [
     path("", inbox.inbox, name="inbox"),
@@ -50,4 +52,13 @@ urlpatterns = [
     path("sources/<str:connector_id>/secrets/<str:name>/", connect.connector_secret, name="connector-secret"),
     path("sources/<str:connector_id>/pause/", connectors.connector_pause, name="connector-pause"),
     path("sources/<str:connector_id>/resume/", connectors.connector_resume, name="connector-resume"),
+    # API tokens (anyone with console access, for themselves; admins for everyone) and outbound
+    # webhooks (admins).
+    path("tokens/", token_views.token_list, name="tokens"),
+    path("tokens/<str:token_id>/revoke/", token_views.token_revoke, name="token-revoke"),
+    path("webhooks/", webhook_views.webhook_list, name="webhooks"),
+    path("webhooks/deliveries/<str:delivery_id>/replay/", webhook_views.webhook_replay, name="webhook-replay"),
+    path("webhooks/<str:subscription_id>/", webhook_views.webhook_detail, name="webhook"),
+    path("webhooks/<str:subscription_id>/enabled/", webhook_views.webhook_enabled, name="webhook-enabled"),
+    path("webhooks/<str:subscription_id>/delete/", webhook_views.webhook_delete, name="webhook-delete"),
 ]

@@ -59,4 +59,4 @@ def token_list(request: HttpRequest) -> HttpResponse:
 def token_revoke(request: HttpRequest, token_id: str) -> HttpResponse:
     token = tokens.revoke_token(request.user, object_id(token_id, "token"))
     return done(request, {"token": {"id": token.pk, "revoked_at": token.revoked_at.isoformat()}},
-                reverse("tokens:list"))
+                reverse("console:tokens"))

@@ -36,7 +36,11 @@ class SubscriptionMadeSerializer(SubscriptionSerializer):
 
 
 class SubscriptionChangeSerializer(serializers.Serializer):
-    enabled = serializers.BooleanField()
+    enabled = serializers.BooleanField(required=False)
+    name = serializers.CharField(max_length=120, required=False)
+    url = serializers.CharField(max_length=500, required=False)
+    events = serializers.ListField(child=serializers.ChoiceField(choices=sorted(outbound.EVENT_TYPES)),
+                                   min_length=1, max_length=len(outbound.EVENT_TYPES), required=False)
 
 
 class DeliverySerializer(serializers.ModelSerializer):
@@ -72,12 +76,21 @@ class SubscriptionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixi
 
     @extend_schema(request=SubscriptionChangeSerializer, responses=SubscriptionSerializer)
     def partial_update(self, request, pk=None):
-        """Switch on (failures forgiven, what is due is sent) or off."""
-        self.get_object()
+        """Rename, change the URL or the event types; switch on (failures forgiven, what is due
+        is sent) or off. The secret never changes."""
+        row = self.get_object()
         data = SubscriptionChangeSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        row = outbound.set_enabled(request.user, pk, data.validated_data["enabled"])
+        v = data.validated_data
+        if {"name", "url", "events"} & set(v):
+            row = outbound.update_subscription(request.user, row.pk, name=v.get("name"), url=v.get("url"),
+                                               event_types=v.get("events"))
+        if "enabled" in v:
+            row = outbound.set_enabled(request.user, row.pk, v["enabled"])
         return Response(SubscriptionSerializer(row).data)
+
+    def perform_destroy(self, instance) -> None:
+        outbound.unsubscribe(self.request.user, instance.pk)
 
 
 @extend_schema_view(list=extend_schema(parameters=[

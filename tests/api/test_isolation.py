@@ -23,7 +23,17 @@ from learning.models import Correction, Intent
 from listening.models import Connector, Customer, Message
 from responses import outbound
 from responses.cases import add_note
-from responses.models import Case, Note, Reply, Role, RoutingRule, WebhookDelivery, WebhookSubscription
+from responses.models import (
+    Case,
+    Note,
+    Queue,
+    Reply,
+    Role,
+    RoutingRule,
+    Team,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 from tests.api.conftest import Api, token_for
 from tests.responses.conftest import make_user, open_case
 
@@ -64,14 +74,25 @@ MATRIX: dict[str, dict] = {
     "admin-connector-detail": {"who": "admin", "path": "/admin/connectors/{connector}", "GET": 200},
     "admin-connector-pause": {"who": "admin", "path": "/admin/connectors/{connector}/pause", "POST": ({}, 200)},
     "admin-connector-resume": {"who": "admin", "path": "/admin/connectors/{connector}/resume", "POST": ({}, 200)},
-    "admin-team-list": {"who": "admin", "path": "/admin/teams", "GET": 200},
-    "admin-team-detail": {"who": "admin", "path": "/admin/teams/{team}", "GET": 200},
-    "admin-queue-list": {"who": "admin", "path": "/admin/queues", "GET": 200},
-    "admin-queue-detail": {"who": "admin", "path": "/admin/queues/{queue}", "GET": 200},
-    "admin-rule-list": {"who": "admin", "path": "/admin/rules", "GET": 200},
-    "admin-rule-detail": {"who": "admin", "path": "/admin/rules/{rule}", "GET": 200},
-    "admin-intent-list": {"who": "admin", "path": "/admin/intents", "GET": 200},
-    "admin-intent-detail": {"who": "admin", "path": "/admin/intents/{intent}", "GET": 200},
+    "admin-team-list": {"who": "admin", "path": "/admin/teams", "GET": 200,
+                        "POST": ({"name": "Team C", "members": ["{agent}"]}, 201)},
+    # Team A has cases: it cannot be deleted (409), and nothing of it is lost.
+    "admin-team-detail": {"who": "admin", "path": "/admin/teams/{team}", "GET": 200,
+                          "PATCH": ({"name": "Team A renamed"}, 200), "DELETE": (None, 409)},
+    "admin-queue-list": {"who": "admin", "path": "/admin/queues", "GET": 200,
+                         "POST": ({"team": "{team}", "name": "VIP", "sla_minutes": 15}, 201)},
+    "admin-queue-detail": {"who": "admin", "path": "/admin/queues/{queue}", "GET": 200,
+                           "PATCH": ({"sla_minutes": 30}, 200), "DELETE": (None, 204)},
+    "admin-rule-list": {"who": "admin", "path": "/admin/rules", "GET": 200,
+                        "POST": ({"name": "VIPs", "conditions": [{"field": "vip", "op": "is", "value": True}],
+                                  "actions": {"queue": "care"}}, 201)},
+    "admin-rule-detail": {"who": "admin", "path": "/admin/rules/{rule}", "GET": 200,
+                          "PATCH": ({"enabled": False}, 200), "DELETE": (None, 204)},
+    "admin-intent-list": {"who": "admin", "path": "/admin/intents", "GET": 200,
+                          "POST": ({"slug": "warranty", "name": "Warranty", "examples": ["is it under warranty"]},
+                                   201)},
+    "admin-intent-detail": {"who": "admin", "path": "/admin/intents/{intent}", "GET": 200,
+                            "PATCH": ({"priority_weight": 0.2}, 200), "DELETE": (None, 204)},
     "admin-webhook-list": {"who": "admin", "path": "/admin/webhooks", "GET": 200,
                            "POST": ({"name": "n", "url": "http://127.0.0.1:9/x", "events": ["case.created"]}, 201)},
     "admin-webhook-detail": {"who": "admin", "path": "/admin/webhooks/{subscription}", "GET": 200,
@@ -116,7 +137,7 @@ def world(db, team_a, team_b, connector_a, connector_b, agent_a, supervisor_a, a
         "subscription": subscription.pk, "delivery": delivery.pk,
         "case": case.pk, "message": message.pk, "conversation": case.conversation_id, "contact": contact.pk,
         "customer": contact.customer_id, "customer2": second.conversation.contact.customer_id, "alert": alert.pk,
-        "connector": connector_a.pk, "team": team_a.pk, "queue": team_a.queues.first().pk,
+        "connector": connector_a.pk, "team": team_a.pk, "agent": agent_a.pk, "queue": team_a.queues.first().pk,
         "rule": RoutingRule.objects.create(name=SECRET, conditions=[], actions={}).pk,
         "intent": (Intent.objects.first() or Intent.objects.create(slug="x-intent", name="X")).pk,
         "supervisor_b": make_user(django_user_model, "supervisor_b", Role.SUPERVISOR, [team_b]),
@@ -139,6 +160,10 @@ def _state(world) -> str:
         Correction.objects.count(), list(Customer.objects.order_by("id").values("id", "vip", "display_name")),
         Alert.objects.get(pk=world["alert"]).status, Connector.objects.get(pk=world["connector"]).enabled,
         list(WebhookSubscription.objects.values("id", "enabled")),
+        list(Team.objects.order_by("id").values("id", "name", "slug")), list(Team.members.through.objects.values()),
+        list(Queue.objects.order_by("id").values("id", "name", "sla_minutes")),
+        list(RoutingRule.objects.order_by("id").values("id", "name", "enabled", "conditions", "actions")),
+        list(Intent.objects.order_by("id").values("id", "name", "priority_weight", "enabled")),
         list(WebhookDelivery.objects.values("id", "status", "next_attempt_at")),
     ], default=str)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
+from datetime import timedelta
 
 import pytest
 from django.db.models import Q
@@ -21,6 +23,8 @@ from insight.models import Alert, AlertSettings
 from learning.models import Correction
 from listening.attachments import save_content
 from listening.models import Attachment, AuditEvent, Connector
+from responses import models as responses_models, outbound
+from responses.api import tokens
 from responses.cases import add_note
 from responses.models import AgentProfile, CannedResponse, Case, ConsoleEvent, Note, Reply, Role
 from tests.fakes.http import Reply as FakeReply
@@ -89,6 +93,17 @@ MATRIX: dict[str, dict] = {
     "oauth-callback": {"obj": None, "methods": ["GET"], "admin": True, "owner_status": 400},
     "connector-backfill": {"obj": "connector", "methods": ["POST"], "admin": True, "body": {"since": "2026-11-01"},
                            "owner_status": 400},
+    # API tokens: anyone with console access makes their own (tests/api/test_tokens.py); another's
+    # token does not exist for them. Outbound webhooks: admins only (tests/api/test_webhooks_page.py).
+    "tokens": {"obj": None, "methods": ["GET", "POST"], "body": {"name": "CRM", "scopes": ["cases:read"]}},
+    "token-revoke": {"obj": "token", "methods": ["POST"], "body": {}},
+    "webhooks": {"obj": None, "methods": ["GET", "POST"], "admin": True,
+                 "body": {"name": "CRM", "url": "http://127.0.0.1:9/hook", "events": ["case.created"]}},
+    "webhook": {"obj": "subscription", "methods": ["GET", "POST"], "admin": True,
+                "body": {"events": ["case.created", "case.updated"]}},
+    "webhook-enabled": {"obj": "subscription", "methods": ["POST"], "admin": True, "body": {"enabled": False}},
+    "webhook-replay": {"obj": "delivery", "methods": ["POST"], "admin": True, "body": {}},
+    "webhook-delete": {"obj": "subscription", "methods": ["POST"], "admin": True, "body": {}},
 }
 # Team-scoped objects: an outsider gets 404. (Admin-only routes are not team-scoped.)
 OBJECT_ROUTES = [name for name, row in MATRIX.items() if row["obj"] and not row.get("admin")]
@@ -136,9 +151,20 @@ def world(django_user_model, team_a, team_b, agent_a, supervisor_a, agent_b, con
     alert_a = Alert.objects.create(team=team_a, kind="volume", dimension="connector", key=str(connector_a.pk),
                                    label=SECRET, window_start=now, window_end=now, observed=40, expected=10, score=9.5,
                                    message_ids=[case_a.last_message_id])
-    return {"case": case_a, "case_b": case_b, "reply": reply_a, "canned": canned_a, "supervisor_b": supervisor_b,
+    return {**_api_objects(agent_a, admin_user),
+            "case": case_a, "case_b": case_b, "reply": reply_a, "canned": canned_a, "supervisor_b": supervisor_b,
             "agent_a": agent_a, "supervisor_a": supervisor_a, "agent_b": agent_b, "alert": alert_a,
             "admin": admin_user, "attachment": attachment_a, "noise_message": noise_a}
+
+
+def _api_objects(agent, admin) -> dict:
+    """An API token of the agent's, and an outbound webhook with one delivery waiting."""
+    subscription, _ = outbound.subscribe(admin, SECRET, "http://127.0.0.1:9/hook", ["case.created"])
+    delivery = responses_models.WebhookDelivery.objects.create(
+        subscription=subscription, event_id=uuid.uuid4(), event_type="case.created", payload={"secret": SECRET},
+        next_attempt_at=timezone.now() + timedelta(days=2))
+    return {"token": tokens.create_token(agent, SECRET, ["cases:read"]).token, "subscription": subscription,
+            "delivery": delivery}
 
 
 def url_for(name: str, world: dict) -> str:
@@ -158,6 +184,8 @@ def url_for(name: str, world: dict) -> str:
         kwargs = {"connector_id": world["case"].conversation.connector_id}
     elif obj == "noise_message":
         kwargs = {"message_id": world["noise_message"].pk}
+    elif obj in ("token", "subscription", "delivery"):
+        kwargs = {f"{obj}_id": world[obj].pk}
     kwargs.update(MATRIX[name].get("kwargs", {}))
     return reverse(f"console:{name}", kwargs=kwargs)
 
@@ -201,6 +229,11 @@ def snapshot() -> dict:
         "alert_settings": list(AlertSettings.objects.values_list("sensitivity", "min_messages", "webhook_url")),
         "connectors": list(Connector.objects.order_by("id").values_list("id", "enabled")),
         "audit": AuditEvent.objects.count(),
+        "tokens": list(responses_models.ApiToken.objects.order_by("id").values_list("id", "revoked_at")),
+        "webhooks": list(responses_models.WebhookSubscription.objects.order_by("id")
+                         .values_list("id", "name", "events", "enabled")),
+        "deliveries": list(responses_models.WebhookDelivery.objects.order_by("id")
+                           .values_list("id", "status", "next_attempt_at")),
     }
 
 
