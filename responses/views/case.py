@@ -13,12 +13,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from learning.models import Classification, Intent, Lane, Sentiment
-from listening.models import Conversation, Direction
-from responses import access, assignment, cases as case_actions, replies
+from listening.models import Conversation, Direction, Message
+from responses import access, assignment, cases as case_actions, merge, replies
 from responses.exceptions import CaseNotFound, InvalidRequest
-from responses.models import CannedResponse, Case, CaseStatus, Reply
+from responses.models import CannedResponse, Case, CaseActivity, CaseStatus, Note, Reply
 from responses.summaries import case_summary, chips, note_dict, reply_dict
 from responses.views.base import body, console_context, console_view, done, flag, object_id, text
+from responses.views.case_actions import actions_context
 from responses.views.inbox import channel_icon
 
 THREAD_LIMIT = 500
@@ -57,6 +58,7 @@ def case_page(request: HttpRequest, case_id: str) -> HttpResponse:
         "idempotency_key": uuid.uuid4().hex,
         "rules": replies.channel_rules(case),
         "now": timezone.now(),
+        **actions_context(user, case),
         **_customer(case, teams),
     }
     return render(request, "console/case.html", context)
@@ -64,12 +66,15 @@ def case_page(request: HttpRequest, case_id: str) -> HttpResponse:
 
 def _timeline(case: Case) -> tuple[list[dict], list[str]]:
     """Messages, replies not yet delivered and notes, in time order; and the topics matched."""
-    messages = list(case.conversation.messages.select_related("author").prefetch_related("attachments")
+    # A case shows the conversations merged into it too (responses.merge).
+    threads = merge.conversation_ids(case)
+    messages = list(Message.objects.filter(conversation_id__in=threads)
+                    .select_related("author").prefetch_related("attachments")
                     .order_by("-sent_at", "-id")[:THREAD_LIMIT])
     messages.reverse()
     inbound = [m.pk for m in messages if m.direction == Direction.INBOUND]
     current = {c.message_id: c for c in Classification.objects.filter(message_id__in=inbound, is_current=True)}
-    all_replies = list(case.replies.select_related("author"))
+    all_replies = list(Reply.objects.filter(case_id__in=merge.case_ids(case)).select_related("author"))
     by_message = {r.message_id: r for r in all_replies if r.message_id}
     items: list[dict] = []
     topics: set[str] = set()
@@ -82,8 +87,11 @@ def _timeline(case: Case) -> tuple[list[dict], list[str]]:
     for reply in all_replies:
         if reply.message_id is None:
             items.append({"kind": "reply", "at": reply.created_at, "reply": reply})
-    for note in case.notes.select_related("author").prefetch_related("mentions"):
+    notes = Note.objects.filter(case_id__in=merge.case_ids(case))
+    for note in notes.select_related("author").prefetch_related("mentions"):
         items.append({"kind": "note", "at": note.created_at, "note": note})
+    for activity in CaseActivity.objects.filter(case=case).select_related("by"):  # snoozes, macros, merges
+        items.append({"kind": "activity", "at": activity.created_at, "activity": activity})
     items.sort(key=lambda item: item["at"])
     return items, sorted(topics)
 

@@ -3,13 +3,40 @@
 
 from __future__ import annotations
 
+import uuid
+
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
 from responses import access, macros, merge, snooze
-from responses.models import MergeRecord
+from responses.models import Case, MergeRecord
 from responses.summaries import case_summary, reply_dict
 from responses.views.base import body, console_view, done, flag, object_id, text
+
+MAX_CANDIDATES = 20
+
+
+def actions_context(user, case: Case) -> dict:
+    """What the case page's snooze, macro and merge controls show."""
+    items = list(macros.visible(user).filter(Q(team_id=case.team_id) | Q(team__isnull=True)).order_by("title", "id"))
+    for item in items:
+        item.problems = macros.problems(item, case.team)
+    contact = case.conversation.contact
+    same = (Q(conversation__contact__customer_id=contact.customer_id) if contact and contact.customer_id
+            else Q(conversation__contact_id=contact.pk) if contact else Q(pk__in=[]))
+    merged_away = MergeRecord.objects.filter(undone_at__isnull=True).values("source_id")
+    candidates = (access.visible_cases(user).filter(same).exclude(pk=case.pk).exclude(pk__in=merged_away)
+                  .select_related("conversation").order_by("-opened_at")[:MAX_CANDIDATES])
+    return {
+        "macros": items,
+        "macro_key": uuid.uuid4().hex,
+        "snooze_presets": snooze.PRESETS,
+        "merged_into": merge.live_merge_of(case),
+        "merged_in": list(MergeRecord.objects.filter(target=case, undone_at__isnull=True)
+                          .select_related("source__conversation")),
+        "merge_candidates": list(candidates),
+    }
 
 
 def _case_url(case_id: int) -> str:

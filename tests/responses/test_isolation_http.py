@@ -26,7 +26,7 @@ from listening.models import Attachment, AuditEvent, Connector
 from responses import models as responses_models, outbound
 from responses.api import tokens
 from responses.cases import add_note
-from responses.models import AgentProfile, CannedResponse, Case, ConsoleEvent, Note, Reply, Role
+from responses.models import AgentProfile, CannedResponse, Case, ConsoleEvent, Macro, MergeRecord, Note, Reply, Role
 from tests.fakes.http import Reply as FakeReply
 from tests.responses.conftest import classify, make_user, open_case, store_message
 
@@ -53,6 +53,20 @@ MATRIX: dict[str, dict] = {
     "case-canned": {"obj": "case", "methods": ["GET"]},
     "case-attachment": {"obj": "attachment", "methods": ["GET"]},
     "reply-retry": {"obj": "reply", "methods": ["POST"], "body": {}},
+    # Snooze, macros and merge (tests/responses/test_snooze.py, test_macros.py, test_merge.py). The
+    # owner's unsnooze is 400 (not snoozed), a merge of the case into itself 400, and the world's
+    # merge was already undone: 409.
+    "case-snooze": {"obj": "case", "methods": ["POST"], "body": {"preset": "1h"}},
+    "case-unsnooze": {"obj": "case", "methods": ["POST"], "body": {}, "owner_status": 400},
+    "case-macro": {"obj": "case_macro", "methods": ["POST"], "body": {"idempotency_key": "iso-macro"}},
+    "case-merge": {"obj": "case", "methods": ["POST"], "body": {"source": "CASE"}, "owner_status": 400},
+    "merge-undo": {"obj": "merge", "methods": ["POST"], "body": {}, "owner_status": 409},
+    "macro-list": {"obj": None, "methods": ["GET"]},
+    "macro-new": {"obj": None, "methods": ["GET", "POST"], "supervisor": True,
+                  "body": {"title": "New", "team": "TEAM", "actions": [{"type": "add_tags", "tags": ["x"]}]}},
+    "macro-edit": {"obj": "macro", "methods": ["GET", "POST"], "supervisor": True,
+                   "body": {"title": "Edited", "team": "TEAM", "actions": [{"type": "add_tags", "tags": ["y"]}]}},
+    "macro-delete": {"obj": "macro", "methods": ["POST"], "supervisor": True, "body": {}},
     # Spam set aside by routing, and "not spam: open a case" (tests/responses/test_noise.py).
     "noise": {"obj": None, "methods": ["GET"]},
     "message-open-case": {"obj": "noise_message", "methods": ["POST"], "body": {"lane": "issue"}},
@@ -144,6 +158,8 @@ def world(django_user_model, team_a, team_b, agent_a, supervisor_a, agent_b, con
     reply_a = Reply.objects.create(case=case_a, author=agent_a, text="failed reply", idempotency_key="failed-a",
                                    status=Reply.Status.FAILED, last_error="provider said no")
     canned_a = CannedResponse.objects.create(team=team_a, title="Team A canned", text=SECRET)
+    macro_a = Macro.objects.create(team=team_a, title=SECRET, actions=[{"type": "add_tags", "tags": ["x"]}])
+    merge_a = MergeRecord.objects.create(target=case_a, source=case_a, undone_at=timezone.now())
     digest, path = save_content(SECRET.encode())
     attachment_a = Attachment.objects.create(message_id=case_a.last_message_id, filename="secret.txt",
                                              content_type="text/plain", size=len(SECRET), sha256=digest, file=path)
@@ -154,7 +170,8 @@ def world(django_user_model, team_a, team_b, agent_a, supervisor_a, agent_b, con
     return {**_api_objects(agent_a, admin_user),
             "case": case_a, "case_b": case_b, "reply": reply_a, "canned": canned_a, "supervisor_b": supervisor_b,
             "agent_a": agent_a, "supervisor_a": supervisor_a, "agent_b": agent_b, "alert": alert_a,
-            "admin": admin_user, "attachment": attachment_a, "noise_message": noise_a}
+            "admin": admin_user, "attachment": attachment_a, "noise_message": noise_a, "macro": macro_a,
+            "merge": merge_a}
 
 
 def _api_objects(agent, admin) -> dict:
@@ -184,6 +201,12 @@ def url_for(name: str, world: dict) -> str:
         kwargs = {"connector_id": world["case"].conversation.connector_id}
     elif obj == "noise_message":
         kwargs = {"message_id": world["noise_message"].pk}
+    elif obj == "case_macro":
+        kwargs = {"case_id": world["case"].pk, "macro_id": world["macro"].pk}
+    elif obj == "macro":
+        kwargs = {"macro_id": world["macro"].pk}
+    elif obj == "merge":
+        kwargs = {"merge_id": world["merge"].pk}
     elif obj in ("token", "subscription", "delivery"):
         kwargs = {f"{obj}_id": world[obj].pk}
     kwargs.update(MATRIX[name].get("kwargs", {}))
@@ -222,7 +245,9 @@ def snapshot() -> dict:
         "notes": Note.objects.count(),
         "corrections": Correction.objects.count(),
         "cases": list(Case.objects.order_by("id").values_list("id", "status", "assignee_id", "tags", "lane",
-                                                             "queue_id", "awaiting_assignment")),
+                                                             "queue_id", "awaiting_assignment", "snoozed")),
+        "macros": list(Macro.objects.order_by("id").values_list("id", "title", "team_id", "actions")),
+        "merges": list(MergeRecord.objects.order_by("id").values_list("id", "undone_at")),
         "canned": list(CannedResponse.objects.order_by("id").values_list("id", "title", "text", "team_id")),
         "events": ConsoleEvent.objects.count(),
         "alerts": list(Alert.objects.order_by("id").values_list("id", "status", "acknowledged_by_id")),
