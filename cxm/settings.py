@@ -169,6 +169,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(env_int("CXM_CLASSIFY_SWEEP_SECONDS", 60, minimum=5)),
     },
     "check-slas": {"task": "responses.check_slas", "schedule": 30.0},
+    "run-timed-rules": {"task": "responses.run_timed_rules", "schedule": 60.0},
     "wake-snoozed-cases": {"task": "responses.wake_snoozed_cases", "schedule": 30.0},
     "drain-hold-queues": {"task": "responses.drain_hold_queues", "schedule": 30.0},
     "resend-pending-replies": {"task": "responses.resend_pending_replies", "schedule": 15.0},

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from learning.actions import record_correction
@@ -182,9 +183,13 @@ def check_slas(now=None) -> int:
     cases changed."""
     now = now or timezone.now()
     changed = 0
-    due = Case.objects.filter(status__in=ACTIVE_STATUSES, sla_due_at__isnull=False,
-                              sla_state__in=[SlaState.OK, SlaState.NEAR])
-    for case_id in due.filter(sla_due_at__lte=now + timedelta(days=1)).values_list("id", flat=True):
+    # sla_near_at and sla_due_at are business-time instants set when the clock started (routing),
+    # so the due cases are an indexed range query; rows without sla_near_at get the old window.
+    due = Case.objects.filter(status__in=ACTIVE_STATUSES).filter(
+        Q(sla_state=SlaState.OK, sla_near_at__lte=now)
+        | Q(sla_state__in=[SlaState.OK, SlaState.NEAR], sla_due_at__lte=now)
+        | Q(sla_state=SlaState.OK, sla_near_at__isnull=True, sla_due_at__lte=now + timedelta(days=1)))
+    for case_id in due.values_list("id", flat=True):
         with transaction.atomic():
             case = Case.objects.select_for_update().filter(pk=case_id).first()
             state = _sla_state(case, now) if case else None
@@ -205,7 +210,8 @@ def _sla_state(case: Case, now) -> str:
     if now >= case.sla_due_at:
         return SlaState.BREACHED
     window = timedelta(minutes=(case.sla_minutes or 0) * NEAR_SHARE)
-    if now >= case.sla_due_at - max(window, timedelta(minutes=5)):
+    near_at = case.sla_near_at or case.sla_due_at - max(window, timedelta(minutes=5))
+    if now >= near_at:
         return SlaState.NEAR
     return SlaState.OK
 

@@ -152,6 +152,9 @@ class Case(models.Model):
     priority = models.FloatField(default=0.0)
     sla_minutes = models.PositiveIntegerField(null=True, blank=True)
     sla_due_at = models.DateTimeField(null=True, blank=True)
+    # From here the SLA is near breach; stored because business hours make it no fixed span before
+    # the due time, and the beat asks for it with an index instead of recomputing every case.
+    sla_near_at = models.DateTimeField(null=True, blank=True)
     sla_state = models.CharField(max_length=10, choices=SlaState.choices, blank=True, default="")
     tags = models.JSONField(default=list, blank=True)
     awaiting_assignment = models.BooleanField(default=False, help_text="In the hold queue: no agent had room.")
@@ -161,6 +164,9 @@ class Case(models.Model):
     opened_at = models.DateTimeField(default=timezone.now)
     first_response_at = models.DateTimeField(null=True, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # When the case last went pending (waiting on the customer), None while it is not: timed rules
+    # count from here. Kept by save() below; a queryset.update() that sets the status sets it too.
+    pending_since = models.DateTimeField(null=True, blank=True)
     # Snoozed cases leave the active views until snoozed_until (None: until the customer writes);
     # a customer message wakes them sooner (responses.snooze).
     snoozed = models.BooleanField(default=False)
@@ -174,11 +180,25 @@ class Case(models.Model):
             models.Index(fields=["assignee", "status"], name="case_assignee_idx"),
             models.Index(fields=["awaiting_assignment", "opened_at"], name="case_hold_idx"),
             models.Index(fields=["status", "sla_due_at"], name="case_sla_idx"),
+            models.Index(fields=["status", "sla_near_at"], name="case_sla_near_idx"),
+            models.Index(fields=["team", "status", "waiting_since"], name="case_waiting_idx"),
+            models.Index(fields=["team", "status", "pending_since"], name="case_pending_idx"),
             models.Index(fields=["opened_at"], name="case_opened_idx"),
         ]
 
     def __str__(self) -> str:
         return f"Case {self.pk} ({self.status})"
+
+    def save(self, *args, **kwargs) -> None:
+        # pending_since follows the status wherever it is changed through save(), so no caller
+        # can forget it; it keeps its value while the case stays pending.
+        if "status" in self.__dict__:
+            pending = self.status == CaseStatus.PENDING
+            if pending != (self.pending_since is not None):
+                self.pending_since = timezone.now() if pending else None
+                if kwargs.get("update_fields") is not None:
+                    kwargs["update_fields"] = {*kwargs["update_fields"], "pending_since"}
+        super().save(*args, **kwargs)
 
     @property
     def is_active(self) -> bool:
@@ -554,3 +574,89 @@ class SignalRuleFiring(models.Model):
 
     def __str__(self) -> str:
         return f"{self.rule} fired for {self.key}"
+
+
+# --- Business calendars and timed rules (responses.calendars, business_time, timed_rules) ---------
+
+
+class BusinessCalendar(models.Model):
+    """A team's open hours: SLAs and timed rules count only these minutes. No calendar: 24/7.
+    `hours` is seven lists (Monday first) of ["HH:MM", "HH:MM"] intervals, validated by
+    responses.calendars."""
+
+    team = models.OneToOneField(Team, on_delete=models.CASCADE, related_name="calendar")
+    time_zone = models.CharField(max_length=64, default="UTC")
+    hours = models.JSONField(default=list)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.team} ({self.time_zone})"
+
+
+class Holiday(models.Model):
+    """A closed local date of a calendar."""
+
+    calendar = models.ForeignKey(BusinessCalendar, on_delete=models.CASCADE, related_name="holidays")
+    date = models.DateField()
+    name = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["date"]
+        constraints = [models.UniqueConstraint(fields=["calendar", "date"], name="holiday_once_per_date")]
+
+    def __str__(self) -> str:
+        return f"{self.date} {self.name}"
+
+
+class TimedRule(models.Model):
+    """When a team's case has waited `after_minutes` business minutes in a state, do something,
+    once per wait (responses.timed_rules, run by beat)."""
+
+    class Trigger(models.TextChoices):
+        PENDING = "pending", "Waiting on the customer"
+        WAITING = "waiting", "Waiting on an agent"
+
+    class Action(models.TextChoices):
+        CLOSE = "close", "Close the case (with a message)"
+        ESCALATE = "escalate", "Escalate (raise the priority)"
+        REASSIGN = "reassign", "Move to a queue (unassigned)"
+        NOTIFY = "notify", "Notify the team's supervisors"
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="timed_rules")
+    name = models.CharField(max_length=120)
+    enabled = models.BooleanField(default=True)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    after_minutes = models.PositiveIntegerField(help_text="Business minutes in that state.")
+    action = models.CharField(max_length=10, choices=Action.choices)
+    canned = models.ForeignKey(CannedResponse, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                               help_text="Close: the message sent to the customer.")
+    queue = models.ForeignKey(Queue, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+                              help_text="Move to a queue: which one.")
+    priority_boost = models.FloatField(default=0.3, help_text="Escalate: added to the priority (0 to 1).")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["team_id", "after_minutes", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TimedRuleRun(models.Model):
+    """A rule fired on a case for one wait (`since`: the wait's start). The unique constraint is
+    what makes a rule fire once per wait, however often and however many beats run it."""
+
+    rule = models.ForeignKey(TimedRule, on_delete=models.CASCADE, related_name="runs")
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="+")
+    since = models.DateTimeField()
+    fired_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["rule", "case", "since"], name="timed_rule_once_per_wait")]
+
+    def __str__(self) -> str:
+        return f"rule {self.rule_id} on case {self.case_id}"

@@ -53,6 +53,8 @@ def send_reply(user, case_id, text: str, *, idempotency_key: str = "", resolve: 
         reply = _create(case, text, key, author=user, resolve=resolve)
         changes = {"status": CaseStatus.PENDING if case.status != CaseStatus.RESOLVED else case.status,
                    "waiting_since": None, "sla_state": SlaState.NONE, "sla_due_at": None, "updated_at": now}
+        if changes["status"] == CaseStatus.PENDING:
+            changes["pending_since"] = now  # the customer's turn starts now (timed rules count from it)
         if case.first_response_at is None:
             changes["first_response_at"] = now
         if case.assignee_id is None:

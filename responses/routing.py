@@ -18,7 +18,7 @@ from django.utils import timezone
 from learning.actions import customer_key, negative_history
 from learning.models import Classification
 from listening.models import Direction, Message
-from responses import assignment, events, snooze
+from responses import assignment, business_time, events, snooze
 from responses.models import CannedResponse, Case, CaseStatus, RoutingRule, SlaState
 from responses.rules import Facts, apply, history_windows
 from responses.summaries import case_summary, message_dict
@@ -234,7 +234,9 @@ def _start_wait(case: Case, message: Message, actions: dict) -> None:
     case.waiting_since = message.received_at
     minutes = actions.get("sla_minutes") or (case.queue.sla_minutes if case.queue_id else None)
     case.sla_minutes = minutes
-    case.sla_due_at = message.received_at + timedelta(minutes=minutes) if minutes else None
+    # Business minutes of the team's calendar: nights, weekends and holidays do not count.
+    times = business_time.sla_times(case.team_id, message.received_at, minutes) if minutes else None
+    case.sla_due_at, case.sla_near_at = (times.due_at, times.near_at) if times else (None, None)
     case.sla_state = SlaState.OK if minutes else SlaState.NONE
 
 

@@ -64,3 +64,11 @@ def prune_console_events(**kwargs):
 def wake_snoozed_cases(**kwargs):
     """Beat: snoozed cases whose time has come go back to the queues (responses.snooze)."""
     return snooze.wake_due()
+
+
+@shared_task(name="responses.run_timed_rules", acks_late=True)
+def run_timed_rules(**kwargs):
+    """Beat: timed rules (close what waits on the customer, escalate what waits on an agent)."""
+    from responses import timed_rules
+
+    return timed_rules.run_due_rules()

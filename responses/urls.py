@@ -4,8 +4,19 @@ is missing. Ids are matched as text so a malformed id is a JSON 404, not the res
 
 from django.urls import path
 
-from responses.views import attachments, canned, case, connect, connectors, inbox, noise
-from responses.views import case_actions, macros
+from responses.views import (
+    attachments,
+    calendars,
+    canned,
+    case,
+    case_actions,
+    connect,
+    connectors,
+    inbox,
+    macros,
+    noise,
+    timed_rules,
+)
 from responses.views import webhooks as webhook_views
 from responses.api import console as token_views
 
@@ -61,4 +72,11 @@ urlpatterns = [
     path("webhooks/<str:subscription_id>/", webhook_views.webhook_detail, name="webhook"),
     path("webhooks/<str:subscription_id>/enabled/", webhook_views.webhook_enabled, name="webhook-enabled"),
     path("webhooks/<str:subscription_id>/delete/", webhook_views.webhook_delete, name="webhook-delete"),
+    path("calendars/", calendars.calendar_list, name="calendars"),
+    path("calendars/<str:team_id>/", calendars.calendar_edit, name="calendar"),
+    path("calendars/<str:team_id>/delete/", calendars.calendar_delete, name="calendar-delete"),
+    path("timed-rules/", timed_rules.rule_list, name="timed-rules"),
+    path("timed-rules/new/", timed_rules.rule_new, name="timed-rule-new"),
+    path("timed-rules/<str:rule_id>/", timed_rules.rule_edit, name="timed-rule"),
+    path("timed-rules/<str:rule_id>/delete/", timed_rules.rule_delete, name="timed-rule-delete"),
 ]

@@ -70,6 +70,20 @@ MATRIX: dict[str, dict] = {
     # Spam set aside by routing, and "not spam: open a case" (tests/responses/test_noise.py).
     "noise": {"obj": None, "methods": ["GET"]},
     "message-open-case": {"obj": "noise_message", "methods": ["POST"], "body": {"lane": "issue"}},
+    # Business hours and timed rules: supervisors and admins, for their own teams
+    # (tests/responses/test_calendars.py, test_timed_rules.py).
+    "calendars": {"obj": None, "methods": ["GET"], "supervisor": True},
+    "calendar": {"obj": "team", "methods": ["GET", "POST"], "supervisor": True,
+                 "body": {"time_zone": "Europe/Paris", "days": ["09:00-17:00"] * 5 + ["", ""]}},
+    "calendar-delete": {"obj": "team", "methods": ["POST"], "supervisor": True, "body": {}},
+    "timed-rules": {"obj": None, "methods": ["GET"], "supervisor": True},
+    "timed-rule-new": {"obj": None, "methods": ["GET", "POST"], "supervisor": True,
+                       "body": {"name": "New", "team": "TEAM", "trigger": "waiting", "after_hours": 2,
+                                "action": "escalate", "priority_boost": 0.3}},
+    "timed-rule": {"obj": "timed_rule", "methods": ["GET", "POST"], "supervisor": True,
+                   "body": {"name": "Edited", "team": "TEAM", "trigger": "waiting", "after_hours": 1,
+                            "action": "notify", "priority_boost": 0.3}},
+    "timed-rule-delete": {"obj": "timed_rule", "methods": ["POST"], "supervisor": True, "body": {}},
     "canned-list": {"obj": None, "methods": ["GET"]},
     "canned-new": {"obj": None, "methods": ["GET", "POST"], "supervisor": True,
                    "body": {"title": "New", "text": "Hi {customer_name}", "team": "TEAM"}},
@@ -158,6 +172,10 @@ def world(django_user_model, team_a, team_b, agent_a, supervisor_a, agent_b, con
     reply_a = Reply.objects.create(case=case_a, author=agent_a, text="failed reply", idempotency_key="failed-a",
                                    status=Reply.Status.FAILED, last_error="provider said no")
     canned_a = CannedResponse.objects.create(team=team_a, title="Team A canned", text=SECRET)
+    from responses.models import BusinessCalendar, TimedRule  # here: the shared import line is busy
+
+    TimedRule.objects.create(team=team_a, name=SECRET, trigger="waiting", after_minutes=60, action="notify")
+    BusinessCalendar.objects.create(team=team_a, time_zone="Europe/Paris", hours=[[["09:00", "17:00"]]] * 7)
     macro_a = Macro.objects.create(team=team_a, title=SECRET, actions=[{"type": "add_tags", "tags": ["x"]}])
     merge_a = MergeRecord.objects.create(target=case_a, source=case_a, undone_at=timezone.now())
     digest, path = save_content(SECRET.encode())
@@ -201,6 +219,12 @@ def url_for(name: str, world: dict) -> str:
         kwargs = {"connector_id": world["case"].conversation.connector_id}
     elif obj == "noise_message":
         kwargs = {"message_id": world["noise_message"].pk}
+    elif obj == "team":
+        kwargs = {"team_id": world["case"].team_id}
+    elif obj == "timed_rule":
+        from responses.models import TimedRule
+
+        kwargs = {"rule_id": TimedRule.objects.get(team_id=world["case"].team_id).pk}
     elif obj == "case_macro":
         kwargs = {"case_id": world["case"].pk, "macro_id": world["macro"].pk}
     elif obj == "macro":
@@ -254,12 +278,20 @@ def snapshot() -> dict:
         "alert_settings": list(AlertSettings.objects.values_list("sensitivity", "min_messages", "webhook_url")),
         "connectors": list(Connector.objects.order_by("id").values_list("id", "enabled")),
         "audit": AuditEvent.objects.count(),
+        "hours_and_rules": _hours_and_rules(),
         "tokens": list(responses_models.ApiToken.objects.order_by("id").values_list("id", "revoked_at")),
         "webhooks": list(responses_models.WebhookSubscription.objects.order_by("id")
                          .values_list("id", "name", "events", "enabled")),
         "deliveries": list(responses_models.WebhookDelivery.objects.order_by("id")
                            .values_list("id", "status", "next_attempt_at")),
     }
+
+
+def _hours_and_rules() -> list:
+    from responses.models import BusinessCalendar, TimedRule
+
+    return [list(TimedRule.objects.order_by("id").values_list("id", "name", "after_minutes", "action", "enabled")),
+            list(BusinessCalendar.objects.order_by("id").values_list("id", "time_zone", "hours"))]
 
 
 def test_matrix_covers_every_route():
