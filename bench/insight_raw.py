@@ -1,6 +1,7 @@
 """The dashboards' panels computed straight from the raw tables, without rollups.
 
-Same names, same `insight.Filters` and the same answers as `insight.dashboards`, but every figure
+Same names, same `insight.filters.Filters` and the same answers as the panels of the registry
+(insight.panels, whose `raw` names the function here), but every figure
 is a plain aggregate over Message joined to its current Classification, over Case, or over Reply:
 no Rollup, no ConversationMood, no cache. It is the reference the panels are checked against
 (tests, bench/dashboards.py) and the naive baseline the bench times them against, so it is
@@ -354,8 +355,9 @@ def recovered(f) -> dict:
     return {**_recovery(f), "previous": previous, "ignored": ["lane", "term"]}
 
 
-PANELS = {"sentiment": sentiment, "volume": volume, "intents": intents, "emotions": emotions, "topics": topics,
-          "care": care, "recovered": recovered}
+def reference(panel):
+    """The raw reference of a declared panel (insight.panels.registry.Panel.raw_name)."""
+    return globals()[panel.raw_name]
 
 
 def first_difference(a, b, path: str = "") -> str:

@@ -49,76 +49,9 @@ def csv_text(header: list[str], rows: Iterable[Iterable]) -> str:
     return out.getvalue()
 
 
-def _sentiment_rows(data: dict):
-    # not_scored: messages in a language the sentiment models do not read, outside total and net.
-    header = ["bucket_start", "bucket", "negative", "neutral", "positive", "total", "net", "not_scored"]
-    series = data["series"]
-    not_scored = data.get("not_scored") or [0] * len(data["buckets"])
-    rows = []
-    for i, (start, label) in enumerate(zip(data["bucket_starts"], data["buckets"], strict=True)):
-        counts = [series[s][i] for s in ("negative", "neutral", "positive")]
-        rows.append([start, label, *counts, sum(counts), data["net"][i], not_scored[i]])
-    return header, rows
-
-
-def _volume_rows(data: dict):
-    header = ["bucket_start", "bucket", "dimension", "value", "messages"]
-    rows = []
-    for dimension in ("channel", "lane"):
-        for value, counts in sorted(data[f"by_{dimension}"].items()):
-            for start, label, n in zip(data["bucket_starts"], data["buckets"], counts, strict=True):
-                rows.append([start, label, dimension, value or "(none)", n])
-    return header, rows
-
-
-def _distribution_rows(data: dict):
-    fields = ["value", "label", "count", "share", "previous_count", "previous_share", "change"]
-    return fields, [[item.get(f) for f in fields] for item in data["items"]]
-
-
-def _topics_rows(data: dict):
-    header = ["table", "term_id", "name", "kind", "mentions", "negative", "neutral", "positive", "net",
-              "previous_mentions", "change", "share", "growth"]
-    rows = []
-    for table in ("terms", "share_of_voice", "rising"):
-        for item in data[table]:
-            rows.append([table, *(item.get(f) for f in header[1:])])
-    return header, rows
-
-
-def _care_rows(data: dict):
-    header = ["section", "id", "name", "metric", "value"]
-    rows = []
-    for section in ("first_response", "resolution"):
-        for metric in ("count", "median_seconds", "p90_seconds"):
-            rows.append([section, "", "", metric, data[section][metric]])
-    for metric in ("met", "breached", "compliance"):
-        rows.append(["sla", "", "", metric, data["sla"][metric]])
-    for queue in data["backlog"]:
-        for metric in ("new", "open", "pending", "total"):
-            rows.append(["backlog", queue["queue_id"], f"{queue['team']} / {queue['queue']}", metric, queue[metric]])
-    for section, key in (("agents", "user_id"), ("teams", "team_id")):
-        for item in data[section]:
-            for metric in ("cases", "replies"):
-                rows.append([section, item[key], item["name"], metric, item[metric]])
-    return header, rows
-
-
-def _recovered_rows(data: dict):
-    fields = ["began_negative", "followed_up", "recovered", "share"]
-    rows = [["(all)", *(data[f] for f in fields)]]
-    rows += [[item["channel"] or "(none)", *(item[f] for f in fields)] for item in data["by_channel"]]
-    return ["channel", *fields], rows
-
-
-CSV_TABLES = {
-    "sentiment": _sentiment_rows, "volume": _volume_rows, "intents": _distribution_rows,
-    "emotions": _distribution_rows, "topics": _topics_rows, "care": _care_rows, "recovered": _recovered_rows,
-}
-
-
-def panel_csv(name: str, data: dict) -> str:
-    header, rows = CSV_TABLES[name](data)
+def panel_csv(panel, data: dict) -> str:
+    """A panel's answer as CSV, with the columns its declaration gives (insight.panels)."""
+    header, rows = panel.csv(data)
     return csv_text(header, rows)
 
 

@@ -14,7 +14,8 @@ from rest_framework.views import APIView
 from insight import alerts as alert_actions, dashboards as insight
 from insight.api.serializers import AlertSerializer
 from insight.models import Alert
-from insight.views.dashboards import PanelNotFound, _period
+from insight.panels import PANELS
+from insight.views.dashboards import _period, find_panel
 from responses import access
 from responses.api import base
 from responses.exceptions import InvalidRequest, NotAllowed
@@ -40,7 +41,7 @@ class PanelList(APIView):
     def get(self, request):
         """The panels' names; each is at panels/<name>."""
         require_viewer(request.user)
-        return Response({"panels": sorted(insight.PANELS)})
+        return Response({"panels": sorted(PANELS)})
 
 
 class PanelDetail(APIView):
@@ -50,11 +51,9 @@ class PanelDetail(APIView):
     def get(self, request, name: str):
         """One panel's numbers for the filters, as the dashboard's JSON."""
         require_viewer(request.user)
-        compute = insight.PANELS.get(name)
-        if compute is None:
-            raise PanelNotFound(f"no panel named {name[:40]!r}; panels are {', '.join(insight.PANELS)}")
+        declared = find_panel(name)
         filters = insight.parse_filters(request.query_params, request.user)
-        return Response({"panel": name, "period": _period(filters), **compute(filters)})
+        return Response({"panel": name, "period": _period(filters), **declared.query(filters)})
 
 
 class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

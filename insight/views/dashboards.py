@@ -1,8 +1,8 @@
 """The brand managers' dashboards (Insight): the page, one JSON (or CSV) answer per panel, the
 messages behind a clicked chart point, and a PDF of the snapshot the browser composed.
 
-The numbers come from insight.dashboards, which parses and bounds the filters and applies the
-user's access; this module checks who may look, parses the request and renders.
+The panels come from their registry (insight.panels); insight.filters parses and bounds the
+filters and applies the user's access; this module checks who may look, parses the request and renders.
 """
 
 from __future__ import annotations
@@ -17,21 +17,13 @@ from django.utils import timezone
 
 from cxm.exceptions import CXMError
 from insight import dashboards as insight, export as insight_export
+from insight.panels import PANELS, Panel, renderers
 from learning import rollups
 from learning.models import Lane, Term
 from responses.exceptions import InvalidRequest, NotAllowed
 from responses.views.base import console_context, console_view, wants_json
 from responses.views.inbox import channel_icon
 
-PANELS = [  # name, title, what the panel answers (shown under the title)
-    ("sentiment", "Sentiment over time", "Share of negative, neutral and positive messages, and the net score"),
-    ("volume", "Volume", "Messages by channel and by lane"),
-    ("intents", "Intents", "What customers want, against the previous period"),
-    ("emotions", "Emotions", "How customers feel, against the previous period"),
-    ("recovered", "Recovered customers", "Conversations that began negative and ended neutral or positive"),
-    ("topics", "Topics", "Top terms with their sentiment, share of voice and rising terms"),
-    ("care", "Care performance", "Response and resolution times, SLA, backlog and workload"),
-]
 DRILL_PARAMS = ("bucket", "sentiment", "intent", "emotion", "lane", "channel", "term", "before")
 # A request that says it is bigger than the largest snapshot is refused without decoding it.
 MAX_SNAPSHOT_REQUEST = insight_export.MAX_PNG_BYTES + 64 * 1024
@@ -40,6 +32,14 @@ MAX_SNAPSHOT_REQUEST = insight_export.MAX_PNG_BYTES + 64 * 1024
 class PanelNotFound(CXMError):
     status_code = 404
     code = "not_found"
+
+
+def find_panel(name: str) -> Panel:
+    """The declared panel of that name, or 404 naming the panels there are."""
+    declared = PANELS.get(name)
+    if declared is None:
+        raise PanelNotFound(f"no panel named {name[:40]!r}; panels are {', '.join(PANELS)}")
+    return declared
 
 
 def insight_view(*methods: str) -> Callable:
@@ -87,7 +87,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "error": error,
         "summary": insight_export.describe(filters, options) if filters else "",
         "query": filters.as_query() if filters else "",
-        "panels": PANELS,
+        "panels": list(PANELS.values()),
+        "panel_renderers": renderers(),  # json_script: the JavaScript draws each panel with its renderer
         "lane_choices": [{"id": value, "name": str(label)} for value, label in Lane.choices],
     }
     # The console's CSP, unrelaxed: Plotly.js's style rules come from static/insight/plotly-csp.css
@@ -126,16 +127,14 @@ def _presets(request: HttpRequest) -> list[tuple[str, str]]:
 
 @insight_view("GET")
 def panel(request: HttpRequest, name: str) -> HttpResponse:
-    compute = insight.PANELS.get(name)
-    if compute is None:
-        raise PanelNotFound(f"no panel named {name[:40]!r}; panels are {', '.join(insight.PANELS)}")
+    declared = find_panel(name)
     output = request.GET.get("format", "json")
     if output not in ("json", "csv"):
         raise InvalidRequest("format is json or csv")
     filters = insight.parse_filters(request.GET, request.user)
-    data = compute(filters)
+    data = declared.query(filters)
     if output == "csv":
-        response = HttpResponse(insight_export.panel_csv(name, data), content_type="text/csv; charset=utf-8")
+        response = HttpResponse(insight_export.panel_csv(declared, data), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{_file_name(name, filters)}.csv"'
         return response
     return JsonResponse({"panel": name, "period": _period(filters), **data})

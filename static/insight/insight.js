@@ -29,6 +29,8 @@
 
   if (typeof window.Plotly === "undefined") return;  // refused filters: no panels to draw
 
+  // Each panel's renderer (a key of RENDER below), from the panel registry (insight.panels).
+  const RENDERERS = JSON.parse((document.getElementById("insight-renderers") || {}).textContent || "{}");
   const QUERY = body.dataset.query || "";
   const DRILL_URL = body.dataset.drillUrl;
   const INBOX_URL = body.dataset.inboxUrl;
@@ -223,7 +225,7 @@
 
   function link(text, params) { return { text: String(text), href: typeof params === "string" ? params : drillHref(params) }; }
 
-  // --- Panels ------------------------------------------------------------------------------------
+  // --- Renderers: what a panel's declaration names (insight.panels.registry.Panel.renderer) --------
   const RENDER = {
     sentiment(section, data) {
       const totals = data.totals;
@@ -509,7 +511,9 @@
       const period = data.period || {};
       part(section, "compare").textContent = period.compare
         ? ` · compared with ${period.previous_from} to ${period.previous_to}` : " · no comparison";
-      RENDER[name](section, data);
+      const draw = RENDER[RENDERERS[name]];
+      if (!draw) throw new Error(`no renderer "${RENDERERS[name]}" in insight.js for this panel`);
+      draw(section, data);
       state.textContent = "";
       state.classList.remove("error");
       section.dataset.loaded = "1";

@@ -267,9 +267,9 @@ def test_drill_down_links_only_cases_the_user_sees_and_escapes_text(client, conn
 
 
 def test_drill_down_pages_with_a_cursor(client, connector_a, manager_a, settings, monkeypatch):
-    from insight import dashboards as insight
+    from insight import drilldown
 
-    monkeypatch.setattr(insight, "DRILL_PAGE", 2)
+    monkeypatch.setattr(drilldown, "DRILL_PAGE", 2)
     for n in range(5):
         open_case(connector_a, f"message {n}", author=f"p{n}", minutes_ago=n)
     rollups.rebuild()

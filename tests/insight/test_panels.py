@@ -382,10 +382,11 @@ def test_hourly_series_in_a_half_hour_zone_cover_whole_utc_hours(world, settings
 def test_every_panel_equals_the_raw_table_computation(world, params, who):
     """bench.insight_raw computes each panel straight from the raw tables (the bench's baseline)."""
     from bench import insight_raw
+    from insight.panels import PANELS
 
     f = _filters(world[who], **params)
-    for name, panel in insight.PANELS.items():
-        assert insight_raw.first_difference(panel(f), insight_raw.PANELS[name](f)) == "", name
+    for name, panel in PANELS.items():  # every declared panel, its query against its raw reference
+        assert insight_raw.first_difference(panel.query(f), insight_raw.reference(panel)(f)) == "", name
 
 
 @pytest.mark.parametrize("params, reason", [
@@ -397,3 +398,25 @@ def test_a_malformed_drilldown_point_is_refused_with_a_reason(world, params, rea
     with pytest.raises(insight.InvalidFilter) as error:
         insight.drilldown(_filters(world["admin"]), params, world["admin"])
     assert reason in error.value.reason
+
+
+def test_registry_declares_every_panel_once_with_its_parts():
+    """One registry: each panel has a title, a renderer the JavaScript knows, CSV columns and a raw
+    reference in bench.insight_raw; the page, the CSV and the bench read them from there."""
+    import re
+    from pathlib import Path
+
+    from bench import insight_raw
+    from insight.panels import PANELS, renderers
+
+    script = (Path(__file__).resolve().parents[2] / "static/insight/insight.js").read_text()
+    render_block = script[script.index("const RENDER = {"):script.index("// --- Loading")]
+    known = set(re.findall(r"^    ([a-z_]+)\(section, data\)", render_block, re.M))
+    assert {"sentiment", "volume", "intents", "emotions", "topics", "care", "recovered"} <= set(PANELS)
+    for name, panel in PANELS.items():
+        assert panel.title and panel.about, name
+        assert panel.renderer in known, f"{name}: no {panel.renderer!r} in RENDER"
+        assert callable(insight_raw.reference(panel)), name
+    assert renderers() == {name: panel.renderer for name, panel in PANELS.items()}
+    orders = [panel.order for panel in PANELS.values()]
+    assert orders == sorted(orders)

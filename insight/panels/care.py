@@ -1,0 +1,191 @@
+"""Care performance: response and resolution times, SLA, backlog and workload. Reads cases and
+replies through their indexes, not rollups."""
+
+from __future__ import annotations
+
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+from django.contrib.auth import get_user_model
+from django.db import connection, connections
+from django.db.models import Count, Q
+
+from insight.filters import Filters
+from insight.panels.registry import Panel, register
+from responses.models import ACTIVE_STATUSES, Case, Reply, SlaState, Team
+
+# --- Care (cases and replies) -------------------------------------------------------------------
+
+
+def _cases(f: Filters):
+    return _narrowed(Case.objects.filter(team_id__in=f.team_ids, opened_at__gte=f.start_at, opened_at__lt=f.end_at),
+                     f)
+
+
+def _narrowed(rows, f: Filters, prefix: str = ""):
+    """Cases (or rows of cases, through `prefix`) narrowed by the filters that apply to them:
+    connector only when the user named one (a team's cases may come from connectors it does not own)."""
+    if f.connectors_chosen:
+        rows = rows.filter(**{f"{prefix}connector_id__in": f.connector_ids})
+    if f.channels:
+        rows = rows.filter(**{f"{prefix}channel__in": f.channels})
+    if f.lanes:
+        rows = rows.filter(**{f"{prefix}lane__in": f.lanes})
+    return rows
+
+
+def _percentile(values: list[float], fraction: float) -> float | None:
+    """PostgreSQL's percentile_cont: linear interpolation between the closest ranks."""
+    if not values:
+        return None
+    values = sorted(values)
+    position = fraction * (len(values) - 1)
+    low = int(position)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (position - low)
+
+
+_CARE_SQL = """
+SELECT
+  count(frs), percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY frs),
+  count(rs), percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY rs),
+  count(*) FILTER (WHERE sla_minutes IS NOT NULL AND frs <= sla_minutes * 60),
+  count(*) FILTER (WHERE sla_minutes IS NOT NULL AND (frs > sla_minutes * 60 OR (frs IS NULL AND late)))
+FROM (
+  -- date_part gives float8 (EXTRACT gives numeric, slower to sort); one sort per column for both percentiles
+  SELECT date_part('epoch', first_response_at - opened_at) AS frs,
+         date_part('epoch', resolved_at - opened_at) AS rs, sla_minutes, late
+  FROM ({cases}) AS c
+) AS t
+"""
+
+
+def _care_times(f: Filters) -> dict:
+    """First-response and resolution times (count, median, p90 in seconds) and SLA compliance of
+    the cases opened in the range. An SLA is met when the first response came within the case's
+    SLA minutes, breached when it came later or has not come and the SLA has run out."""
+    cases = _cases(f).annotate(late=Q(sla_state=SlaState.BREACHED) | Q(sla_due_at__lt=f.now)).values(
+        "opened_at", "first_response_at", "resolved_at", "sla_minutes", "late")
+    if connection.vendor == "postgresql":
+        sql, params = cases.query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(_CARE_SQL.format(cases=sql), params)
+            frn, frt, rn, res, met, breached = cursor.fetchone()
+            (frm, frp), (rm, rp) = frt or (None, None), res or (None, None)  # NULL when no case counts
+    else:
+        rows = list(cases)
+        frs = [(r["first_response_at"] - r["opened_at"]).total_seconds() for r in rows if r["first_response_at"]]
+        res = [(r["resolved_at"] - r["opened_at"]).total_seconds() for r in rows if r["resolved_at"]]
+        frn, frm, frp = len(frs), _percentile(frs, 0.5), _percentile(frs, 0.9)
+        rn, rm, rp = len(res), _percentile(res, 0.5), _percentile(res, 0.9)
+        timed = [r for r in rows if r["sla_minutes"] is not None]
+        seconds = {id(r): (r["first_response_at"] - r["opened_at"]).total_seconds() if r["first_response_at"] else None
+                   for r in timed}
+        met = sum(1 for r in timed if seconds[id(r)] is not None and seconds[id(r)] <= r["sla_minutes"] * 60)
+        breached = sum(1 for r in timed if (seconds[id(r)] is not None and seconds[id(r)] > r["sla_minutes"] * 60)
+                       or (seconds[id(r)] is None and r["late"]))
+
+    def rounded(x):
+        return round(float(x), 1) if x is not None else None
+
+    return {
+        "first_response": {"count": frn, "median_seconds": rounded(frm), "p90_seconds": rounded(frp)},
+        "resolution": {"count": rn, "median_seconds": rounded(rm), "p90_seconds": rounded(rp)},
+        "sla": {"met": met, "breached": breached,
+                "compliance": round(met / (met + breached), 4) if met + breached else None},
+    }
+
+
+def _backlog(f: Filters) -> list[dict]:
+    cases = _narrowed(Case.objects.filter(team_id__in=f.team_ids, status__in=ACTIVE_STATUSES), f)
+    queues: dict = {}
+    for row in cases.values("queue_id", "queue__name", "team__name", "status").annotate(n=Count("id")).order_by():
+        entry = queues.setdefault(row["queue_id"], {
+            "queue_id": row["queue_id"], "queue": row["queue__name"] or "(no queue)", "team": row["team__name"],
+            "new": 0, "open": 0, "pending": 0, "total": 0})
+        entry[row["status"]] += row["n"]
+        entry["total"] += row["n"]
+    return sorted(queues.values(), key=lambda q: (-q["total"], q["team"], q["queue"]))
+
+
+def _volumes(f: Filters) -> tuple[list[dict], list[dict]]:
+    """Cases opened in the range and the agents' replies on them, per agent and per team."""
+    by_agent, by_team, replied, team_replies = Counter(), Counter(), Counter(), Counter()
+    for assignee_id, team_id, n in _cases(f).values_list("assignee_id", "team_id").annotate(n=Count("id")).order_by():
+        by_team[team_id] += n
+        if assignee_id:
+            by_agent[assignee_id] += n
+    replies = _narrowed(Reply.objects.filter(
+        automatic=False, case__team_id__in=f.team_ids, case__opened_at__gte=f.start_at, case__opened_at__lt=f.end_at,
+    ), f, prefix="case__")
+    for author_id, team_id, n in replies.values_list("author_id", "case__team_id").annotate(n=Count("id")).order_by():
+        team_replies[team_id] += n
+        if author_id:
+            replied[author_id] += n
+    users = get_user_model().objects.in_bulk(set(by_agent) | set(replied))
+    agents = [{"user_id": uid, "name": _name(users.get(uid)), "cases": by_agent[uid], "replies": replied[uid]}
+              for uid in set(by_agent) | set(replied)]
+    names = dict(Team.objects.filter(pk__in=f.team_ids).values_list("id", "name"))
+    teams = [{"team_id": tid, "name": names.get(tid, ""), "cases": by_team[tid], "replies": team_replies[tid]}
+             for tid in set(by_team) | set(team_replies)]
+    return (sorted(agents, key=lambda a: (-a["cases"], -a["replies"], a["name"])),
+            sorted(teams, key=lambda t: (-t["cases"], t["name"])))
+
+
+def _name(user) -> str:
+    return (user.get_full_name() or user.get_username()) if user else ""
+
+
+def care(f: Filters) -> dict:
+    """Care reads cases, not rollups: its exact medians sort every case in range. The three
+    independent reads run side by side on PostgreSQL (each on its own pooled connection), so the
+    panel takes about as long as the slowest of them rather than their sum."""
+    calls = {"now": (_care_times, f), "volumes": (_volumes, f)}
+    if f.compare:
+        calls["before"] = (_care_times, f.previous())
+    done = _side_by_side(calls)
+    agents, teams = done["volumes"]
+    return {**done["now"], "backlog": _backlog(f), "agents": agents, "teams": teams,
+            "previous": done.get("before"), "ignored": ["language", "term"]}
+
+
+def _side_by_side(calls: dict) -> dict:
+    """Run read-only queries concurrently on PostgreSQL outside a transaction (a transaction's
+    uncommitted rows are invisible to other connections, so inside one they run in turn)."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block or len(calls) < 2:
+        return {name: fn(arg) for name, (fn, arg) in calls.items()}
+
+    def run(fn, arg):
+        try:
+            return fn(arg)
+        finally:
+            connections.close_all()  # this thread's connection goes back to the pool
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        futures = {name: pool.submit(run, fn, arg) for name, (fn, arg) in calls.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def _care_rows(data: dict):
+    header = ["section", "id", "name", "metric", "value"]
+    rows = []
+    for section in ("first_response", "resolution"):
+        for metric in ("count", "median_seconds", "p90_seconds"):
+            rows.append([section, "", "", metric, data[section][metric]])
+    for metric in ("met", "breached", "compliance"):
+        rows.append(["sla", "", "", metric, data["sla"][metric]])
+    for queue in data["backlog"]:
+        for metric in ("new", "open", "pending", "total"):
+            rows.append(["backlog", queue["queue_id"], f"{queue['team']} / {queue['queue']}", metric, queue[metric]])
+    for section, key in (("agents", "user_id"), ("teams", "team_id")):
+        for item in data[section]:
+            for metric in ("cases", "replies"):
+                rows.append([section, item[key], item["name"], metric, item[metric]])
+    return header, rows
+
+
+register(Panel(
+    name="care", title="Care performance",
+    about="Response and resolution times, SLA, backlog and workload",
+    query=care, csv=_care_rows, renderer="care", order=70,
+))
