@@ -1,0 +1,126 @@
+"""Timed rules: fire once per wait, counted in business time, audited on the case; bad rules are
+refused with a reason."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.urls import reverse
+
+from responses import timed_rules
+from responses.models import BusinessCalendar, CannedResponse, Case, CaseActivity, CaseStatus, Reply, TimedRule
+
+PARIS = ZoneInfo("Europe/Paris")
+JSON = "application/json"
+
+
+def _calendar(team):
+    BusinessCalendar.objects.create(team=team, time_zone="Europe/Paris", hours=[[["09:00", "17:00"]]] * 5 + [[], []])
+
+
+def _pending_case(connector, since: datetime) -> Case:
+    from tests.responses.conftest import open_case
+
+    case = open_case(connector)
+    Case.objects.filter(pk=case.pk).update(status=CaseStatus.PENDING, pending_since=since, waiting_since=None)
+    return Case.objects.get(pk=case.pk)
+
+
+def test_timed_rules_close_pending_after_business_hours_once(team_a, connector_a, fake_provider,
+                                                             django_capture_on_commit_callbacks):
+    _calendar(team_a)
+    canned = CannedResponse.objects.create(team=team_a, title="Closing", text="Closing this, {customer_name}.")
+    rule = TimedRule.objects.create(team=team_a, name="Quiet cases", trigger="pending", after_minutes=8 * 60,
+                                    action="close", canned=canned)
+    friday = datetime(2026, 3, 6, 15, 0, tzinfo=PARIS)
+    case = _pending_case(connector_a, friday)
+    # Monday 14:59: 2 + 5:59 business hours, not yet; Monday 15:00: 8 hours (the weekend did not count).
+    assert timed_rules.run_due_rules(now=datetime(2026, 3, 9, 14, 59, tzinfo=PARIS)) == 0
+    with django_capture_on_commit_callbacks(execute=False):
+        assert timed_rules.run_due_rules(now=datetime(2026, 3, 9, 15, 0, tzinfo=PARIS)) == 1
+        assert timed_rules.run_due_rules(now=datetime(2026, 3, 9, 16, 0, tzinfo=PARIS)) == 0
+    case.refresh_from_db()
+    assert case.status == CaseStatus.CLOSED and case.pending_since is None
+    reply = Reply.objects.get(case=case)
+    assert reply.automatic and reply.text.startswith("Closing this,")
+    activity = CaseActivity.objects.get(case=case)
+    assert "Quiet cases" in activity.text and "8 business hours" in activity.text
+    assert rule.runs.count() == 1
+
+
+def test_timed_rules_escalate_waiting_once_per_wait(team_a, connector_a):
+    rule = TimedRule.objects.create(team=team_a, name="Escalate", trigger="waiting", after_minutes=60,
+                                    action="escalate", priority_boost=0.25)
+    from tests.responses.conftest import open_case
+
+    case = open_case(connector_a, priority=0.4)
+    later = case.waiting_since + timedelta(minutes=61)
+    assert timed_rules.run_due_rules(now=later) == 1
+    assert timed_rules.run_due_rules(now=later + timedelta(hours=5)) == 0  # same wait: once
+    case.refresh_from_db()
+    assert abs(case.priority - 0.65) < 1e-9
+    # A new wait (the agent answered, the customer wrote again) may fire again.
+    new_wait = case.waiting_since + timedelta(hours=6)
+    Case.objects.filter(pk=case.pk).update(waiting_since=new_wait)
+    assert timed_rules.run_due_rules(now=new_wait + timedelta(minutes=61)) == 1
+    assert rule.runs.count() == 2
+
+
+def test_timed_rules_leave_snoozed_and_other_teams_alone(team_a, team_b, connector_a, connector_b):
+    from tests.responses.conftest import open_case
+
+    TimedRule.objects.create(team=team_a, name="Escalate", trigger="waiting", after_minutes=60, action="escalate")
+    snoozed = open_case(connector_a, author="snoozy")
+    Case.objects.filter(pk=snoozed.pk).update(snoozed=True)
+    other = open_case(connector_b, author="team-b")
+    assert timed_rules.run_due_rules(now=other.waiting_since + timedelta(days=2)) == 0
+
+
+def test_timed_rules_reassign_and_notify(team_a, connector_a, supervisor_a):
+    from responses.models import ConsoleEvent, Queue
+    from tests.responses.conftest import open_case
+
+    recover = Queue.objects.get(team=team_a, slug="recover")
+    TimedRule.objects.create(team=team_a, name="Move", trigger="waiting", after_minutes=30, action="reassign",
+                             queue=recover)
+    TimedRule.objects.create(team=team_a, name="Tell", trigger="waiting", after_minutes=30, action="notify")
+    case = open_case(connector_a)
+    assert timed_rules.run_due_rules(now=case.waiting_since + timedelta(minutes=31)) == 2
+    case.refresh_from_db()
+    assert case.queue_id == recover.pk and case.assignee_id is None
+    assert ConsoleEvent.objects.filter(type="mention", user=supervisor_a, case=case).exists()
+
+
+def test_timed_rules_due_query_is_one_indexed_query_per_rule(team_a, connector_a, django_assert_max_num_queries):
+    TimedRule.objects.create(team=team_a, name="Escalate", trigger="waiting", after_minutes=60, action="escalate")
+    rule = TimedRule.objects.get()
+    with django_assert_max_num_queries(1):
+        assert list(timed_rules.due_cases(rule, None, datetime(2026, 3, 9, tzinfo=PARIS))) == []
+
+
+def test_timed_rules_console_refuses_bad_rules_with_a_reason(client, team_a, team_b, supervisor_a):
+    from responses.models import Queue
+
+    client.force_login(supervisor_a)
+    url = reverse("console:timed-rule-new")
+    base = {"name": "R", "team": team_a.pk, "trigger": "pending", "after_hours": 48, "action": "close",
+            "priority_boost": 0.3, "enabled": True}
+    cases = [
+        ({"trigger": "waiting"}, "only a case waiting on the customer"),
+        ({"action": "reassign"}, "choose the queue"),
+        ({"action": "reassign", "queue": Queue.objects.filter(team=team_b).first().pk}, "queue"),
+        ({"after_hours": 0}, "after_hours"),
+        ({"team": team_b.pk}, "team"),
+        ({"action": "escalate", "priority_boost": 3}, "between 0 and 1"),
+    ]
+    for change, reason in cases:
+        response = client.post(url, data=json.dumps({**base, **change}), content_type=JSON, HTTP_ACCEPT=JSON)
+        assert response.status_code == 400, change
+        assert reason in response.json()["reason"], (change, response.json())
+    assert not TimedRule.objects.exists()
+    response = client.post(url, data=json.dumps(base), content_type=JSON, HTTP_ACCEPT=JSON)
+    assert response.status_code == 200
+    assert "48 business hours" in response.json()["description"]
+    assert "48 business hours" in client.get(reverse("console:timed-rules")).content.decode()
