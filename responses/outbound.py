@@ -128,6 +128,9 @@ def set_enabled(by, subscription_id, enabled: bool) -> WebhookSubscription:
         disabled_reason="" if enabled else "switched off by an admin")
     row.refresh_from_db()
     if enabled:
+        # The admin says the receiver works again: what was waiting out its backoff goes now.
+        WebhookDelivery.objects.filter(subscription_id=row.pk, status=WebhookDelivery.Status.PENDING).update(
+            next_attempt_at=timezone.now())
         send_due()
     return row
 
