@@ -660,3 +660,27 @@ class TimedRuleRun(models.Model):
 
     def __str__(self) -> str:
         return f"rule {self.rule_id} on case {self.case_id}"
+
+
+# --- Saved views (responses.saved_views) --------------------------------------------------------
+
+
+class SavedView(models.Model):
+    """A search kept under a name: text and filters (responses.search), shown in the console's
+    sidebar with its count. Personal, or shared with a team by one of its supervisors."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="cxm_saved_views")
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE, related_name="saved_views",
+                             help_text="Shared with this team's members; empty: only the owner sees it.")
+    name = models.CharField(max_length=60)
+    query = models.CharField(max_length=500, blank=True, default="")
+    filters = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="saved_view_name_per_owner")]
+
+    def __str__(self) -> str:
+        return self.name

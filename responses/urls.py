@@ -18,11 +18,16 @@ from responses.views import (
     timed_rules,
 )
 from responses.views import webhooks as webhook_views
+from responses.views import search as search_views
 from responses.api import console as token_views
 
 urlpatterns = [
     path("", inbox.inbox, name="inbox"),
     path("counts/", inbox.counts, name="counts"),
+    path("search/", search_views.search_page, name="search"),
+    path("views/", search_views.views, name="saved-views"),
+    path("views/<str:view_id>/", search_views.view_rename, name="saved-view"),
+    path("views/<str:view_id>/delete/", search_views.view_delete, name="saved-view-delete"),
     path("presence/", inbox.presence, name="presence"),
     path("bulk/", inbox.bulk, name="bulk"),
     path("next/", inbox.next_case, name="next"),

@@ -27,6 +27,7 @@ from responses import models as responses_models, outbound
 from responses.api import tokens
 from responses.cases import add_note
 from responses.models import AgentProfile, CannedResponse, Case, ConsoleEvent, Macro, MergeRecord, Note, Reply, Role
+from responses.models import SavedView
 from tests.fakes.http import Reply as FakeReply
 from tests.responses.conftest import classify, make_user, open_case, store_message
 
@@ -38,6 +39,12 @@ JSON = "application/json"
 MATRIX: dict[str, dict] = {
     "inbox": {"obj": None, "methods": ["GET"]},
     "counts": {"obj": None, "methods": ["GET"]},
+    # Search and saved views (tests/responses/test_search*.py): an outsider's search finds nothing of
+    # team A; a view of team A's does not exist for them.
+    "search": {"obj": None, "methods": ["GET"]},
+    "saved-views": {"obj": None, "methods": ["GET", "POST"], "body": {"name": "Mine", "q": "order"}},
+    "saved-view": {"obj": "saved_view", "methods": ["POST"], "body": {"name": "Renamed"}},
+    "saved-view-delete": {"obj": "saved_view", "methods": ["POST"], "body": {}},
     "presence": {"obj": None, "methods": ["POST"], "body": {"presence": "away"}},
     "bulk": {"obj": None, "methods": ["POST"], "body": {"action": "tag", "ids": ["CASE"], "tags": "x"}},
     "next": {"obj": None, "methods": ["GET"]},
@@ -185,7 +192,8 @@ def world(django_user_model, team_a, team_b, agent_a, supervisor_a, agent_b, con
     alert_a = Alert.objects.create(team=team_a, kind="volume", dimension="connector", key=str(connector_a.pk),
                                    label=SECRET, window_start=now, window_end=now, observed=40, expected=10, score=9.5,
                                    message_ids=[case_a.last_message_id])
-    return {**_api_objects(agent_a, admin_user),
+    saved_view = SavedView.objects.create(owner=agent_a, team=case_a.team, name="Team A view", query=SECRET)
+    return {"saved_view": saved_view, **_api_objects(agent_a, admin_user),
             "case": case_a, "case_b": case_b, "reply": reply_a, "canned": canned_a, "supervisor_b": supervisor_b,
             "agent_a": agent_a, "supervisor_a": supervisor_a, "agent_b": agent_b, "alert": alert_a,
             "admin": admin_user, "attachment": attachment_a, "noise_message": noise_a, "macro": macro_a,
@@ -219,6 +227,8 @@ def url_for(name: str, world: dict) -> str:
         kwargs = {"connector_id": world["case"].conversation.connector_id}
     elif obj == "noise_message":
         kwargs = {"message_id": world["noise_message"].pk}
+    elif obj == "saved_view":
+        kwargs = {"view_id": world["saved_view"].pk}
     elif obj == "team":
         kwargs = {"team_id": world["case"].team_id}
     elif obj == "timed_rule":
@@ -278,6 +288,7 @@ def snapshot() -> dict:
         "alert_settings": list(AlertSettings.objects.values_list("sensitivity", "min_messages", "webhook_url")),
         "connectors": list(Connector.objects.order_by("id").values_list("id", "enabled")),
         "audit": AuditEvent.objects.count(),
+        "saved_views": list(SavedView.objects.order_by("id").values_list("id", "name", "team_id")),
         "hours_and_rules": _hours_and_rules(),
         "tokens": list(responses_models.ApiToken.objects.order_by("id").values_list("id", "revoked_at")),
         "webhooks": list(responses_models.WebhookSubscription.objects.order_by("id")
