@@ -381,3 +381,17 @@ def first_difference(a, b, path: str = "") -> str:
     if isinstance(a, float) and isinstance(b, float | int) and not isinstance(b, bool):
         return "" if math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9) else f"{path}: {a!r} against {b!r}"
     return "" if a == b else f"{path}: {a!r} against {b!r}"
+
+
+def first_response_by_channel(f) -> dict:
+    """Per channel, the median wait for a first response of the cases opened in the range."""
+    cases = _cases(f).filter(first_response_at__isnull=False)
+    from insight.filters import channel_labels  # names as people read them: presentation, not a figure
+
+    labels, rows = channel_labels(), []
+    for channel in sorted(set(cases.values_list("channel", flat=True))):
+        timing = _duration(cases.filter(channel=channel), "first_response_at")
+        rows.append({"key": channel, "label": labels.get(channel) or channel or "(none)", "count": timing["count"],
+                     "value": timing["median_seconds"]})
+    rows.sort(key=lambda r: (-r["value"], r["label"]))
+    return {"rows": rows, "unit": "seconds", "value_label": "Median first response", "ignored": ["language", "term"]}

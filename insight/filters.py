@@ -107,6 +107,17 @@ def known_channels() -> set[str]:
     return found
 
 
+def channel_labels() -> dict[str, str]:
+    """Channels as people name them, from the connector classes: a class's own channels, else
+    its label for its default channel."""
+    labels: dict[str, str] = {}
+    for kind in connector_kinds():
+        declared = get_connector_class(kind)
+        labels.setdefault(declared.channel, declared.label)
+        labels.update({channel.key: channel.label for channel in getattr(declared, "channels", ())})
+    return labels
+
+
 def _date(params, name: str, default: date) -> date:
     raw = params.get(name) or ""
     if not raw:
