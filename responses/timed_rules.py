@@ -21,6 +21,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from responses import business_time, events
+from responses.exceptions import InvalidRequest
 from responses.models import Case, CaseActivity, CaseStatus, Note, Role, TimedRule, TimedRuleRun
 from responses.snooze import activity_dict, record_activity
 from responses.summaries import case_summary, note_dict
@@ -107,9 +108,9 @@ def _fire(rule: TimedRule, case_id: int, schedule, now: datetime) -> int:
                 TimedRuleRun.objects.create(rule=rule, case=case, since=since, fired_at=now)
         except IntegrityError:
             return 0  # another beat fired it for this wait
-        ACTIONS[rule.action](rule, case)
+        outcome = ACTIONS[rule.action](rule, case, now)
         case.save()
-        activity = _audit(rule, case)
+        activity = _audit(rule, case, outcome)
         events.emit("case.updated", {"case": case_summary(case), "by": None, "activity": activity_dict(activity)},
                     team_id=case.team_id, case_id=case.pk)
         if rule.action == TimedRule.Action.NOTIFY:
@@ -121,15 +122,25 @@ def _fire(rule: TimedRule, case_id: int, schedule, now: datetime) -> int:
     return 1
 
 
-def _close(rule: TimedRule, case: Case) -> None:
+def _close(rule: TimedRule, case: Case, now: datetime) -> str:
     from responses.cases import _apply_status
-    from responses.replies import render_canned
+    from responses.replies import channel_rules, check_rules, render_canned
 
+    outcome = ""
     if rule.canned_id:
-        # Keyed by the rule and the wait: whatever happens to the beat, the customer gets it once.
-        key = f"rule-{rule.pk}-{case.pk}-{case.pending_since.timestamp():.0f}"
-        _send(case, render_canned(rule.canned.text, case, None), key)
+        text = render_canned(rule.canned.text, case, None)
+        try:
+            # The channel's own limits, as for an agent's reply: after days of waiting a 24-hour
+            # messaging window is usually closed, and a message the provider must refuse would
+            # only end as a failed reply on a closed case.
+            check_rules(channel_rules(case), text, now)
+        except InvalidRequest as exc:
+            outcome = f"The message was not sent: {str(exc).split('. ')[0]}."  # the timeline keeps 300 characters
+        else:
+            # Keyed by the rule and the wait: whatever happens to the beat, the customer gets it once.
+            _send(case, text, f"rule-{rule.pk}-{case.pk}-{case.pending_since.timestamp():.0f}")
     _apply_status(case, CaseStatus.CLOSED)
+    return outcome
 
 
 def _send(case: Case, text: str, key: str) -> None:
@@ -140,28 +151,30 @@ def _send(case: Case, text: str, key: str) -> None:
         _create(case, text, key, author=None, automatic=True)
 
 
-def _escalate(rule: TimedRule, case: Case) -> None:
+def _escalate(rule: TimedRule, case: Case, now: datetime) -> str:
     case.priority = min(1.0, case.priority + rule.priority_boost)
+    return ""
 
 
-def _reassign(rule: TimedRule, case: Case) -> None:
+def _reassign(rule: TimedRule, case: Case, now: datetime) -> str:
     case.queue = rule.queue
     case.assignee = None
     case.awaiting_assignment = True  # the hold queue's drain finds someone in the new queue's team
+    return ""
 
 
-def _nothing(rule: TimedRule, case: Case) -> None:
-    pass
+def _nothing(rule: TimedRule, case: Case, now: datetime) -> str:
+    return ""
 
 
 ACTIONS = {TimedRule.Action.CLOSE: _close, TimedRule.Action.ESCALATE: _escalate,
            TimedRule.Action.REASSIGN: _reassign, TimedRule.Action.NOTIFY: _nothing}
 
 
-def _audit(rule: TimedRule, case: Case) -> CaseActivity:
-    """The firing on the case's timeline, in words."""
-    return record_activity(case, "timed_rule", f"Automatic rule “{rule.name}”: {describe(rule)}.",
-                           detail={"rule": rule.pk})
+def _audit(rule: TimedRule, case: Case, outcome: str = "") -> CaseActivity:
+    """The firing on the case's timeline, in words (with what did not happen, and why)."""
+    text = f"Automatic rule “{rule.name}”: {describe(rule)}." + (f" {outcome}" if outcome else "")
+    return record_activity(case, "timed_rule", text, detail={"rule": rule.pk})
 
 
 def _notify(rule: TimedRule, case: Case) -> None:

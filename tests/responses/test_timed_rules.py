@@ -7,10 +7,19 @@ import json
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from django.urls import reverse
+from django.utils import timezone
 
-from responses import timed_rules
+from listening.actions import ingest_messages
+from listening.connectors.base import InboundAuthor, InboundMessage
+from listening.models import Direction, Message
+from responses import replies, timed_rules
 from responses.models import BusinessCalendar, CannedResponse, Case, CaseActivity, CaseStatus, Reply, TimedRule
+from responses.routing import route_messages
+from tests.listening.helpers import run_concurrently
+from tests.responses.conftest import classify
+from tests.responses.test_replies import provider_answers
 
 PARIS = ZoneInfo("Europe/Paris")
 JSON = "application/json"
@@ -124,3 +133,57 @@ def test_timed_rules_console_refuses_bad_rules_with_a_reason(client, team_a, tea
     assert response.status_code == 200
     assert "48 business hours" in response.json()["description"]
     assert "48 business hours" in client.get(reverse("console:timed-rules")).content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_timed_rules_close_message_is_delivered_through_the_connector_once(team_a, connector_a, fake_provider):
+    """The closing message takes an agent's reply path: stored, enqueued on commit, sent by the
+    delivery task to the provider (the local fake), stored as the outbound message. Two beats at
+    once, and later beats, send nothing more; the delivery does not reopen the closed case."""
+    provider_answers(fake_provider)
+    _calendar(team_a)
+    canned = CannedResponse.objects.create(team=team_a, title="Closing", text="Closing this, {customer_name}.")
+    TimedRule.objects.create(team=team_a, name="Quiet cases", trigger="pending", after_minutes=8 * 60,
+                             action="close", canned=canned)
+    case = _pending_case(connector_a, datetime(2026, 3, 6, 15, 0, tzinfo=PARIS))
+    due = datetime(2026, 3, 9, 15, 0, tzinfo=PARIS)
+    fired = run_concurrently(lambda: timed_rules.run_due_rules(now=due), 2)
+    assert sum(fired) == 1, fired
+    assert timed_rules.run_due_rules(now=due + timedelta(hours=3)) == 0
+    calls = fake_provider.calls("/replies")
+    assert len(calls) == 1
+    sent = calls[0].json()
+    assert sent["text"] == "Closing this, Casey Customer." and sent["recipient_id"] == "cust-1"
+    reply = Reply.objects.get(case=case)
+    assert calls[0].headers["idempotency-key"] == reply.idempotency_key
+    assert reply.status == Reply.Status.DELIVERED and reply.attempts == 1 and reply.automatic
+    outbound = Message.objects.get(pk=reply.message_id)
+    assert outbound.direction == Direction.OUTBOUND and outbound.conversation_id == case.conversation_id
+    assert replies.pending_replies_to_resend(lost_after_seconds=0) == []  # nothing left for the sweep
+    case.refresh_from_db()
+    assert case.status == CaseStatus.CLOSED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_timed_rules_close_without_the_message_when_the_channel_window_closed(team_a, make_connector, fake_provider):
+    """WhatsApp carries free text only within 24 hours of the customer's last message: a rule that
+    closes after 48 hours closes without sending, and says why on the timeline."""
+    connector = make_connector("meta", slug="wa-a", credentials={"app_secret": "s", "access_token": "t"})
+    team_a.connectors.add(connector)
+    canned = CannedResponse.objects.create(team=team_a, title="Closing", text="Closing this.")
+    TimedRule.objects.create(team=team_a, name="Quiet cases", trigger="pending", after_minutes=48 * 60,
+                             action="close", canned=canned)
+    result = ingest_messages(connector, [InboundMessage(
+        external_id="wa-1", text="Where is my parcel?", channel="whatsapp", sent_at=timezone.now(),
+        thread_id="wa-t", author=InboundAuthor(external_id="+33600000000", display_name="Dana Doe"))])
+    message = Message.objects.get(pk=result.created_ids[0])
+    classify(message)
+    route_messages([message.pk])
+    case = Case.objects.get(conversation=message.conversation)
+    Case.objects.filter(pk=case.pk).update(status=CaseStatus.PENDING, pending_since=timezone.now(), waiting_since=None)
+    assert timed_rules.run_due_rules(now=timezone.now() + timedelta(hours=49)) == 1
+    case.refresh_from_db()
+    assert case.status == CaseStatus.CLOSED
+    assert not Reply.objects.filter(case=case).exists() and fake_provider.calls("/replies") == []
+    activity = CaseActivity.objects.get(case=case, kind="timed_rule")
+    assert "not sent" in activity.text and "24-hour reply window" in activity.text
