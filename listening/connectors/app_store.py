@@ -54,9 +54,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, EllipticCurvePrivateKey
 
 from listening import http
+from listening.connectors import icons
 from listening.connectors.appreviews import TokenCache, check_reply, fingerprint, rating_of, reviewer, stars
 from listening.connectors.base import (
     BaseConnector,
+    Channel,
     InboundAuthor,
     InboundMessage,
     OutboundReply,
@@ -115,6 +117,10 @@ class AppStoreConnector(BaseConnector):
     kind = "app_store"
     label = "App Store"
     channel = "app_store"
+    description = "Apple App Store reviews of one app, polled; replies as the app's public response."
+    icon = icons.A_MARK
+    colour = "#1d7fe0"
+    channels = (Channel("app_store", "App Store"),)
     polls = True
     supports_backfill = True
     # A review has one response, and a new one replaces it: sending the same text again is harmless.

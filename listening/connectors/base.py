@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from listening.connectors import icons
 from listening.exceptions import (
     ConfigInvalid,
     NotSupported,
@@ -103,6 +104,29 @@ class ReplyRules:
 
 
 @dataclass(frozen=True)
+class Channel:
+    """One channel a connector's messages arrive on, as people see it. An empty icon or colour is
+    the connector's own."""
+
+    key: str  # Message.channel
+    label: str  # "WhatsApp"
+    icon: str = ""  # SVG path data, see listening.connectors.icons
+    colour: str = ""  # "#rrggbb", the badge's background (white icon on top)
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """What the product shows for a connector kind or a channel: listening.connectors.presentation."""
+
+    key: str
+    label: str
+    icon: str
+    colour: str
+    description: str = ""
+    kind: str = ""  # the connector kind that serves it; empty for a channel no connector declares
+
+
+@dataclass(frozen=True)
 class DeliveryStatus:
     """A provider's report on a message we sent (a delivery receipt or status callback)."""
 
@@ -189,6 +213,13 @@ class BaseConnector:
     kind: ClassVar[str]
     label: ClassVar[str]
     channel: ClassVar[str]  # default channel of its messages
+    # How people see it (the connect page, channel badges, the dashboards' channel list): one
+    # line of description, an icon from listening.connectors.icons and a colour; and the channels
+    # its messages arrive on, each with its own name (a connector may serve several).
+    description: ClassVar[str] = ""
+    icon: ClassVar[str] = icons.CHAT
+    colour: ClassVar[str] = "#667085"
+    channels: ClassVar[tuple[Channel, ...]] = ()
     receives_webhooks: ClassVar[bool] = False
     polls: ClassVar[bool] = False
     can_reply: ClassVar[bool] = True

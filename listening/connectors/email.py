@@ -52,7 +52,8 @@ from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
 from listening import http
-from listening.connectors.base import BaseConnector, InboundMessage, OutboundReply, PollResult, ReplyRules
+from listening.connectors import icons
+from listening.connectors.base import BaseConnector, Channel, InboundMessage, OutboundReply, PollResult, ReplyRules
 from listening.connectors.email_parse import ADDRESS_RE, Unreadable, parse_email
 from listening.connectors.email_transport import PinnedIMAPClient, PinnedSMTP, PinnedSMTPSSL
 from listening.exceptions import (
@@ -80,6 +81,10 @@ class EmailConnector(BaseConnector):
     kind = "email"
     label = "Email mailbox"
     channel = "email"
+    description = "A mailbox read over IMAP (polled or pushed), answered over SMTP."
+    icon = icons.MAIL
+    colour = "#6941c6"
+    channels = (Channel("email", "Email"),)
     polls = True
     supports_backfill = True
     config_defaults = {

@@ -13,7 +13,8 @@ import re
 from datetime import datetime
 from typing import Any
 
-from listening.connectors.base import BaseConnector, OutboundReply, PollResult
+from listening.connectors import icons
+from listening.connectors.base import BaseConnector, Channel, OutboundReply, PollResult
 from listening.exceptions import ConfigInvalid, NotSupported
 
 CHANNEL_RE = re.compile(r"^[a-z0-9_\-]{1,40}$")
@@ -28,6 +29,10 @@ class FileImportConnector(BaseConnector):
     kind = "import"
     label = "File import (CSV, JSONL)"
     channel = "import"
+    description = "Historic messages from CSV or JSONL exports: a previous tool, a data set."
+    icon = icons.INBOX_TRAY
+    colour = "#475467"
+    channels = (Channel("import", "Imported"),)
     can_reply = False
     config_defaults = {"channel": "import", "mapping": {}, "date_format": ""}
     config_help = {

@@ -55,9 +55,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from listening import http, times
+from listening.connectors import icons
 from listening.connectors.appreviews import TokenCache, check_reply, fingerprint, rating_of, reviewer, stars
 from listening.connectors.base import (
     BaseConnector,
+    Channel,
     InboundAuthor,
     InboundMessage,
     OutboundReply,
@@ -106,6 +108,10 @@ class GooglePlayConnector(BaseConnector):
     kind = "google_play"
     label = "Google Play"
     channel = "google_play"
+    description = "Google Play reviews of one app, polled; replies as the public developer reply."
+    icon = icons.PLAY
+    colour = "#01875f"
+    channels = (Channel("google_play", "Google Play"),)
     polls = True
     # A reply replaces the review's developer reply: sending the same text again changes nothing.
     idempotent_sends = True

@@ -39,8 +39,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from listening import http
+from listening.connectors import icons
 from listening.connectors.base import (
     BaseConnector,
+    Channel,
     InboundAuthor,
     InboundMessage,
     OAuthSpec,
@@ -75,6 +77,10 @@ class MastodonConnector(BaseConnector):
     kind = "mastodon"
     label = "Mastodon account"
     channel = "mastodon"
+    description = "Mentions and hashtags on a Mastodon server, polled or streamed; replies as posts."
+    icon = icons.LETTER_M
+    colour = "#563acc"
+    channels = (Channel("mastodon", "Mastodon"),)
     polls = True
     idempotent_sends = True  # Mastodon drops a repeated POST /api/v1/statuses with the same Idempotency-Key
     config_defaults = {"instance_url": "", "hashtags": [], "mentions": True, "visibility": "unlisted",

@@ -32,8 +32,10 @@ import httpx
 from django.utils import timezone
 
 from listening import http
+from listening.connectors import icons
 from listening.connectors.base import (
     BaseConnector,
+    Channel,
     InboundMessage,
     OutboundReply,
     PollResult,
@@ -95,6 +97,11 @@ class MetaConnector(BaseConnector):
     kind = "meta"
     label = "Meta: Messenger, Instagram and WhatsApp"
     channel = "whatsapp"
+    description = "Messenger, Instagram and WhatsApp messages through one Meta app, by webhook."
+    icon = icons.CHAT
+    colour = "#1877f2"
+    channels = (Channel("messenger", "Messenger"), Channel("instagram", "Instagram", icons.CAMERA, "#c13584"),
+                Channel("whatsapp", "WhatsApp", colour="#1f9d55"))
     receives_webhooks = True
     config_defaults = {
         "api_base": "https://graph.facebook.com",

@@ -46,8 +46,10 @@ import httpx
 from django.utils import timezone
 
 from listening import http
+from listening.connectors import icons
 from listening.connectors.base import (
     BaseConnector,
+    Channel,
     InboundAuthor,
     InboundMessage,
     OAuthSpec,
@@ -99,6 +101,10 @@ class RedditConnector(BaseConnector):
     kind = "reddit"
     label = "Reddit"
     channel = "reddit"
+    description = "Subreddit searches and mentions, polled; replies as comments."
+    icon = icons.ALIEN
+    colour = "#e0481b"
+    channels = (Channel("reddit", "Reddit"),)
     polls = True
     config_defaults = {"subreddits": [], "queries": [], "mentions": True, "user_agent": "",
                        "page_size": 100, "api_base": "https://oauth.reddit.com", "auth_base": WEB}

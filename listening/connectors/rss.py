@@ -23,7 +23,8 @@ from urllib.parse import urljoin, urlsplit
 import feedparser
 
 from listening import http, times
-from listening.connectors.base import BaseConnector, InboundAuthor, InboundMessage, OutboundReply, PollResult
+from listening.connectors import icons
+from listening.connectors.base import BaseConnector, Channel, InboundAuthor, InboundMessage, OutboundReply, PollResult
 from listening.exceptions import ConfigInvalid, NotSupported, ProviderRejected
 from listening.htmltext import html_to_text
 from listening.sanitize import clean_text
@@ -37,6 +38,10 @@ class FeedConnector(BaseConnector):
     kind = "rss"
     label = "RSS / Atom feed"
     channel = "feed"
+    description = "RSS and Atom feeds: review sites, forums and blogs. Listens only."
+    icon = icons.FEED
+    colour = "#c2410c"
+    channels = (Channel("feed", "Feed"),)
     polls = True
     can_reply = False
     # A feed is overheard by default: news and posts about the brand, not sent to it. A feed of

@@ -37,8 +37,10 @@ from typing import Any
 import httpx
 
 from listening import http
+from listening.connectors import icons
 from listening.connectors.base import (
     BaseConnector,
+    Channel,
     InboundAuthor,
     InboundMessage,
     OAuthSpec,
@@ -101,6 +103,10 @@ class SlackConnector(BaseConnector):
     kind = "slack"
     label = "Slack workspace"
     channel = "slack"
+    description = "A community Slack workspace: the Events API in, replies in the thread."
+    icon = icons.HASH
+    colour = "#611f69"
+    channels = (Channel("slack", "Slack"),)
     receives_webhooks = True
     config_defaults = {"api_base": "https://slack.com", "team_id": ""}
     credential_fields = ("signing_secret", "bot_token", "client_id", "client_secret")

@@ -27,8 +27,10 @@ from django.conf import settings
 from django.urls import reverse
 
 from listening import exceptions as errors, http
+from listening.connectors import icons
 from listening.connectors.base import (
     BaseConnector,
+    Channel,
     InboundAuthor,
     InboundMessage,
     OutboundReply,
@@ -53,6 +55,10 @@ class TelegramConnector(BaseConnector):
     kind = "telegram"
     label = "Telegram bot"
     channel = "telegram"
+    description = "A Telegram bot: chats by webhook or long polling, answered as the bot."
+    icon = icons.PLANE
+    colour = "#229ed9"
+    channels = (Channel("telegram", "Telegram"),)
     receives_webhooks = True
     polls = True
     config_defaults = {"mode": "webhook", "long_poll_seconds": 20, "page_size": 100,

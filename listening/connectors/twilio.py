@@ -42,8 +42,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from listening import http
+from listening.connectors import icons
 from listening.connectors.base import (
     BaseConnector,
+    Channel,
     DeliveryStatus,
     InboundAuthor,
     InboundMessage,
@@ -110,6 +112,10 @@ class TwilioConnector(BaseConnector):
     kind = "twilio"
     label = "Twilio: SMS and WhatsApp"
     channel = "sms"
+    description = "SMS and WhatsApp through one Twilio account, by webhook."
+    icon = icons.PHONE
+    colour = "#d92d20"
+    channels = (Channel("sms", "SMS"), Channel("whatsapp", "WhatsApp", icons.CHAT, "#1f9d55"))
     receives_webhooks = True
     config_defaults = {
         "account_sid": "",

@@ -24,8 +24,10 @@ from django.conf import settings
 from django.urls import reverse
 
 from listening import http, times
+from listening.connectors import icons
 from listening.connectors.base import (
     BaseConnector,
+    Channel,
     InboundAuthor,
     InboundMessage,
     OutboundReply,
@@ -54,6 +56,11 @@ class GenericWebhookConnector(BaseConnector):
     kind = "webhook"
     label = "Generic signed webhook"
     channel = "web"
+    description = "Any custom source (a website form, a chat widget, a CRM) posting signed JSON."
+    icon = icons.GLOBE
+    colour = "#3b6fd8"
+    channels = (Channel("web", "Website"), Channel("chat", "Chat", icons.CHAT, "#0e9384"),
+                Channel("app_review", "App review", icons.STAR, "#b54708"), Channel("api", "API"))
     receives_webhooks = True
     receives_signals = True  # {"signals": [...]} deliveries (listening.signal_webhook)
     idempotent_sends = True  # replies carry an Idempotency-Key header the receiver dedupes on

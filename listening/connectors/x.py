@@ -61,8 +61,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from listening import http
+from listening.connectors import icons
 from listening.connectors.base import (
     BaseConnector,
+    Channel,
     InboundMessage,
     OAuthSpec,
     OutboundReply,
@@ -132,6 +134,10 @@ class XConnector(BaseConnector):
     kind = "x"
     label = "X account"
     channel = CHANNEL
+    description = "Mentions, searches and direct messages on X; replies as posts or DMs."
+    icon = icons.CROSS
+    colour = "#111111"
+    channels = (Channel(CHANNEL, "X"), Channel(DM_CHANNEL, "X direct message", icons.MAIL))
     receives_webhooks = True
     polls = True
     supports_backfill = True
