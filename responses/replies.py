@@ -306,12 +306,14 @@ def render_canned(template: str, case: Case, agent) -> str:
     """Fill the placeholders; unknown `{names}` and stray braces stay as typed."""
     contact = case.conversation.contact
     customer = (contact.display_name or contact.handle) if contact else ""
-    agent_name = (agent.get_full_name() or agent.get_username()) if agent else ""
+    # A user without names signs with the username as a name ("maria.k" -> "Maria K"), never "agent".
+    handle = agent.get_username().split("@")[0].replace(".", " ").replace("_", " ").title() if agent else ""
+    agent_name = (agent.get_full_name() or handle) if agent else ""
     values = {
         "customer_name": customer or "there",
         "customer_first_name": (customer.split()[0] if customer else "there"),
         "agent_name": agent_name,
-        "agent_first_name": agent_name.split()[0] if agent_name else "",
+        "agent_first_name": ((agent.first_name or handle).split() or [""])[0] if agent else "",
         "brand": settings.CXM_BRAND_NAME,
     }
     out = template

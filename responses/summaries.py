@@ -56,6 +56,8 @@ def case_summary(case: Case, last: Message | None = None, classification: Classi
         "tags": case.tags,
         "snoozed": case.snoozed,
         "snoozed_until": case.snoozed_until.isoformat() if case.snoozed_until else None,
+        "opened_at": case.opened_at.isoformat() if case.opened_at else None,
+        "first_response_at": case.first_response_at.isoformat() if case.first_response_at else None,
         "channel": conversation.channel,
         "customer": (contact.display_name or contact.handle or contact.external_id) if contact else "",
         "preview": (last.text[:PREVIEW_CHARS] if last else ""),

@@ -22,7 +22,9 @@ from responses.views import search as search_views
 from responses.api import console as token_views
 
 urlpatterns = [
-    path("", inbox.inbox, name="inbox"),
+    # /console/ lands each role where its work is (inbox.home); /console/queue/ is the inbox itself.
+    path("", inbox.home, name="inbox"),
+    path("queue/", inbox.inbox, name="queue"),
     path("counts/", inbox.counts, name="counts"),
     path("search/", search_views.search_page, name="search"),
     path("views/", search_views.views, name="saved-views"),

@@ -20,7 +20,7 @@ from responses.models import CannedResponse, Case, CaseActivity, CaseStatus, Not
 from responses.summaries import case_summary, chips, note_dict, reply_dict
 from responses.views.base import body, console_context, console_view, done, flag, object_id, text
 from responses.views.case_actions import actions_context
-from responses.views.inbox import channel_icon
+from responses.views.inbox import intent_names, name_chips
 
 THREAD_LIMIT = 500
 SPARK_POINTS = 20
@@ -44,13 +44,12 @@ def case_page(request: HttpRequest, case_id: str) -> HttpResponse:
     context = {
         **console_context(request),
         "case": case,
-        "icon": channel_icon(case.conversation.channel),
         "timeline": timeline,
         "topics": topics,
         "statuses": CaseStatus.choices,
         "sentiments": Sentiment.values,
         "lanes": Lane.choices,
-        "intents": list(Intent.objects.filter(enabled=True).values_list("slug", flat=True)),
+        "intents": list(Intent.objects.filter(enabled=True).order_by("name").values_list("slug", "name")),
         "assignable": [m for m in members if getattr(getattr(m, "cxm_profile", None), "role", "")
                        in assignment.ASSIGNABLE_ROLES],
         "mentionable": [{"id": m.pk, "username": m.get_username(), "name": m.get_full_name() or m.get_username()}
@@ -78,9 +77,10 @@ def _timeline(case: Case) -> tuple[list[dict], list[str]]:
     by_message = {r.message_id: r for r in all_replies if r.message_id}
     items: list[dict] = []
     topics: set[str] = set()
+    names = intent_names() if current else {}
     for message in messages:
         classification = current.get(message.pk)
-        message_chips = chips(classification)
+        message_chips = name_chips(chips(classification), classification.lane if classification else "", names)
         topics.update(t for t in message_chips.get("topics", []) if t)
         items.append({"kind": "message", "at": message.sent_at, "message": message, "chips": message_chips,
                       "classification": classification, "reply": by_message.get(message.pk)})
@@ -115,8 +115,7 @@ def _customer(case: Case, teams: set[int]) -> dict:
         "contact": contact,
         "customer": customer,
         "contacts": [c for c in contacts if c.pk in shown_contacts],
-        "other_conversations": [{"conversation": c, "icon": channel_icon(c.channel),
-                                 "case": getattr(c, "case", None)} for c in others],
+        "other_conversations": [{"conversation": c, "case": getattr(c, "case", None)} for c in others],
         "spark": _sparkline(values),
         "spark_last": values[-1] if values else None,
     }

@@ -9,10 +9,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
-from learning.models import Classification
+from learning.models import Classification, Intent, Lane
+from listening.connectors import presentation
 from responses import access, assignment, cases as case_actions, noise
 from responses.exceptions import InvalidRequest
-from responses.models import ACTIVE_STATUSES, Case, CaseStatus, Presence, Queue, SlaState, Team
+from responses.models import ACTIVE_STATUSES, Case, CaseStatus, Presence, Queue, Role, SlaState, Team
 from responses.summaries import chips
 from responses.views.base import body, console_context, console_view, done, object_id, text
 
@@ -20,20 +21,12 @@ PAGE_SIZE = 100
 CLOSED = (CaseStatus.RESOLVED, CaseStatus.CLOSED)
 NAMED_FILTERS = {"mine": "Mine", "unassigned": "Unassigned", "held": "On hold", "snoozed": "Snoozed",
                  "resolved": "Resolved"}
-# Short text badges (coloured per channel in console.css): they render everywhere, unlike emoji.
-CHANNEL_ICONS = {
-    "web": "WEB", "webhook": "API", "telegram": "TG", "whatsapp": "WA", "messenger": "FB", "facebook": "FB",
-    "instagram": "IG", "twitter": "X", "x": "X", "rss": "RSS", "email": "@", "sms": "SMS", "review": "★",
-    "appstore": "APP", "forum": "FRM", "import": "IMP", "slack": "SLK",
-    "mastodon": "MAS",
-    "reddit": "RDT",
-    "x_dm": "XDM",
-    "google_play": "GP", "app_store": "iOS",
-}
 
 
 def channel_icon(channel: str) -> str:
-    return CHANNEL_ICONS.get(channel, (channel or "?")[:3].upper())
+    """The channel's name as its connector declares it (listening.connectors.presentation); the
+    badge itself is `{% channel_badge %}` (responses.templatetags.console_words)."""
+    return presentation(channel).label
 
 
 def parse_filter(value: str) -> str:
@@ -49,6 +42,19 @@ def object_id_or_400(value: str) -> int:
     return int(value)
 
 
+def _scope(user, name: str) -> Q:
+    """The active cases a named view shows; the sidebar counts use the same words."""
+    if name == "mine":
+        return Q(assignee=user)
+    if name == "unassigned":
+        return Q(assignee__isnull=True)
+    if name == "held":
+        return Q(awaiting_assignment=True)
+    if name:
+        return Q(queue_id=int(name))
+    return Q()
+
+
 def filtered_cases(user, name: str) -> QuerySet[Case]:
     cases = access.visible_cases(user)
     if name == "resolved":
@@ -56,24 +62,53 @@ def filtered_cases(user, name: str) -> QuerySet[Case]:
     cases = cases.filter(status__in=ACTIVE_STATUSES)
     if name == "snoozed":  # the cases snoozed by responses.snooze, the soonest back first
         return cases.filter(snoozed=True).order_by(F("snoozed_until").asc(nulls_last=True), "id")
-    cases = cases.filter(snoozed=False)
-    if name == "mine":
-        cases = cases.filter(assignee=user)
-    elif name == "unassigned":
-        cases = cases.filter(assignee__isnull=True)
-    elif name == "held":
-        cases = cases.filter(awaiting_assignment=True)
-    elif name:
-        cases = cases.filter(queue_id=int(name))
-    return inbox_order(cases)
+    return inbox_order(cases.filter(_scope(user, name), snoozed=False))
 
 
 def inbox_order(cases: QuerySet[Case]) -> QuerySet[Case]:
-    """Breached SLAs first, then near breach, then by priority, then the longest wait."""
-    sla_rank = Switch(When(sla_state=SlaState.BREACHED, then=Value(0)), When(sla_state=SlaState.NEAR, then=Value(1)),
-                     default=Value(2), output_field=IntegerField())
-    return cases.annotate(sla_rank=sla_rank).order_by("sla_rank", "-priority",
-                                                      F("waiting_since").asc(nulls_last=True), "id")
+    """What needs an agent now comes first: cases waiting on the customer sink to the bottom;
+    then breached SLAs, near breach, the highest priority, the earliest SLA due, the longest
+    wait. console.js keeps live inserts in this order from each row's data-sort (sort_key)."""
+    return cases.annotate(customer_rank=_customer_rank(), sla_rank=_sla_rank()).order_by(
+        "customer_rank", "sla_rank", "-priority", F("sla_due_at").asc(nulls_last=True),
+        F("waiting_since").asc(nulls_last=True), "id")
+
+
+def _customer_rank() -> Switch:
+    return Switch(When(status=CaseStatus.PENDING, then=Value(1)), default=Value(0), output_field=IntegerField())
+
+
+def _sla_rank() -> Switch:
+    return Switch(When(sla_state=SlaState.BREACHED, then=Value(0)), When(sla_state=SlaState.NEAR, then=Value(1)),
+                  default=Value(2), output_field=IntegerField())
+
+
+SLA_RANK = {SlaState.BREACHED: 0, SlaState.NEAR: 1}
+NEVER = 10**12  # sorts after any epoch second, like NULLS LAST
+
+
+def sort_key(case: Case) -> str:
+    """inbox_order as numbers, for console.js to place a live row among the others."""
+    def stamp(value) -> int:
+        return int(value.timestamp()) if value else NEVER
+    return ",".join(str(part) for part in (
+        int(case.status == CaseStatus.PENDING), SLA_RANK.get(case.sla_state, 2), -round(case.priority, 6),
+        stamp(case.sla_due_at), stamp(case.waiting_since), case.pk))
+
+
+def intent_names() -> dict[str, str]:
+    return dict(Intent.objects.values_list("slug", "name"))
+
+
+def name_chips(found: dict, lane: str, names: dict[str, str]) -> dict:
+    """The chips as agents read them: the intent's name, not its slug; no intent chip that only
+    repeats the lane (intent spam beside lane Spam). Scores stay for the "why" disclosure."""
+    intent = found.get("intent") or {}
+    slug = intent.get("label", "")
+    if slug:
+        intent["name"] = names.get(slug) or slug.replace("_", " ").capitalize()
+        intent["repeats_lane"] = slug == lane or (slug == "spam" and lane == Lane.NOISE)
+    return found
 
 
 def with_rows(cases) -> list[Case]:
@@ -81,11 +116,12 @@ def with_rows(cases) -> list[Case]:
     cases = list(cases)
     message_ids = [c.last_message_id for c in cases if c.last_message_id]
     current = {c.message_id: c for c in Classification.objects.filter(message_id__in=message_ids, is_current=True)}
+    names = intent_names() if current else {}
     for case in cases:
-        case.chips = chips(current.get(case.last_message_id))
+        case.chips = name_chips(chips(current.get(case.last_message_id)), case.lane, names)
         # The last message's reason explains the case's lane only when it decided that lane.
         case.lane_reason = case.chips.get("lane_reason", "") if case.chips.get("lane") == case.lane else ""
-        case.icon = channel_icon(case.conversation.channel)
+        case.sort_key = sort_key(case)
     return cases
 
 
@@ -94,17 +130,30 @@ def row_queryset(cases: QuerySet[Case]) -> QuerySet[Case]:
 
 
 def counts_for(user) -> dict:
+    """The sidebar's and the heading's counts, from the same scopes as the views they count."""
     visible = access.visible_cases(user)
     active = visible.filter(status__in=ACTIVE_STATUSES, snoozed=False)
     snoozed = visible.filter(status__in=ACTIVE_STATUSES, snoozed=True).count()
-    totals = active.aggregate(
-        active=Count("id"), mine=Count("id", filter=Q(assignee=user)),
-        unassigned=Count("id", filter=Q(assignee__isnull=True)), held=Count("id", filter=Q(awaiting_assignment=True)),
-    )
+    totals = active.aggregate(active=Count("id"), **{name: Count("id", filter=_scope(user, name))
+                                                     for name in ("mine", "unassigned", "held")})
     queues = {str(row["queue_id"]): row["n"] for row in
               active.filter(queue__isnull=False).values("queue_id").annotate(n=Count("id")).order_by()}
     return {**totals, "snoozed": snoozed, "resolved": visible.filter(status__in=CLOSED).count(), "queues": queues,
             "noise": noise.set_aside(user).count()}
+
+
+@console_view("GET")
+def home(request: HttpRequest) -> HttpResponse:
+    """/console/: each role lands where its work is. Brand managers read the dashboards, admins
+    run the sources, agents and supervisors work their queue (the inbox, rendered here). A
+    filtered inbox (?queue=...) is the inbox for everyone."""
+    if not request.GET:
+        role = access.role_of(request.user)
+        if role == Role.BRAND_MANAGER:
+            return redirect("console:insight")
+        if role == Role.ADMIN:
+            return redirect("console:connectors")
+    return inbox(request)
 
 
 @console_view("GET")
@@ -128,6 +177,9 @@ def inbox(request: HttpRequest) -> HttpResponse:
         "counts": counts,
         "filter": current,
         "title": title or "All active",
+        # The heading's count follows the sidebar's live counts (console.js), so they never disagree.
+        "count_attr": "data-count-queue" if current.isdigit() else "data-count",
+        "count_key": current if current.isdigit() else (current or "active"),
         "named_filters": NAMED_FILTERS,
         "presences": Presence.choices,
         "agents": _assignable_agents(teams) if base["is_supervisor"] else [],
@@ -192,7 +244,9 @@ def next_case(request: HttpRequest) -> HttpResponse:
     """The case after `after` in the inbox order of the user's active cases (the first one when
     `after` is not there); the inbox when there is none."""
     after = request.GET.get("after", "")
-    ids = list(filtered_cases(request.user, "").values_list("id", flat=True)[:2000])
+    # A case waiting on the customer has nothing for an agent to do: `n` never opens one.
+    ids = list(filtered_cases(request.user, "").exclude(status=CaseStatus.PENDING)
+               .values_list("id", flat=True)[:2000])
     target = None
     if after.isascii() and after.isdigit() and int(after) in ids:
         position = ids.index(int(after))

@@ -101,6 +101,7 @@
     item.append(close);
     box.append(item);
     setTimeout(() => item.remove(), ttl || (kind === "error" ? 9000 : 6000));
+    return item;
   }
 
   // Shared with the other pages' scripts (insight.js), which load after this one.
@@ -361,6 +362,32 @@
       return Boolean(summary.queue && String(summary.queue.id) === filter);
     }
 
+    // Rows carry inbox_order as numbers (data-sort, responses.views.inbox.sort_key): a live row
+    // goes where a reload would put it, not at the top. The resolved view is newest first.
+    const firstPage = tbody ? tbody.dataset.firstPage !== "0" : true;
+    const lastPage = tbody ? tbody.dataset.lastPage !== "0" : true;
+    function sortKey(row) { return String(row.dataset.sort || "").split(",").map(Number); }
+    function before(a, b) {
+      for (let i = 0; i < Math.max(a.length, b.length); i += 1) {
+        const x = Number.isFinite(a[i]) ? a[i] : 0;
+        const y = Number.isFinite(b[i]) ? b[i] : 0;
+        if (x !== y) return x < y;
+      }
+      return false;
+    }
+    // Put `row` in its place; false when its place is on another page of the inbox.
+    function place(row) {
+      const others = rows().filter((other) => other !== row);
+      if (filter === "resolved") { tbody.prepend(row); return true; }
+      const key = sortKey(row);
+      const next = others.find((other) => before(key, sortKey(other)));
+      if (!next && !lastPage && others.length) return false;
+      if (next === others[0] && !firstPage) return false;
+      if (next) tbody.insertBefore(row, next);
+      else tbody.append(row);
+      return true;
+    }
+
     function removeRow(id) {
       const row = document.getElementById(`case-${Number(id)}`);
       if (row) row.remove();
@@ -391,8 +418,10 @@
         if (box && box.checked) { const next = $("input[type=checkbox]", row); if (next) next.checked = true; }
         row.classList.toggle("selected", existing.classList.contains("selected"));
         existing.replaceWith(row);
+        // Its priority, SLA or status may have moved it (a reply sinks it as "Pending customer").
+        if (!place(row)) row.remove();
       } else if (insert) {
-        tbody.prepend(row);
+        if (!place(row)) return;
         row.classList.add("flash-new");
         const empty = $("#no-cases");
         if (empty) empty.remove();
@@ -623,6 +652,41 @@
       }
       const tags = $("#tags-input");
       if (tags && document.activeElement !== tags && Array.isArray(summary.tags)) tags.value = summary.tags.join(", ");
+      showSla(summary);
+      showFirstResponse(summary);
+      const priority = $("#case-priority");
+      if (priority && Number.isFinite(Number(summary.priority))) {
+        priority.textContent = priorityName(Number(summary.priority));
+        priority.title = Number(summary.priority).toFixed(2);
+      }
+    }
+
+    const SLA_LABELS = { ok: "On time", near: "Near breach", breached: "Breached" };
+    function showSla(summary) {
+      const node = $("#case-sla");
+      if (!node || !("sla_state" in summary)) return;
+      const state = SLA_LABELS[summary.sla_state] ? summary.sla_state : "";
+      if (!state) { node.replaceChildren(document.createTextNode("—")); return; }
+      const parts = [el("span", { class: `sla sla-${state}`, text: SLA_LABELS[state] })];
+      if (summary.sla_due_at) {
+        parts.push(" · due ", el("time", { datetime: String(summary.sla_due_at), text: stamp(summary.sla_due_at) }));
+      }
+      node.replaceChildren(...parts);
+    }
+    function showFirstResponse(summary) {
+      const node = $("#case-first-response");
+      if (!node || !("first_response_at" in summary)) return;
+      const opened = Date.parse(summary.opened_at || node.dataset.openedAt || "");
+      const first = Date.parse(summary.first_response_at || "");
+      if (Number.isNaN(first)) node.replaceChildren(el("span", { class: "muted", text: "not yet" }));
+      else node.textContent = Number.isNaN(opened) ? "yes" : relative((first - opened) / 1000);
+    }
+    // Words for a priority, as responses.templatetags.console_words.priority_name says them.
+    function priorityName(value) {
+      if (value >= 0.75) return "Urgent";
+      if (value >= 0.5) return "High";
+      if (value >= 0.25) return "Normal";
+      return "Low";
     }
 
     live.handlers.push((event) => {
@@ -635,6 +699,7 @@
         case "reply.updated":
           if (event.reply) replyEvents.set(Number(event.reply.id), Number(event.id));
           upsertReply(event.reply);
+          if (event.reply && event.reply.status !== "pending") settleResolveToast();
           break;
         case "note.created":
           appendNote(event.note);
@@ -643,6 +708,7 @@
         case "case.created":
           caseEventId = Number(event.id);
           showCase(event.case);
+          if (event.case && !ACTIVE.has(event.case.status)) settleResolveToast();
           break;
         case "case.removed":
           toast("This case moved to another team.", { kind: "error" });
@@ -693,6 +759,13 @@
       if (area) area.focus();
     }
 
+    // "Resolves once delivered" stays only until the delivery (or the resolution) is seen.
+    let resolveToast = null;
+    function settleResolveToast() {
+      if (resolveToast) resolveToast.remove();
+      resolveToast = null;
+    }
+
     // Reply: one idempotency key per composed reply, so a double click or a retried request
     // sends once.
     let replyKey = uuid();
@@ -713,7 +786,10 @@
           upsertAnswer(result.reply, since);
           replyText.value = "";
           replyKey = uuid();
-          if (resolve) toast("Sent. The case resolves once the reply is delivered.");
+          if (resolve) {
+            settleResolveToast();
+            resolveToast = toast("Sent. The case resolves once the reply is delivered.", { ttl: 60000 });
+          }
         } catch (err) {
           toast(err.message, { kind: "error" });
         } finally {

@@ -38,6 +38,7 @@ JSON = "application/json"
 # for the owner's POST (CASE_MESSAGE is replaced by the id of the case's last message).
 MATRIX: dict[str, dict] = {
     "inbox": {"obj": None, "methods": ["GET"]},
+    "queue": {"obj": None, "methods": ["GET"]},
     "counts": {"obj": None, "methods": ["GET"]},
     # Search and saved views (tests/responses/test_search*.py): an outsider's search finds nothing of
     # team A; a view of team A's does not exist for them.
@@ -411,6 +412,8 @@ def test_outsider_inbox_and_filters_show_no_team_a_case(client, world):
         assert f'id="case-{case_a.pk}"' not in html
     assert "Bob Bee" in client.get("/console/").content.decode()
     assert f'id="case-{case_b.pk}"' in client.get("/console/").content.decode()
+    queue = client.get("/console/queue/").content.decode()
+    assert f'id="case-{case_b.pk}"' in queue and f'id="case-{case_a.pk}"' not in queue and SECRET not in queue
 
 
 def test_outsider_page_starts_after_their_own_events_only(client, world):

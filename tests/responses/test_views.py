@@ -44,7 +44,12 @@ def test_inbox_lists_team_cases_with_chips_and_counts(client, agent_a, connector
     html = response.content.decode()
     assert f'id="case-{case.pk}"' in html
     assert "Dana Doe" in html and "Where is my parcel?" in html
-    assert "negative 0.90" in html and "complaint 0.80" in html and "anger 0.70" in html
+    # Names on the chips; the scores only behind the "why" disclosure.
+    assert 'title="sentiment">Negative<' in html and '"chip emotion">Anger<' in html
+    assert '"chip intent">Complaint about service<' in html  # the intent's name, not its slug
+    why = html[html.index('<details class="why">'):html.index("</details>", html.index('<details class="why">'))]
+    assert "negative (0.90)" in why and "(complaint, 0.80)" in why and "anger (0.70)" in why
+    assert "negative 0.90" not in html
     assert 'class="chip lane lane-issue"' in html
     assert 'data-count="active">1<' in html and 'data-count="held">1<' in html
     assert f'data-count-queue="{case.queue_id}">1<' in html
@@ -111,7 +116,7 @@ def test_case_row_partial_is_one_row(client, agent_a, connector_a):
     html = response.content.decode().strip()
     assert response.status_code == 200
     assert html.startswith("<tr") and html.endswith("</tr>") and html.count("<tr") == 1
-    assert "negative 0.90" in html
+    assert 'title="sentiment">Negative<' in html and "negative (0.90)" in html
 
 
 def test_counts_json(client, agent_a, connector_a):
@@ -159,8 +164,10 @@ def test_case_page_shows_thread_chips_and_model_version(client, agent_a, connect
     html = response.content.decode()
     assert response.status_code == 200
     assert "Broken again" in html and "Known issue, see ticket 12" in html
-    assert "model test t1" in html
-    assert "negative 0.90" in html and "router" in html
+    # Scores and the model behind the message's "why" disclosure, not on the message itself.
+    signals = html[html.index('class="msg-signals"'):html.index("</details>", html.index('class="msg-signals"'))]
+    assert "Model test t1" in signals and "negative (0.90)" in signals and "router" in html
+    assert 'title="sentiment">Negative<' in html
     assert 'name="field" value="sentiment"' in html and 'name="field" value="lane"' in html
     assert 'id="collision"' in html and f'data-case-id="{case.pk}"' in html
     assert "Casey Customer" in html
