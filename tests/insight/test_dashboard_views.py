@@ -81,7 +81,7 @@ def test_agents_get_403_and_readers_get_the_page(client, data, agent_a, supervis
         assert 'data-panel="sentiment"' in html and 'data-panel="recovered"' in html
         assert "style-src 'self'" in page["Content-Security-Policy"]
         assert "unsafe-inline" not in page["Content-Security-Policy"]
-        assert ">Dashboards</a>" in client.get("/console/").content.decode()
+        assert ">Dashboards</a>" in client.get("/console/queue/").content.decode()
         for name in PANEL_NAMES:
             response = get_json(client, panel_url(name))
             assert response.status_code == 200, (reader, name, response.content[:200])
