@@ -155,6 +155,8 @@ def fts5_match(query: Query) -> str:
 
 def matching(rows: QuerySet, spec: search_index.Indexed, query: Query) -> QuerySet:
     """`rows` (of spec's table) narrowed to those whose indexed text matches."""
+    if query.empty:  # no words: the filters alone decide
+        return rows
     # The SQL text is built from constant identifiers and function calls; the user's words are
     # bound parameters.
     if connection.vendor == "postgresql":
