@@ -6,8 +6,9 @@ run:  ## set up and run the product with demo traffic (zero setup)
 test:  ## run the whole test suite
 	scripts/test
 
-lint:
+lint:  ## ruff, and the import contract (.importlinter)
 	.venv/bin/ruff check .
+	.venv/bin/lint-imports --no-cache
 
 bench:
 	.venv/bin/python bench/ingest.py

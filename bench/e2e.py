@@ -878,7 +878,7 @@ def diagnose(phase: Phase, rows: dict[str, dict[str, Any]]) -> None:
                 phase.where_lost[s.marker] = "event written, push in flight at the drain's end"
             elif event_id < phase.console_last_id:
                 # The console moved past this id without it: the consumer gave up waiting for an
-                # id that was not visible yet (consumers.GAP_WAIT_SECONDS) while its transaction
+                # id that was not visible yet (events.GAP_WAIT_SECONDS) while its transaction
                 # was still open. A product bug, not a slow bench.
                 phase.where_lost[s.marker] = "event skipped by the console"
                 phase.skipped_ids.append(event_id)

@@ -401,13 +401,14 @@ def recipients(team_id: int) -> list[int]:
 
 
 def _push_to_consoles(alert: Alert) -> str:
+    from responses import event_types
     from responses.events import emit
 
     try:
         with transaction.atomic():
             payload = {"alert": summary(alert)}
             for user_id in recipients(alert.team_id):
-                emit(EVENT_TYPE, payload, user_id=user_id)
+                emit(event_types.ALERT_RAISED, payload, user_id=user_id)
     except Exception as exc:  # the alert stays on the alerts page either way
         log.exception("could not push alert %s to consoles", alert.pk)
         return f"console: {type(exc).__name__}: {exc}"

@@ -6,3 +6,6 @@ class ListeningConfig(AppConfig):
 
     name = "listening"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from listening import tasks  # noqa: F401 - connects the receiver that queues a requested backfill

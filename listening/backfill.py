@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from cxm.exceptions import CXMError
-from listening import audit
+from listening import audit, signals
 from listening.connectors import get_connector_class
 from listening.crypto import CredentialsUnreadable
 from listening.exceptions import ProviderError
@@ -58,9 +58,7 @@ def start(connector: Connector, since: datetime, *, actor=None, ip: str | None =
     audit.record(actor, "backfill", connector, before, audit.snapshot(connector), ip=ip,
                  extra={"backfill": {"since": job["since"], "resumed": resuming}})
 
-    from listening.tasks import backfill_connector
-
-    transaction.on_commit(lambda: backfill_connector.delay(connector.pk))
+    transaction.on_commit(lambda: signals.backfill_requested.send(sender=Connector, connector_id=connector.pk))
     return job
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 from listening import crypto
+from listening.connectors import get_connector_class
 
 
 class Health(models.TextChoices):
@@ -78,10 +79,35 @@ class Connector(models.Model):
     def credentials(self, value: dict[str, Any]) -> None:
         self.credentials_encrypted = crypto.encrypt_json(value)
 
+    def renew_credentials(self, field: str, stale: str, fetch) -> dict[str, Any]:
+        """Replace credentials that went stale (`field` held `stale` when the provider refused
+        them), once across workers, and return the credentials to use from now on.
+
+        Some OAuth 2 providers (X among them) answer a refresh with a new refresh token and void
+        the old one at once; kept only in a worker's memory, the new token would be lost with the
+        worker. So, under a lock on this row: while the saved `field` still holds `stale`,
+        `fetch(saved)` asks the provider for new values, which are merged in and saved before the
+        lock is released; when another worker has renewed them meanwhile, its saved credentials
+        are returned without calling the provider (a second refresh with a voided token would
+        fail). A `fetch` that raises saves nothing. A row not yet saved (a connection test) is
+        renewed in memory. This row is updated in place, so a later save keeps the new values."""
+        if self.pk is None:
+            updated = {**self.credentials, **fetch(self.credentials)}
+        else:
+            with transaction.atomic():
+                locked = Connector.objects.select_for_update().only("credentials_encrypted").get(pk=self.pk)
+                saved = locked.credentials
+                if str(saved.get(field) or "") != stale:
+                    updated = saved
+                else:
+                    updated = {**saved, **fetch(saved)}
+                    Connector.objects.filter(pk=self.pk).update(
+                        credentials_encrypted=crypto.encrypt_json(updated), updated_at=timezone.now())
+        self.credentials = updated
+        return updated
+
     def get_backend(self):
         """The connector class instance for this row (see listening.connectors registry)."""
-        from listening.connectors import get_connector_class
-
         return get_connector_class(self.kind)(self)
 
 

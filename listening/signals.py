@@ -14,6 +14,10 @@ delivery_status = Signal()
 # `connector_id` (int) and `reason` (str). The responses app tells the admins' consoles.
 connector_failing = Signal()
 
+# Sent on commit when a backfill was recorded on a connector, with `connector_id` (int):
+# listening.tasks queues the worker that runs it (the action never imports the task).
+backfill_requested = Signal()
+
 # Sent on commit after new signals are stored, with `signal_ids` (list[int]). The responses app
 # subscribes to evaluate its rules over signals; receivers enqueue, they do not evaluate inline.
 signals_ingested = Signal()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.dispatch import receiver
 
-from listening import backfill, polling
+from listening import backfill, polling, signals
 from listening.signal_tasks import prune_signals  # noqa: F401 - registers listening.prune_signals
 
 
@@ -26,3 +27,8 @@ def poll_connector(connector_id: int, **kwargs) -> dict:
 @shared_task(name="listening.backfill_connector", ignore_result=True)
 def backfill_connector(connector_id: int, **kwargs) -> dict:
     return backfill.run(connector_id)
+
+
+@receiver(signals.backfill_requested, dispatch_uid="listening.queue_backfill")
+def queue_backfill(sender, connector_id: int, **kwargs) -> None:
+    backfill_connector.delay(connector_id)

@@ -11,7 +11,7 @@ class ResponsesConfig(AppConfig):
     def ready(self):
         from django.db.models.signals import post_migrate
 
-        from responses import outbound_tasks, receivers  # noqa: F401 - connects the signal receivers
+        from responses import outbound_tasks, receivers, tasks  # noqa: F401 - connects the signal receivers
         from responses.search import heal_indexes
 
         post_migrate.connect(heal_indexes, sender=self)  # SQLite search triggers a table rebuild dropped

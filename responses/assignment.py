@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Count, F
 from django.utils import timezone
 
-from responses import access, events
+from responses import access, event_types, events
 from responses.exceptions import InvalidRequest, NotAllowed
 from responses.models import ACTIVE_STATUSES, AgentProfile, Case, Presence, Role, Team
 from responses.summaries import case_summary, user_dict
@@ -72,7 +72,7 @@ def auto_assign(case: Case) -> bool:
     if not case.awaiting_assignment:
         Case.objects.filter(pk=case.pk).update(awaiting_assignment=True)
         case.awaiting_assignment = True
-        events.emit("case.updated", {"case": case_summary(case)}, team_id=case.team_id, case_id=case.pk)
+        events.emit(event_types.CASE_UPDATED, {"case": case_summary(case)}, team_id=case.team_id, case_id=case.pk)
     return False
 
 
@@ -87,9 +87,10 @@ def _assign(case: Case, user, by) -> None:
     if user is not None:
         AgentProfile.objects.filter(user=user).update(last_assigned_at=now)
     payload = {"case": case_summary(case), "by": user_dict(by)}
-    events.emit("case.updated", payload, team_id=case.team_id, case_id=case.pk)
+    events.emit(event_types.CASE_UPDATED, payload, team_id=case.team_id, case_id=case.pk)
     if user is not None and (by is None or by.pk != user.pk):
-        events.emit("case.assigned", {"case_id": case.pk, "by": user_dict(by)}, user_id=user.pk, case_id=case.pk)
+        events.emit(event_types.CASE_ASSIGNED, {"case_id": case.pk, "by": user_dict(by)}, user_id=user.pk,
+                    case_id=case.pk)
 
 
 def assign_case(case_id, assignee, by) -> Case:
@@ -120,7 +121,7 @@ def set_presence(user, presence: str) -> AgentProfile:
         AgentProfile.objects.filter(pk=profile.pk).update(presence=presence, presence_changed_at=timezone.now())
         profile.presence = presence
         for team_id in access.team_ids(user) if access.role_of(user) != Role.ADMIN else []:
-            events.emit("agent.presence", {"agent": user_dict(user), "presence": presence}, team_id=team_id)
+            events.emit(event_types.AGENT_PRESENCE, {"agent": user_dict(user), "presence": presence}, team_id=team_id)
     if presence == Presence.AVAILABLE:
         drain_hold_queue(list(Team.objects.filter(members=user).values_list("id", flat=True)))
     return profile

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from learning.actions import record_correction
 from listening.models import Message
-from responses import access, assignment, events
+from responses import access, assignment, event_types, events
 from responses.exceptions import InvalidRequest
 from responses.models import ACTIVE_STATUSES, Case, CaseStatus, Note, SlaState
 from responses.summaries import case_summary, note_dict, user_dict
@@ -30,7 +30,7 @@ BREACH_BOOST = 0.3
 
 
 def _changed(case: Case, by=None, **extra) -> None:
-    events.emit("case.updated", {"case": case_summary(case), "by": user_dict(by), **extra},
+    events.emit(event_types.CASE_UPDATED, {"case": case_summary(case), "by": user_dict(by), **extra},
                 team_id=case.team_id, case_id=case.pk)
 
 
@@ -106,11 +106,11 @@ def add_note(user, case_id, text: str) -> Note:
         note = Note.objects.create(case=case, author=user, text=text)
         mentioned = _mentionable(case, MENTION_RE.findall(text))
         note.mentions.set(mentioned)
-        events.emit("note.created", {"note": note_dict(note), "case_id": case.pk}, team_id=case.team_id,
+        events.emit(event_types.NOTE_CREATED, {"note": note_dict(note), "case_id": case.pk}, team_id=case.team_id,
                     case_id=case.pk)
         for member in mentioned:
             if member.pk != user.pk:
-                events.emit("mention", {"note": note_dict(note), "case_id": case.pk, "by": user_dict(user)},
+                events.emit(event_types.MENTION, {"note": note_dict(note), "case_id": case.pk, "by": user_dict(user)},
                             user_id=member.pk, case_id=case.pk)
     return note
 

@@ -20,7 +20,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
-from responses import access, assignment, cases, events, replies
+from responses import access, assignment, cases, event_types, events, replies
 from responses.exceptions import CaseNotFound, InvalidRequest, NotAllowed
 from responses.models import Case, CaseStatus, Macro, Reply, Role, Team
 from responses.snooze import activity_dict, record_activity
@@ -216,7 +216,7 @@ def apply_macro(user, case_id, macro_id: int, *, idempotency_key: str = "") -> A
         case.refresh_from_db()
         activity = record_activity(case, "macro", f"Macro “{macro.title}” applied", user,
                                    {"macro": macro.pk, "key": key, "steps": [s["type"] for s in steps]})
-        events.emit("case.updated", {"case": case_summary(case), "by": user_dict(user),
+        events.emit(event_types.CASE_UPDATED, {"case": case_summary(case), "by": user_dict(user),
                                      "activity": activity_dict(activity)}, team_id=case.team_id, case_id=case.pk)
     return Applied(case, reply, False)
 

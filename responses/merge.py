@@ -20,7 +20,7 @@ from django.utils.dateparse import parse_datetime
 
 from listening.actions import merge_customers
 from listening.models import Contact, Customer
-from responses import access, events
+from responses import access, event_types, events
 from responses.exceptions import CaseNotFound, Conflict, InvalidRequest
 from responses.models import Case, CaseStatus, MergeRecord, SlaState
 from responses.snooze import activity_dict, record_activity
@@ -135,7 +135,7 @@ def _snapshot(case: Case) -> dict:
 def _announce(case: Case, kind: str, text: str, user, record: MergeRecord) -> None:
     activity = record_activity(case, kind, text, user, {"merge": record.pk, "target": record.target_id,
                                                         "source": record.source_id})
-    events.emit("case.updated", {"case": case_summary(case), "by": user_dict(user),
+    events.emit(event_types.CASE_UPDATED, {"case": case_summary(case), "by": user_dict(user),
                                  "activity": activity_dict(activity)}, team_id=case.team_id, case_id=case.pk)
 
 

@@ -14,7 +14,7 @@ from django.db.models import F, Q, QuerySet
 from learning.actions import record_correction
 from learning.models import Classification, Lane
 from listening.models import Direction, Message
-from responses import access, assignment, events, routing
+from responses import access, assignment, event_types, events, routing
 from responses.exceptions import CaseNotFound, Conflict, InvalidRequest
 from responses.models import Case, CaseStatus, Note, Team
 from responses.summaries import case_summary, message_dict, note_dict
@@ -109,13 +109,13 @@ def open_case_for_message(user, message_id: int, lane: str = Lane.ISSUE, reason:
         case, created = routing.open_for_message(message, case, lane, team)
         note = Note.objects.create(case=case, author=user, text=_note_text(user, message, lane, reason))
         if previous_team and previous_team != case.team_id:
-            events.emit("case.removed", {"case_id": case.pk}, team_id=previous_team, case_id=case.pk)
-        events.emit("message.created", {"message": message_dict(message), "case_id": case.pk},
+            events.emit(event_types.CASE_REMOVED, {"case_id": case.pk}, team_id=previous_team, case_id=case.pk)
+        events.emit(event_types.MESSAGE_CREATED, {"message": message_dict(message), "case_id": case.pk},
                     team_id=case.team_id, case_id=case.pk)
-        events.emit("note.created", {"note": note_dict(note), "case_id": case.pk}, team_id=case.team_id,
+        events.emit(event_types.NOTE_CREATED, {"note": note_dict(note), "case_id": case.pk}, team_id=case.team_id,
                     case_id=case.pk)
-        events.emit("case.created" if created else "case.updated", {"case": case_summary(case)},
-                    team_id=case.team_id, case_id=case.pk)
+        events.emit(event_types.CASE_CREATED if created else event_types.CASE_UPDATED,
+                    {"case": case_summary(case)}, team_id=case.team_id, case_id=case.pk)
         if case.assignee_id is None and case.queue_id and case.queue.auto_assign:
             assignment.auto_assign(case)
     return case

@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from listening import crypto, http
 from listening.exceptions import ProviderError
-from responses import access, events
+from responses import access, event_types, events, signals
 from responses.exceptions import CaseNotFound, InvalidRequest
 from responses.models import WebhookDelivery, WebhookSubscription
 
@@ -170,10 +170,8 @@ def fan_out(event_type: str, payload: dict, order_key: int = 0) -> list[int]:
 
 
 def _enqueue(ids: list[int]) -> None:
-    from responses.outbound_tasks import deliver_webhook
-
-    for delivery_id in ids:
-        deliver_webhook.delay(delivery_id)
+    """Ask for the sends (responses.outbound_tasks enqueues them)."""
+    signals.webhook_deliveries_due.send(sender=WebhookDelivery, delivery_ids=list(ids))
 
 
 # --- Sending ---------------------------------------------------------------------------------------
@@ -299,7 +297,7 @@ def _disable(subscription: WebhookSubscription, error: str) -> None:
 
     admins = get_user_model().objects.filter(access.admin_q(), is_active=True).values_list("pk", flat=True)
     for user_id in admins.distinct():
-        events.emit("webhook.disabled", {"subscription": {"id": subscription.pk, "name": subscription.name},
+        events.emit(event_types.WEBHOOK_DISABLED, {"subscription": {"id": subscription.pk, "name": subscription.name},
                                          "reason": reason[:300]}, user_id=user_id)
 
 

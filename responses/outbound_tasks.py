@@ -12,7 +12,7 @@ from learning.models import Classification
 from learning.signals import messages_classified
 from listening.models import Message
 from listening.signals import connector_failing, messages_ingested
-from responses import outbound
+from responses import outbound, signals
 from responses.models import ConsoleEvent, WebhookSubscription
 
 RESOLVED = {"resolved", "closed"}
@@ -30,6 +30,12 @@ def deliver_webhook(delivery_id: int, **kwargs) -> None:
     if retry_in is not None and not settings.CELERY_TASK_ALWAYS_EAGER:
         deliver_webhook.apply_async((delivery_id,), countdown=retry_in)
     # Eager (the trial, tests): no sleeping retries in the caller; the sweep sends what is due.
+
+
+@receiver(signals.webhook_deliveries_due, dispatch_uid="responses.enqueue_webhook_deliveries")
+def enqueue_webhook_deliveries(sender, delivery_ids: list[int], **kwargs) -> None:
+    for delivery_id in delivery_ids:
+        deliver_webhook.delay(delivery_id)
 
 
 @shared_task(name="responses.send_due_webhooks", ignore_result=True)

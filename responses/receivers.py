@@ -48,7 +48,7 @@ def connector_started_failing(sender, connector_id, reason, **kwargs):
     from django.contrib.auth import get_user_model
 
     from listening.models import Connector
-    from responses import access, events
+    from responses import access, event_types, events
 
     connector = Connector.objects.filter(pk=connector_id).values("id", "name", "kind").first()
     if connector is None:
@@ -56,7 +56,8 @@ def connector_started_failing(sender, connector_id, reason, **kwargs):
     admins = get_user_model().objects.filter(access.admin_q(), is_active=True).values_list("pk", flat=True)
     with transaction.atomic():
         for user_id in admins.distinct():
-            events.emit("connector.failing", {"connector": connector, "reason": reason[:300]}, user_id=user_id)
+            events.emit(event_types.CONNECTOR_FAILING, {"connector": connector, "reason": reason[:300]},
+                        user_id=user_id)
 
 
 @receiver(user_logged_out, dispatch_uid="responses.logged_out")

@@ -24,7 +24,7 @@ from listening.connectors.base import DeliveryStatus, OutboundReply, ReplyRules
 from listening.exceptions import ProviderError
 from listening.models import Direction, Message
 from listening.polling import save_rate_limit
-from responses import access, events
+from responses import access, event_types, events, signals
 from responses.exceptions import CaseNotFound, Conflict, InvalidRequest
 from responses.models import CannedResponse, Case, CaseStatus, Reply, SlaState
 from responses.summaries import case_summary, reply_dict
@@ -63,7 +63,7 @@ def send_reply(user, case_id, text: str, *, idempotency_key: str = "", resolve: 
         Case.objects.filter(pk=case.pk).update(**changes)
         for name, value in changes.items():
             setattr(case, name, value)
-        events.emit("case.updated", {"case": case_summary(case)}, team_id=case.team_id, case_id=case.pk)
+        events.emit(event_types.CASE_UPDATED, {"case": case_summary(case)}, team_id=case.team_id, case_id=case.pk)
     return reply
 
 
@@ -79,17 +79,17 @@ def send_automatic_reply(case: Case, canned: CannedResponse) -> Reply:
 def _create(case: Case, text: str, key: str, *, author, resolve: bool = False, automatic: bool = False) -> Reply:
     reply = Reply.objects.create(case=case, author=author, text=text, idempotency_key=key,
                                  in_reply_to=case.last_message, resolve_on_delivery=resolve, automatic=automatic)
-    events.emit("reply.created", {"reply": reply_dict(reply), "case_id": case.pk}, team_id=case.team_id,
+    events.emit(event_types.REPLY_CREATED, {"reply": reply_dict(reply), "case_id": case.pk}, team_id=case.team_id,
                 case_id=case.pk)
     transaction.on_commit(lambda: _enqueue(reply.pk))
     return reply
 
 
 def _enqueue(reply_id: int, countdown: float = 0) -> None:
-    from responses.tasks import deliver_reply
-
+    """Ask for a delivery (responses.tasks enqueues it): the actions never import the tasks that
+    import them."""
     try:
-        deliver_reply.apply_async((reply_id,), countdown=countdown)
+        signals.reply_due.send(sender=Reply, reply_id=reply_id, countdown=countdown)
     except Exception:  # broker down: the reply stays pending, and the sweep sends it later
         log.exception("could not enqueue delivery of reply %s", reply_id)
 
@@ -110,7 +110,7 @@ def retry_reply(user, reply_id) -> Reply:
             raise Conflict(f"this reply is {reply.status}, not failed")
         reply.status, reply.last_error, reply.attempts, reply.sending_until = Reply.Status.PENDING, "", 0, None
         reply.save(update_fields=["status", "last_error", "attempts", "sending_until"])
-        events.emit("reply.updated", {"reply": reply_dict(reply), "case_id": case.pk}, team_id=case.team_id,
+        events.emit(event_types.REPLY_UPDATED, {"reply": reply_dict(reply), "case_id": case.pk}, team_id=case.team_id,
                     case_id=case.pk)
         transaction.on_commit(lambda: _enqueue(reply.pk))
     return reply
@@ -259,7 +259,7 @@ def _finish_failed(reply: Reply, reason: str) -> None:
         Reply.objects.filter(pk=reply.pk).update(status=Reply.Status.FAILED, last_error=reason[:1000],
                                                  sending_until=None)
         reply.status, reply.last_error = Reply.Status.FAILED, reason[:1000]
-        events.emit("reply.updated", {"reply": reply_dict(reply), "case_id": reply.case_id},
+        events.emit(event_types.REPLY_UPDATED, {"reply": reply_dict(reply), "case_id": reply.case_id},
                     team_id=reply.case.team_id, case_id=reply.case_id)
 
 
@@ -280,7 +280,7 @@ def _delivered(reply: Reply, external_id: str) -> None:
                                                  last_error="")
         reply.status, reply.external_id, reply.message, reply.delivered_at = (
             Reply.Status.DELIVERED, external_id, message, now)
-        events.emit("reply.updated", {"reply": reply_dict(reply), "case_id": case.pk}, team_id=case.team_id,
+        events.emit(event_types.REPLY_UPDATED, {"reply": reply_dict(reply), "case_id": case.pk}, team_id=case.team_id,
                     case_id=case.pk)
         if reply.resolve_on_delivery:
             from responses.cases import resolve_after_delivery
@@ -357,6 +357,6 @@ def apply_delivery_status(connector_id: int, status: DeliveryStatus) -> bool:
         Reply.objects.filter(pk=reply.pk).update(**changes)
         for name, value in changes.items():
             setattr(reply, name, value)
-        events.emit("reply.updated", {"reply": reply_dict(reply), "case_id": reply.case_id},
+        events.emit(event_types.REPLY_UPDATED, {"reply": reply_dict(reply), "case_id": reply.case_id},
                     team_id=reply.case.team_id, case_id=reply.case_id)
     return True

@@ -18,8 +18,9 @@ from django.utils import timezone
 from learning.actions import customer_key, negative_history
 from learning.models import Classification
 from listening.models import Direction, Message
-from responses import assignment, business_time, events, snooze
-from responses.models import CannedResponse, Case, CaseStatus, RoutingRule, SlaState
+from responses import assignment, business_time, event_types, events, snooze
+from responses.models import CannedResponse, Case, CaseStatus, RoutingRule, SlaState, Team
+from responses.replies import send_automatic_reply
 from responses.rules import Facts, apply, history_windows
 from responses.summaries import case_summary, message_dict
 from responses.teams import queue_for, team_for_connector
@@ -101,12 +102,12 @@ def _route_locked(messages: list[Message], classifications: dict, rules, negativ
     last = messages[-1]
     summary = case_summary(case, last, classifications.get(last.pk))
     if previous_team and previous_team != case.team_id:
-        events.emit("case.removed", {"case_id": case.pk}, team_id=previous_team, case_id=case.pk)
+        events.emit(event_types.CASE_REMOVED, {"case_id": case.pk}, team_id=previous_team, case_id=case.pk)
     for message in messages:
-        events.emit("message.created", {"message": message_dict(message), "case_id": case.pk},
+        events.emit(event_types.MESSAGE_CREATED, {"message": message_dict(message), "case_id": case.pk},
                     team_id=case.team_id, case_id=case.pk)
-    events.emit("case.created" if created else "case.updated", {"case": summary}, team_id=case.team_id,
-                case_id=case.pk)
+    events.emit(event_types.CASE_CREATED if created else event_types.CASE_UPDATED, {"case": summary},
+                team_id=case.team_id, case_id=case.pk)
     queue_assigns = bool(case.queue and case.queue.auto_assign)
     if case.assignee_id is None and case.is_active and actions.get("auto_assign", queue_assigns):
         assignment.auto_assign(case)
@@ -218,8 +219,6 @@ def _update(case: Case, message: Message, facts: Facts, actions: dict) -> None:
 
 
 def _team(actions: dict, connector_id: int, current=None):
-    from responses.models import Team
-
     slug = actions.get("team")
     if slug:
         team = Team.objects.filter(slug=slug).first()
@@ -255,7 +254,5 @@ def _apply_side_actions(case: Case, actions: dict, fresh: bool) -> None:
         if canned is None:
             log.warning("routing rule acknowledges with missing canned response %r", template_id)
             return
-        from responses.replies import send_automatic_reply
-
         case.save()
         send_automatic_reply(case, canned)

@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from listening.models import Contact, Conversation, Customer, CustomerTag
-from responses import assignment, events
+from responses import assignment, event_types, events
 from responses.models import ACTIVE_STATUSES, Case, CaseStatus, SignalRule, SignalRuleFiring, SignalRuleState, SlaState
 from responses.summaries import case_summary
 from responses.teams import default_team, queue_for, team_for_connector
@@ -52,7 +52,7 @@ def fire(rule: SignalRule, state: SignalRuleState, signal_ids: list[int], reason
     if actions.get("alert"):
         team_id = case.team_id if case is not None else _team(rule, state.customer_id).pk
         customer = Customer.objects.filter(pk=state.customer_id).first()
-        events.emit("signal.alert", {"rule": {"id": rule.pk, "name": rule.name},
+        events.emit(event_types.SIGNAL_ALERT, {"rule": {"id": rule.pk, "name": rule.name},
                                      "customer": str(customer) if customer else "",
                                      "reason": firing.reason, "firing": firing.pk},
                     team_id=team_id, case_id=case.pk if case is not None else None)
@@ -95,7 +95,7 @@ def _open_or_join(rule: SignalRule, firing: SignalRuleFiring, case: Case | None)
         sla_state=SlaState.OK if minutes else SlaState.NONE)
     summary = case_summary(case)
     summary["preview"] = firing.reason
-    events.emit("case.created", {"case": summary, "proactive": {"rule": rule.name, "reason": firing.reason}},
+    events.emit(event_types.CASE_CREATED, {"case": summary, "proactive": {"rule": rule.name, "reason": firing.reason}},
                 team_id=team.pk, case_id=case.pk)
     if queue is not None and queue.auto_assign:
         assignment.auto_assign(case)
@@ -106,7 +106,7 @@ def _raise(case: Case, priority: float, firing: SignalRuleFiring) -> None:
     case.priority = max(case.priority, min(1.0, max(0.0, priority)))
     case.tags = sorted({*case.tags, PROACTIVE_TAG})
     case.save(update_fields=["priority", "tags", "updated_at"])
-    events.emit("case.updated", {"case": case_summary(case), "proactive": {"reason": firing.reason}},
+    events.emit(event_types.CASE_UPDATED, {"case": case_summary(case), "proactive": {"reason": firing.reason}},
                 team_id=case.team_id, case_id=case.pk)
 
 

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from responses import access, events
+from responses import access, event_types, events
 from responses.exceptions import InvalidRequest
 from responses.models import Case, CaseActivity
 from responses.summaries import case_summary, user_dict
@@ -146,7 +146,7 @@ def _record(case: Case, kind: str, text: str, by, detail: dict, *, changed: bool
     """The timeline entry, and (unless routing announces the case itself) the case's update."""
     activity = record_activity(case, kind, text, by, detail)
     if changed:
-        events.emit("case.updated", {"case": case_summary(case), "by": user_dict(by),
+        events.emit(event_types.CASE_UPDATED, {"case": case_summary(case), "by": user_dict(by),
                                      "activity": activity_dict(activity)}, team_id=case.team_id, case_id=case.pk)
     return activity
 

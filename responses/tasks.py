@@ -5,8 +5,9 @@ import logging
 
 from celery import shared_task
 from django.conf import settings
+from django.dispatch import receiver
 
-from responses import assignment, cases, replies, routing, snooze
+from responses import assignment, cases, replies, routing, signals, snooze
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,11 @@ def deliver_reply(self, reply_id, **kwargs):
         return outcome
     countdown = delay if outcome == replies.Outcome.RETRY else 30
     raise self.retry(countdown=countdown)
+
+
+@receiver(signals.reply_due, dispatch_uid="responses.enqueue_delivery")
+def enqueue_delivery(sender, reply_id: int, countdown: float = 0, **kwargs) -> None:
+    deliver_reply.apply_async((reply_id,), countdown=countdown)
 
 
 @shared_task(name="responses.resend_pending_replies", acks_late=True)

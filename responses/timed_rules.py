@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from responses import business_time, events
+from responses import business_time, event_types, events
 from responses.exceptions import InvalidRequest
 from responses.models import Case, CaseActivity, CaseStatus, Note, Role, TimedRule, TimedRuleRun
 from responses.snooze import activity_dict, record_activity
@@ -111,7 +111,8 @@ def _fire(rule: TimedRule, case_id: int, schedule, now: datetime) -> int:
         outcome = ACTIONS[rule.action](rule, case, now)
         case.save()
         activity = _audit(rule, case, outcome)
-        events.emit("case.updated", {"case": case_summary(case), "by": None, "activity": activity_dict(activity)},
+        events.emit(event_types.CASE_UPDATED,
+                    {"case": case_summary(case), "by": None, "activity": activity_dict(activity)},
                     team_id=case.team_id, case_id=case.pk)
         if rule.action == TimedRule.Action.NOTIFY:
             _notify(rule, case)
@@ -181,12 +182,12 @@ def _notify(rule: TimedRule, case: Case) -> None:
     """A note that @mentions the team's supervisors: their consoles toast it, the case keeps it."""
     note = Note.objects.create(case=case, author=None, text=f"Automatic rule “{rule.name}” asks a supervisor to "
                                                             "look at this case.")
-    events.emit("note.created", {"note": note_dict(note), "case_id": case.pk}, team_id=case.team_id,
+    events.emit(event_types.NOTE_CREATED, {"note": note_dict(note), "case_id": case.pk}, team_id=case.team_id,
                 case_id=case.pk)
     supervisors = list(rule.team.members.filter(is_active=True).filter(
         Q(cxm_profile__role__in=[Role.SUPERVISOR, Role.ADMIN]) | Q(is_superuser=True)).distinct())
     note.mentions.set(supervisors)
     for user in supervisors:
-        events.emit("mention", {"note": note_dict(note), "case_id": case.pk,
+        events.emit(event_types.MENTION, {"note": note_dict(note), "case_id": case.pk,
                                 "by": {"id": None, "username": "", "name": f"Rule “{rule.name}”"}},
                     user_id=user.pk, case_id=case.pk)

@@ -12,7 +12,7 @@ import hmac
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from listening.connectors import icons
 from listening.exceptions import (
@@ -24,8 +24,19 @@ from listening.exceptions import (
     SignatureMissing,
 )
 
-if TYPE_CHECKING:
-    from listening.models import Connector as ConnectorRow
+
+class ConnectorRow(Protocol):
+    """What a connector reads of its row (listening.models.Connector). A protocol, not the model:
+    the models import this package's registry, so this package must not import the models."""
+
+    pk: int
+    slug: str
+    kind: str
+    config: dict[str, Any]
+    cursor: dict[str, Any]
+    credentials: dict[str, Any]
+
+    def renew_credentials(self, field: str, stale: str, fetch) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)

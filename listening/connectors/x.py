@@ -85,7 +85,6 @@ from listening.connectors.x_payloads import (
     weighted_length,
     x_id,
 )
-from listening.credentials import renew_credentials
 from listening.exceptions import (
     ConfigInvalid,
     NotSupported,
@@ -405,7 +404,7 @@ class XConnector(BaseConnector):
 
     def _refresh(self, stale: str) -> str:
         """New user tokens from the refresh token, saved at once (X voids the used one)."""
-        updated = renew_credentials(self.row, "access_token", stale, self._fetch_tokens)
+        updated = self.row.renew_credentials("access_token", stale, self._fetch_tokens)
         self._credentials = updated
         return str(updated.get("access_token") or "")
 

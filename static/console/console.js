@@ -16,6 +16,12 @@
   const caseId = Number(body.dataset.caseId || 0);
   const ACTIVE = new Set(["new", "open", "pending"]);
   const STORE_KEY = "cxm:last-event-id";
+  // Console event types, declared once in responses/event_types.py and put on every page by
+  // {% console_event_types %} (base.html): EVENT.CASE_CREATED === "case.created".
+  const EVENT = Object.freeze((() => {
+    const node = document.getElementById("cxm-event-types");
+    try { return node ? JSON.parse(node.textContent) : {}; } catch (_) { return {}; }
+  })());
 
   // --- Small helpers ---------------------------------------------------------------------------
   const $ = (selector, root = document) => root.querySelector(selector);
@@ -247,10 +253,10 @@
 
   // Events for everyone, on any page: mentions and assignments.
   live.handlers.push((event) => {
-    if (event.type === "mention") {
+    if (event.type === EVENT.MENTION) {
       const by = personName(event.by) || "Someone";
       toast(`${by} mentioned you in case #${Number(event.case_id)}`, { href: caseUrl(event.case_id) });
-    } else if (event.type === "case.assigned") {
+    } else if (event.type === EVENT.CASE_ASSIGNED) {
       const by = personName(event.by);
       toast(`Case #${Number(event.case_id)} was assigned to you${by ? ` by ${by}` : ""}`, { href: caseUrl(event.case_id) });
     }
@@ -272,7 +278,7 @@
       .catch(() => { /* the badge stays as it is */ });
   }
   live.handlers.push((event) => {
-    if (event.type !== "alert.raised" || !event.alert || typeof event.alert !== "object") return;
+    if (event.type !== EVENT.ALERT_RAISED || !event.alert || typeof event.alert !== "object") return;
     const alert = event.alert;
     const template = (alertsLink && alertsLink.dataset.alertUrl) || "/console/insight/alerts/0/";
     const href = template.replace("/0/", `/${Number(alert.id)}/`);
@@ -284,7 +290,7 @@
 
   // A source that just started failing: every admin hears it at once.
   live.handlers.push((event) => {
-    if (event.type !== "connector.failing" || !event.connector || typeof event.connector !== "object") return;
+    if (event.type !== EVENT.CONNECTOR_FAILING || !event.connector || typeof event.connector !== "object") return;
     const link = $("#sources-link");
     toast(`Source failing: ${String(event.connector.name || "")}. ${String(event.reason || "")}`,
       { kind: "error", href: link ? link.getAttribute("href") : "/console/sources/", linkText: "Sources", ttl: 20000 });
@@ -292,7 +298,7 @@
 
   // An outbound webhook switched off after failing again and again (responses.outbound): admins hear it.
   live.handlers.push((event) => {
-    if (event.type !== "webhook.disabled" || !event.subscription || typeof event.subscription !== "object") return;
+    if (event.type !== EVENT.WEBHOOK_DISABLED || !event.subscription || typeof event.subscription !== "object") return;
     toast(`Webhook switched off: ${String(event.subscription.name || "")}. ${String(event.reason || "")}`,
       { kind: "error", ttl: 30000 });
   });
@@ -451,7 +457,7 @@
     }
 
     live.handlers.push((event) => {
-      if (event.type === "case.created" || event.type === "case.updated") {
+      if (event.type === EVENT.CASE_CREATED || event.type === EVENT.CASE_UPDATED) {
         const summary = event.case && typeof event.case === "object" ? event.case : null;
         if (!summary) return;
         const id = Number(summary.id);
@@ -459,7 +465,7 @@
         if (matches(summary)) refreshRow(id, { insert: true });
         else if (exists) removeRow(id);
         scheduleCounts();
-      } else if (event.type === "case.removed") {
+      } else if (event.type === EVENT.CASE_REMOVED) {
         removeRow(event.case_id);
         scheduleCounts();
       }
@@ -692,25 +698,25 @@
     live.handlers.push((event) => {
       if (!forThisCase(event)) return;
       switch (event.type) {
-        case "message.created":
+        case EVENT.MESSAGE_CREATED:
           if (event.message && !document.getElementById(`msg-${Number(event.message.id)}`)) append(messageNode(event.message));
           break;
-        case "reply.created":
-        case "reply.updated":
+        case EVENT.REPLY_CREATED:
+        case EVENT.REPLY_UPDATED:
           if (event.reply) replyEvents.set(Number(event.reply.id), Number(event.id));
           upsertReply(event.reply);
           if (event.reply && event.reply.status !== "pending") settleResolveToast();
           break;
-        case "note.created":
+        case EVENT.NOTE_CREATED:
           appendNote(event.note);
           break;
-        case "case.updated":
-        case "case.created":
+        case EVENT.CASE_UPDATED:
+        case EVENT.CASE_CREATED:
           caseEventId = Number(event.id);
           showCase(event.case);
           if (event.case && !ACTIVE.has(event.case.status)) settleResolveToast();
           break;
-        case "case.removed":
+        case EVENT.CASE_REMOVED:
           toast("This case moved to another team.", { kind: "error" });
           break;
         default:

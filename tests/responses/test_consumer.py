@@ -15,7 +15,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import Client
 
-from responses import events
+from responses import event_types, events
 from responses.models import ConsoleEvent, Role
 from tests.reliability.conftest import _test_database_url
 from tests.responses.conftest import PASSWORD, make_user, open_case
@@ -30,8 +30,16 @@ def fast_console_poll(settings):
     settings.CXM_CONSOLE_POLL_SECONDS = 1
 
 
+# A registered team event carries the numbered ticks these tests count (emit refuses unknown types).
+TICK = event_types.AGENT_PRESENCE
+
+
+def tick(n, label: str = "") -> dict:
+    return {"agent": None, "presence": "available", "n": n, "label": label}
+
+
 def emit_many(team_id: int, count: int, label: str) -> list[int]:
-    return [events.emit("test.tick", {"n": i, "label": label}, team_id=team_id).pk for i in range(count)]
+    return [events.emit(TICK, tick(i, label), team_id=team_id).pk for i in range(count)]
 
 
 def test_console_socket_refuses_anonymous_foreign_origin_and_users_without_a_role(agent_a, django_user_model):
@@ -121,8 +129,9 @@ def test_console_socket_finds_events_whose_doorbell_never_rang(team_a, agent_a):
     poller, or a dropped doorbell) arrive by the console's own look at the table."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "cxm.settings_test", "TEST_DATABASE_NAME": "unused",
            "REDIS_URL": "", "CXM_CLASSIFY_ON_INGEST": "0", "DATABASE_URL": _test_database_url()}
-    code = ("from responses.events import emit; "
-            f"[emit('test.tick', {{'n': i}}, team_id={team_a.pk}) for i in range(5)]")
+    code = ("from responses.events import emit; from responses.event_types import AGENT_PRESENCE as TICK; "
+            f"[emit(TICK, {{'agent': None, 'presence': 'available', 'n': i}}, team_id={team_a.pk}) "
+            "for i in range(5)]")
 
     cookie = session_cookie(agent_a)
 
@@ -279,9 +288,9 @@ def test_console_socket_delivers_an_event_whose_transaction_commits_late_once(te
     def slow_transaction():
         try:
             with transaction.atomic():
-                events.emit("test.tick", {"n": "slow"}, team_id=team_a.pk)
+                events.emit(TICK, tick("slow"), team_id=team_a.pk)
                 taken.set()
-                time.sleep(4)  # longer than GAP_WAIT_SECONDS
+                time.sleep(4)  # longer than events.GAP_WAIT_SECONDS
         finally:
             db.close()
 
@@ -304,10 +313,11 @@ def test_console_socket_delivers_an_event_whose_transaction_commits_late_once(te
 def test_console_cursor_watches_the_newest_ids_of_a_long_gap():
     """Thousands of ids rolled back long ago, then one still committing just below the next
     visible event: the cursor moves on after the wait and watches the ids that may still come."""
-    from responses.consumers import GAP_WAIT_SECONDS, LATE_WATCH_MAX, _safe_boundary
+    from responses.events import GAP_WAIT_SECONDS, LATE_WATCH_MAX, Cursor
 
-    gaps, late = {}, {}
-    assert _safe_boundary(0, [10_000, 10_001], gaps, late) == 0  # a gap seen for the first time: wait
-    gaps[1] -= GAP_WAIT_SECONDS + 0.1  # ...until the wait is over
-    assert _safe_boundary(0, [10_000, 10_001], gaps, late) == 10_001
-    assert 9_999 in late and len(late) == LATE_WATCH_MAX and 1 not in late and not gaps
+    cursor = Cursor(position=0)
+    assert cursor._safe_boundary([10_000, 10_001]) == 0  # a gap seen for the first time: wait
+    cursor.gaps[1] -= GAP_WAIT_SECONDS + 0.1  # ...until the wait is over
+    assert cursor._safe_boundary([10_000, 10_001]) == 10_001
+    late = cursor.late
+    assert 9_999 in late and len(late) == LATE_WATCH_MAX and 1 not in late and not cursor.gaps
