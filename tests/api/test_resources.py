@@ -154,3 +154,32 @@ def test_admin_pause_resume_never_shows_secrets(admin_user, connector_a):
     assert Connector.objects.get(pk=connector_a.pk).enabled is False
     assert api.post(f"/admin/connectors/{connector_a.pk}/resume").json()["enabled"] is True
     assert connector_a.audit.filter(action="paused").exists()
+
+
+def test_messages_list_rows_match_the_serializer(agent_a, connector_a):
+    """The list's fast rows (responses.api.messages.message_rows) are MessageSerializer's output."""
+    from listening.models import Message
+    from responses.api.messages import _current
+    from responses.api.serializers import MessageSerializer
+
+    classified = store_message(connector_a, "Where is my refund? ünïcode")
+    Message.objects.filter(pk=classified.pk).update(url="https://example.com/p/1")
+    classify(classified, sentiment="negative", lane="issue", intent="refund_request")
+    store_message(connector_a, "not classified yet", author="someone-else")
+    api = Api(token_for(agent_a))
+    listed = api.get("/messages", {"page_size": "10"}).json()["results"]
+    rows = Message.objects.filter(pk__in=[r["id"] for r in listed]).prefetch_related(_current()).order_by("-id")
+    assert listed == MessageSerializer(rows, many=True).data
+    assert listed[1]["classification"]["sentiment"] == "negative" and listed[0]["classification"] is None
+    assert listed[1]["url"] == "https://example.com/p/1"
+
+
+def test_messages_keyset_pagination_walks_every_message_once(agent_a, connector_a):
+    ids = {store_message(connector_a, f"m{i}", author=f"c{i}").pk for i in range(7)}
+    api = Api(token_for(agent_a))
+    seen, url, params = [], "/messages", {"page_size": "3"}
+    while url:
+        body = api.get(url, params).json()
+        seen += [row["id"] for row in body["results"]]
+        url, params = (body["next"].split("/api/v1", 1)[1] if body["next"] else None), None
+    assert seen == sorted(ids, reverse=True)
