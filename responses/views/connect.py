@@ -71,7 +71,7 @@ def connect_choose(request: HttpRequest) -> HttpResponse:
     kinds = []
     for kind in connector_kinds():
         cls = get_connector_class(kind)
-        kinds.append({"kind": kind, "label": cls.label, "doc": (cls.__doc__ or cls.__module__).strip().split("\n")[0],
+        kinds.append({"kind": kind, "label": cls.label, "doc": cls.description,
                       "webhook": cls.receives_webhooks, "polls": cls.polls, "replies": cls.can_reply,
                       "oauth": cls.oauth is not None, "backfill": cls.supports_backfill})
     return render(request, "console/connect_choose.html", {**console_context(request), "kinds": kinds})

@@ -705,7 +705,10 @@
         case EVENT.REPLY_UPDATED:
           if (event.reply) replyEvents.set(Number(event.reply.id), Number(event.id));
           upsertReply(event.reply);
-          if (event.reply && event.reply.status !== "pending") settleResolveToast();
+          if (event.reply && event.reply.status !== "pending") {
+            settled.add(Number(event.reply.id));
+            settleResolveToast();
+          }
           break;
         case EVENT.NOTE_CREATED:
           appendNote(event.note);
@@ -767,6 +770,7 @@
 
     // "Resolves once delivered" stays only until the delivery (or the resolution) is seen.
     let resolveToast = null;
+    const settled = new Set(); // replies seen delivered or failed
     function settleResolveToast() {
       if (resolveToast) resolveToast.remove();
       resolveToast = null;
@@ -794,7 +798,11 @@
           replyKey = uuid();
           if (resolve) {
             settleResolveToast();
-            resolveToast = toast("Sent. The case resolves once the reply is delivered.", { ttl: 60000 });
+            // The delivery may already have been pushed while the request was answered.
+            const reply = result.reply || {};
+            if (reply.status === "pending" && !settled.has(Number(reply.id))) {
+              resolveToast = toast("Sent. The case resolves once the reply is delivered.", { ttl: 60000 });
+            } else if (reply.status !== "failed") toast("Sent and resolved.");
           }
         } catch (err) {
           toast(err.message, { kind: "error" });

@@ -153,3 +153,14 @@ def test_canned_reply_signs_with_a_name_not_the_username(connector_a, django_use
 
     assert replies.render_canned("I'm {agent_first_name} ({agent_name})", case, nameless) == "I'm Maria (Maria K)"
     assert replies.render_canned("I'm {agent_first_name} ({agent_name})", case, named) == "I'm Ana (Ana Silva)"
+
+
+def test_chips_name_the_intent_and_drop_one_that_repeats_the_lane():
+    from responses.views.inbox import name_chips
+
+    names = {"churn_threat": "Churn threat"}
+    chips = name_chips({"intent": {"label": "churn_threat", "confidence": 0.69}}, "issue", names)
+    assert chips["intent"]["name"] == "Churn threat" and not chips["intent"]["repeats_lane"]
+    assert name_chips({"intent": {"label": "spam"}}, "noise", names)["intent"]["repeats_lane"]
+    assert name_chips({"intent": {"label": "follow_up"}}, "issue", {})["intent"]["name"] == "Follow up"
+    assert name_chips({}, "issue", names) == {}
