@@ -1,7 +1,8 @@
 """Demo traffic: realistic inbound messages for a trial install, written for CXM (no dataset is
-copied). Fictional brands on a few channels; complaints, questions, praise, mixed feelings,
-churn threats, suggestions, spam, several languages, long and emoji-heavy messages, and
-follow-ups that continue a customer's thread."""
+copied). Fictional brands on a few channels; what customers write to care, by the taxonomy's
+intents (problems of every kind, questions, praise, mixed feelings, churn threats, suggestions,
+spam), in several languages, long and emoji-heavy messages, and follow-ups that continue a
+customer's thread. cxm.demo_history seeds a few past days of the same traffic."""
 
 from __future__ import annotations
 
@@ -17,25 +18,64 @@ BRANDS = {
     "Pixelforge": ["photo editor", "subscription", "sync", "export", "update"],
 }
 
-# {brand} and {product} are filled in; a few carry their own language code.
+# {brand} and {product} are filled in. Keyed by what the customer wants: the care taxonomy's
+# intents (learning.default_intents), plus "mixed" feelings that are no single intent. Each text
+# carries its language code.
 TEMPLATES: dict[str, list[tuple[str, str]]] = {
     "complaint": [
-        ("en", "@{brand} my {product} has been broken for three days and nobody answers. Really frustrating."),
-        ("en", "Third time this week the {product} from {brand} fails. I want this fixed today."),
-        ("en", "{brand} charged me twice for the {product}. Where is my money??"),
         ("en", "Waited 45 minutes on hold with {brand} about my {product}. Unacceptable."),
+        ("en", "@{brand} nobody answers my emails about the {product}. Really frustrating."),
+        ("fr", "{brand}, votre service client pour le {product} est inadmissible !"),
+        ("pt", "@{brand} ninguém resolve o problema do {product}. Que absurdo."),
+    ],
+    "technical_problem": [
+        ("en", "@{brand} my {product} has been broken for three days. It crashes every time I open it."),
+        ("en", "Third time this week the {product} from {brand} fails. I want this fixed today."),
         ("es", "@{brand} el {product} no funciona desde ayer y nadie me responde. Muy decepcionado."),
-        ("fr", "{brand}, votre {product} ne marche plus depuis la mise à jour. Inadmissible !"),
         ("de", "{brand}: {product} funktioniert seit gestern nicht mehr. Bitte dringend beheben."),
-        ("pt", "@{brand} o {product} parou de funcionar e ninguém resolve. Que absurdo."),
+    ],
+    "billing_problem": [
+        ("en", "{brand} charged me twice for the {product}. Where is my money??"),
+        ("en", "My {product} bill from {brand} is double what it should be this month."),
+        ("it", "{brand}, mi avete addebitato due volte il {product}. Come mai?"),
+    ],
+    "delivery_problem": [
+        ("en", "The {product} from {brand} arrived broken and half the order was missing."),
+        ("de", "{brand}, mein {product} kam beschädigt an. Was nun?"),
+    ],
+    "order_status": [
+        ("en", "@{brand} where is my {product} order? It said two days, it's been a week."),
+        ("fr", "Bonjour {brand}, où en est ma commande de {product} ?"),
+    ],
+    "refund_request": [
+        ("en", "I'd like a refund for the {product}, {brand}. It never worked as promised."),
+        ("es", "{brand}, quiero que me devuelvan el dinero del {product}."),
+    ],
+    "cancellation_request": [
+        ("en", "Please cancel my {product} subscription, {brand}. Thanks."),
+        ("pt", "{brand}, quero cancelar o meu {product}, por favor."),
+    ],
+    "account_access": [
+        ("en", "@{brand} I'm locked out of my {product} account and the reset code never arrives."),
+        ("nl", "{brand}, ik kan niet inloggen op mijn {product} account. Help!"),
     ],
     "question": [
         ("en", "Hi {brand}, does the {product} work when I travel abroad?"),
         ("en", "@{brand} quick question: how do I change the email on my {product} account?"),
-        ("en", "Is there a student discount on the {product}, {brand}?"),
-        ("es", "Hola {brand}, ¿cómo cancelo el {product}?"),
-        ("it", "Ciao {brand}, quando arriva il nuovo {product} in Italia?"),
+        ("es", "Hola {brand}, ¿cómo funciona el {product} con dos usuarios?"),
         ("ja", "{brand}さん、{product}の設定方法を教えてください。"),
+    ],
+    "store_info": [
+        ("en", "What time does the {brand} store open on Sundays? Want to ask about the {product}."),
+        ("it", "Ciao {brand}, qual è il numero giusto per il {product}?"),
+    ],
+    "purchase_interest": [
+        ("en", "Is there a student discount on the {product}, {brand}? Thinking of upgrading."),
+        ("it", "Ciao {brand}, quando arriva il nuovo {product} in Italia? Lo voglio comprare."),
+    ],
+    "greeting": [
+        ("en", "Hello {brand}, anyone there? I need help with my {product}."),
+        ("es", "Hola {brand}, ¿hay alguien? Necesito ayuda."),
     ],
     "praise": [
         ("en", "Huge thanks to {brand} — the {product} team sorted everything in five minutes. 🙌"),
@@ -45,16 +85,16 @@ TEMPLATES: dict[str, list[tuple[str, str]]] = {
         ("de", "Danke {brand}! Der {product} ist genau richtig. 👍"),
         ("en", "🎉🎉🎉 {brand} {product} 🔥🔥🔥 😍😍😍 🙏"),
     ],
-    "ambivalence": [
+    "mixed": [
         ("en", "The {product} from {brand} is nice, but honestly I expected more for the price."),
         ("en", "Not sure about the new {product}, {brand}... some things better, some worse 🤔"),
         ("en", "{brand} used to be my favourite. The {product} lately? Meh."),
         ("es", "El {product} de {brand} está bien, pero la app es un desastre."),
     ],
-    "churn": [
+    "churn_threat": [
         ("en", "If {brand} doesn't fix my {product} by Friday I'm switching to a competitor. Done."),
-        ("en", "Cancel my {product}, {brand}. Ten years a customer and this is how you treat me."),
-        ("fr", "{brand}, je vais résilier mon {product} si rien ne change."),
+        ("en", "Ten years a {brand} customer and this is how you treat me? I'm leaving for good."),
+        ("fr", "{brand}, je vais partir chez un concurrent si rien ne change avec le {product}."),
     ],
     "suggestion": [
         ("en", "Idea for {brand}: let us pause the {product} instead of cancelling it."),
@@ -66,6 +106,14 @@ TEMPLATES: dict[str, list[tuple[str, str]]] = {
         ("en", "Follow for follow? 👉👉 #{brand} #f4f #like4like"),
     ],
 }
+# How often each kind comes in: mostly problems and questions, some praise, little spam.
+WEIGHTS = {"complaint": 8, "technical_problem": 10, "billing_problem": 6, "delivery_problem": 5, "order_status": 7,
+           "refund_request": 4, "cancellation_request": 3, "account_access": 4, "question": 9, "store_info": 3,
+           "purchase_interest": 4, "greeting": 3, "praise": 14, "mixed": 8, "churn_threat": 3, "suggestion": 4,
+           "spam": 5}
+# Kinds that leave a customer waiting for an answer (they may write again).
+ASKING = {"complaint", "technical_problem", "billing_problem", "delivery_problem", "order_status", "refund_request",
+          "cancellation_request", "account_access", "question", "greeting", "churn_threat"}
 
 FOLLOW_UPS = [
     "Any update on this? Still waiting.",
@@ -103,16 +151,16 @@ class DemoTraffic:
         self.open_threads: list[dict] = []
         self.run_id = f"{self.random.getrandbits(32):08x}"
 
-    def next(self) -> DemoMessage:
+    def next(self, at: datetime | None = None) -> DemoMessage:
+        """The next delivery, sent now or at `at` (the seeded history)."""
+        at = at or datetime.now(tz=UTC)
         if self.open_threads and self.random.random() < 0.2:
-            return self._follow_up()
-        lane = self.random.choices(
-            list(TEMPLATES), weights=[30, 20, 18, 12, 6, 6, 8], k=1
-        )[0]
-        language, template = self.random.choice(TEMPLATES[lane])
+            return self._follow_up(at)
+        kind = self.random.choices(list(WEIGHTS), weights=list(WEIGHTS.values()), k=1)[0]
+        language, template = self.random.choice(TEMPLATES[kind])
         brand = self.random.choice(list(BRANDS))
         text = template.format(brand=brand, product=self.random.choice(BRANDS[brand]))
-        if lane == "complaint" and self.random.random() < 0.15:
+        if kind in ("complaint", "technical_problem") and self.random.random() < 0.15:
             text += LONG_TAIL
         author = self._author()
         number = next(self.counter)
@@ -122,14 +170,14 @@ class DemoTraffic:
             "author": author,
             "channel": self.random.choice(CHANNELS),
             "thread_id": f"demo-{self.run_id}-thread-{number}",
-            "sent_at": datetime.now(tz=UTC).isoformat(),
+            "sent_at": at.isoformat(),
         }
-        if lane in {"complaint", "question", "churn"}:
+        if kind in ASKING:
             self.open_threads.append(payload)
             self.open_threads = self.open_threads[-50:]
-        return DemoMessage(payload, lane, language)
+        return DemoMessage(payload, kind, language)
 
-    def _follow_up(self) -> DemoMessage:
+    def _follow_up(self, at: datetime) -> DemoMessage:
         parent = self.random.choice(self.open_threads)
         payload = {
             "id": f"demo-{self.run_id}-{next(self.counter)}",
@@ -138,7 +186,7 @@ class DemoTraffic:
             "channel": parent["channel"],
             "thread_id": parent["thread_id"],
             "in_reply_to": parent["id"],
-            "sent_at": datetime.now(tz=UTC).isoformat(),
+            "sent_at": at.isoformat(),
         }
         return DemoMessage(payload, "follow_up", "en")
 

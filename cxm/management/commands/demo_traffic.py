@@ -19,7 +19,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--url", default="http://127.0.0.1:8000", help="base URL of the running server")
         parser.add_argument("--connector", default="demo-web", help="slug of a generic webhook connector")
-        parser.add_argument("--rate", type=float, default=1.0, help="messages per second")
+        # Three a minute: what two demo agents keep up with while they try the console.
+        parser.add_argument("--rate", type=float, default=0.05, help="messages per second")
         parser.add_argument("--count", type=int, default=0, help="stop after this many (0: run until stopped)")
         parser.add_argument("--seed", type=int, default=None)
         parser.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the server")
