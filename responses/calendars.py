@@ -193,6 +193,10 @@ def holidays_from_ical(data: bytes) -> tuple[dict[date, str], int]:
     return result, skipped
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 # --- Actions ------------------------------------------------------------------------------------
 
 
@@ -229,9 +233,9 @@ def save_calendar(user, team_id, data: CalendarInput) -> BusinessCalendar:
         imported, skipped = holidays_from_ical(data.ical)
         for day, name in imported.items():
             holidays.setdefault(day, name)
-        data.messages.append(f"{len(imported)} holiday dates imported from the iCal file"
-                             + (f"; {skipped} timed events skipped (only all-day events are holidays)" if skipped
-                                else ""))
+        data.messages.append(f"{_count(len(imported), 'holiday date')} imported from the iCal file"
+                             + (f"; {_count(skipped, 'timed event')} skipped (only all-day events are holidays)"
+                                if skipped else "") + ".")
     if len(holidays) > MAX_HOLIDAYS:
         raise InvalidRequest(f"{len(holidays)} holidays; at most {MAX_HOLIDAYS}")
     with transaction.atomic():

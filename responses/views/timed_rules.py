@@ -17,7 +17,7 @@ from responses.views.base import body, console_context, console_view, object_id,
 
 
 class TimedRuleForm(forms.ModelForm):
-    after_hours = forms.DecimalField(label="After (business hours)", min_value=Decimal("0.05"),
+    after_hours = forms.DecimalField(label="For (business hours)", min_value=Decimal("0.05"),
                                      max_value=Decimal(timed_rules.MAX_AFTER_MINUTES / 60), decimal_places=2,
                                      help_text="Counted in the team's business hours: nights, weekends and "
                                                "holidays do not count.")
@@ -25,8 +25,16 @@ class TimedRuleForm(forms.ModelForm):
     class Meta:
         model = TimedRule
         fields = ["name", "team", "enabled", "trigger", "action", "canned", "queue", "priority_boost"]
-        labels = {"trigger": "When a case is", "canned": "Message to the customer (close)",
-                  "queue": "Queue (move)", "priority_boost": "Priority boost (escalate)"}
+        labels = {"trigger": "When a case is", "action": "Then", "canned": "Message to the customer",
+                  "queue": "Move it to the queue", "priority_boost": "Raise the priority by",
+                  "enabled": "On (the rule runs)"}
+        help_texts = {"canned": "A canned response; it is sent only where the channel still accepts a reply.",
+                      "queue": "",
+                      "priority_boost": "Between 0 and 1, added to the case's priority: 0.3 takes a High case (0.5) "
+                                        "to Urgent (0.8)."}
+
+    # The order a supervisor reads the rule in: when, how long, then what.
+    field_order = ["name", "team", "trigger", "after_hours", "action", "canned", "queue", "priority_boost", "enabled"]
 
     def __init__(self, *args, teams=None, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -124,7 +124,7 @@ def test_calendars_ical_import_takes_all_day_events_as_holidays(client, team_a, 
     assert days["2026-12-25"].startswith("Christmas") and "2026-12-26" in days and "2026-12-27" not in days
     assert "2027-05-01" in days and "2026-05-01" in days  # the yearly rule, expanded
     assert "2026-03-10" not in days  # a meeting is not a closed day
-    assert "1 timed events skipped" in " ".join(response.json()["notes"])
+    assert "1 timed event skipped" in " ".join(response.json()["notes"])
     page = client.get(reverse("console:calendars")).content.decode()
     assert "<script>alert(1)" not in page  # the summary is escaped where it is shown
 
