@@ -114,6 +114,16 @@ class Connector(models.Model):
 crypto.encrypted_column("listening.Connector", "credentials_encrypted")  # re-encrypted by rotate_credentials
 
 
+class CustomerTier(models.TextChoices):
+    """A customer's tier or role, for routing, replies and segments."""
+
+    STANDARD = "standard", "Standard"
+    PREMIUM = "premium", "Premium"
+    BUSINESS = "business", "Business"
+    PARTNER = "partner", "Partner"
+    EMPLOYEE = "employee", "Employee"
+
+
 class Customer(models.Model):
     """One person, possibly seen on several channels (each a Contact)."""
 
@@ -123,9 +133,26 @@ class Customer(models.Model):
     vip = models.BooleanField(default=False, help_text="Routing rules can send VIPs' messages elsewhere.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The living profile (listening.attributes, listening.location): values of the admins'
+    # AttributeDefinitions by key, already checked against their type (dates as ISO text).
+    attributes = models.JSONField(default=dict, blank=True)
+    tier = models.CharField(max_length=20, blank=True, default="", choices=CustomerTier.choices)
+    time_zone = models.CharField(max_length=64, blank=True, default="", help_text="IANA name, e.g. Europe/Berlin.")
+    time_zone_source = models.CharField(max_length=20, blank=True, default="")
+    location_lat = models.FloatField(null=True, blank=True)
+    location_lon = models.FloatField(null=True, blank=True)
+    location_at = models.DateTimeField(null=True, blank=True)
+    location_source = models.CharField(max_length=40, blank=True, default="")
+    # Learned from where the customer writes; an agent's choice wins over it (preferred_channel).
+    learned_channel = models.CharField(max_length=40, blank=True, default="")
+    channel_override = models.CharField(max_length=40, blank=True, default="")
 
     def __str__(self) -> str:
         return self.display_name or self.email or self.phone or f"Customer {self.pk}"
+
+    @property
+    def preferred_channel(self) -> str:
+        return self.channel_override or self.learned_channel
 
 
 class Contact(models.Model):
@@ -364,6 +391,54 @@ class CustomerTag(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [models.UniqueConstraint(fields=["customer", "name"], name="customer_tag_unique")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+# --- The living profile: attributes admins define (listening.attributes), saved segments (responses.segments)
+
+
+class AttributeKind(models.TextChoices):
+    TEXT = "text", "Text"
+    NUMBER = "number", "Number"
+    DATE = "date", "Date"
+    CHOICE = "choice", "Choice"
+
+
+class AttributeDefinition(models.Model):
+    """A custom attribute admins add to every customer ("Plan", "Renewal date"). Values live in
+    Customer.attributes under `key`. A signal of `signal_type` whose payload has `signal_field`
+    sets the value (checked like any other), so a device or billing system keeps it current."""
+
+    key = models.SlugField(max_length=40, unique=True)
+    name = models.CharField(max_length=80)
+    kind = models.CharField(max_length=10, choices=AttributeKind.choices)
+    choices = models.JSONField(default=list, blank=True)
+    signal_type = models.CharField(max_length=40, blank=True, default="")
+    signal_field = models.CharField(max_length=60, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "key"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Segment(models.Model):
+    """A saved filter over customers' tier, attributes and signals ("premium customers with 3+
+    device errors this week"); its `definition` is checked and run by responses.segments."""
+
+    name = models.CharField(max_length=120, unique=True)
+    definition = models.JSONField(default=dict)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
