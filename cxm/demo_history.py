@@ -33,7 +33,7 @@ from responses.models import Case, CaseStatus, Reply, SlaState
 from responses.routing import route_messages
 
 PREFIX = "hist"  # history ids: demo-hist-<n>
-OPEN_WINDOW = timedelta(minutes=75)  # what came in since then waits for the agents
+OPEN_WINDOW = timedelta(minutes=40)  # what came in since then waits for the agents
 MODEL = ("cxm-demo-history", "seeded")
 # How each kind of demo message reads to the models: (sentiment, emotion, confidence).
 FEELING = {
@@ -56,7 +56,11 @@ ANSWERS = [
 def seed_history(connector: Connector, agents: list, *, days: int = 3, per_day: int = 120, seed: int = 11,
                  now: datetime | None = None) -> int:
     """Store `days` of demo traffic ending now on `connector`; returns how many messages were
-    stored (none when the history is already there: setup_demo can run again)."""
+    stored (none when the history is already there: setup_demo can run again). Call it outside a
+    transaction: ingest_messages announces new messages when they commit, and the classifier must
+    hear nothing of these (they are classified here), so the commit must come inside."""
+    if transaction.get_connection().in_atomic_block:
+        raise RuntimeError("seed_history commits as it goes: call it outside a transaction")
     if Message.objects.filter(connector=connector, external_id__startswith=f"demo-{PREFIX}-").exists():
         return 0
     now = now or timezone.now()

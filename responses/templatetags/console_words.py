@@ -34,3 +34,14 @@ def priority_name(value) -> str:
     except (TypeError, ValueError):
         return ""
     return next((word for floor, word in PRIORITY_WORDS if number >= floor), "Low")
+
+
+@register.filter
+def role_name(value: str) -> str:
+    """A console role as people say it (Brand manager), never its slug."""
+    from responses.models import Role
+
+    try:
+        return str(Role(value).label)
+    except ValueError:
+        return (value or "").replace("_", " ").capitalize()

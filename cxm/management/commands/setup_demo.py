@@ -31,8 +31,17 @@ class Command(BaseCommand):
         parser.add_argument("--history-days", type=int, default=3,
                             help="days of past demo traffic to seed (0: none); skipped when already seeded")
 
-    @transaction.atomic
     def handle(self, *args, **options):
+        with transaction.atomic():
+            connector, agents = self._setup(options)
+        # Outside that transaction: the history commits as it goes, so that the messages it stores
+        # are announced (on commit) while it still tells the classifier to leave them alone.
+        if options["history_days"] > 0:
+            stored = seed_history(connector, agents, days=options["history_days"])
+            self.stdout.write(f"Demo history: {stored} past messages stored, classified and answered" if stored
+                              else "Demo history: already there")
+
+    def _setup(self, options) -> tuple[Connector, list]:
         users = {username: self._user(username, options["password"], superuser=role is None, names=(first, last))
                  for username, (first, last, role, _) in PEOPLE.items()}
         connector, created = Connector.objects.get_or_create(
@@ -49,10 +58,7 @@ class Command(BaseCommand):
             first, last, role, _ = PEOPLE[name]
             self.stdout.write(f"  {name:7} / {password}   {first} {last}, {role.label if role else 'admin'}")
         self.stdout.write(f"Demo connector: /hooks/{connector.slug}/ (generic signed webhook)")
-        if options["history_days"] > 0:
-            stored = seed_history(connector, agents, days=options["history_days"])
-            self.stdout.write(f"Demo history: {stored} past messages stored, classified and answered" if stored
-                              else "Demo history: already there")
+        return connector, agents
 
     def _team(self, connector: Connector) -> list:
         """The demo care team owns the demo connector: two agents, a supervisor ("lead") and a
