@@ -187,3 +187,15 @@ def test_timed_rules_close_without_the_message_when_the_channel_window_closed(te
     assert not Reply.objects.filter(case=case).exists() and fake_provider.calls("/replies") == []
     activity = CaseActivity.objects.get(case=case, kind="timed_rule")
     assert "not sent" in activity.text and "24-hour reply window" in activity.text
+
+
+def test_timed_rules_and_business_hours_are_in_the_navigation_of_supervisors_only(client, agent_a, supervisor_a):
+    client.force_login(supervisor_a)
+    page = client.get(reverse("console:inbox")).content.decode()
+    assert 'id="hours-link"' in page and 'id="timed-rules-link"' in page
+    client.force_login(agent_a)
+    response = client.get(reverse("console:inbox"))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'id="hours-link"' not in page and 'id="timed-rules-link"' not in page
+    assert client.get(reverse("console:timed-rules")).status_code in (403, 404)
