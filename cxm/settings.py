@@ -396,6 +396,10 @@ CELERY_BEAT_SCHEDULE["send-due-webhooks"] = {"task": "responses.send_due_webhook
 CXM_SIGNAL_RETENTION_DAYS = env_int("CXM_SIGNAL_RETENTION_DAYS", 90, minimum=1)
 CXM_SIGNAL_FUTURE_SECONDS = env_int("CXM_SIGNAL_FUTURE_SECONDS", 300, minimum=0)
 CXM_SIGNAL_PAYLOAD_MAX_BYTES = env_int("CXM_SIGNAL_PAYLOAD_MAX_BYTES", 16_000, minimum=256)
+# Proactive messages (responses.proactive): at most CXM_PROACTIVE_CAP per customer within
+# CXM_PROACTIVE_CAP_HOURS, whoever or whatever sends them.
+CXM_PROACTIVE_CAP = env_int("CXM_PROACTIVE_CAP", 1, minimum=1)
+CXM_PROACTIVE_CAP_HOURS = env_int("CXM_PROACTIVE_CAP_HOURS", 24, minimum=1)
 # The mqtt_signals command: broker, topic filter, and how a topic names the device.
 CXM_MQTT_URL = env_str("CXM_MQTT_URL", "mqtt://127.0.0.1:1883")
 CXM_MQTT_TOPIC = env_str("CXM_MQTT_TOPIC", "devices/+/events")

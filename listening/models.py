@@ -131,6 +131,8 @@ class Customer(models.Model):
     email = models.EmailField(blank=True, default="", db_index=True)
     phone = models.CharField(max_length=32, blank=True, default="", db_index=True)
     vip = models.BooleanField(default=False, help_text="Routing rules can send VIPs' messages elsewhere.")
+    # The customer asked not to be contacted first: responses.proactive refuses to message them.
+    proactive_opt_out = models.BooleanField(default=False, help_text="Never send this customer a proactive message.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     # The living profile (listening.attributes, listening.location): values of the admins'
