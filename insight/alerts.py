@@ -12,7 +12,14 @@ in the zero-setup trial):
 * **Window.** Inbound messages sent in the last 60 minutes with a current, successful
   classification, counted exactly from the raw tables; their ids (at most 500) stay on the alert.
 * **Baseline.** The series' hourly counts over the 168 whole hours (7 days) before the hour the
-  window starts in, from the hourly rollups (`learning.rollups`); an hour without rows counts 0.
+  window starts in, from the hourly rollups (`learning.rollups`); an hour without rows counts 0,
+  from the team's first hour with messages on: hours before it were not listened to, so they are
+  not zeros (a new install's 3 days of history are 72 hours, not 72 hours and 96 zeros).
+* **Enough history.** A series raises nothing until the baseline holds at least
+  `AlertSettings.min_history_hours` (default 72: 3 days) whole hours after its first hour with
+  messages (that hour may hold only its last minute, so it does not count). A
+  new install, or a term first mentioned today, has no usual level to stand above: its first
+  busy hour would read "against a usual 0 (z = 21)".
 * **Volume spike.** expected = median of the 168 hours; scale = max(1.4826 x MAD, sqrt(expected),
   1); z = (observed - expected) / scale. 1.4826 x MAD (median absolute deviation) is a standard
   deviation that a few wild hours in the baseline barely move; sqrt(expected) is the Poisson noise
@@ -149,6 +156,7 @@ class Series:
     negatives: int = 0
     ids: list[int] = field(default_factory=list)
     negative_ids: list[int] = field(default_factory=list)
+    history_hours: int = 0  # baseline hours after its first hour with messages
 
     def signature(self) -> tuple:
         return (self.total, self.negatives, tuple(self.hourly), self.baseline_negatives, tuple(self.ids))
@@ -192,7 +200,22 @@ def gather(connector_ids: set[int], now: datetime) -> list[Series]:
                 s.negative_ids.append(message_id)
     if found:
         _add_baselines(found, connector_ids, rollups.hour_bucket(start))
+        _from_first_listened_hour(found.values())
     return list(found.values())
+
+
+def _first_busy_hour(hourly: list[int]) -> int:
+    return next((i for i, n in enumerate(hourly) if n), len(hourly))
+
+
+def _from_first_listened_hour(found) -> None:
+    """Each series' history, and its baseline cut to the hours since the team's first message
+    (every series' messages are the team's, so the earliest of them is the team's)."""
+    first = min(_first_busy_hour(s.hourly) for s in found)
+    for s in found:
+        # Whole hours after the first busy one: that hour may hold only its last minute.
+        s.history_hours = max(len(s.hourly) - _first_busy_hour(s.hourly) - 1, 0)
+        s.hourly = s.hourly[first:]
 
 
 def _add_baselines(found: dict[tuple[str, str], Series], connector_ids: set[int], end_hour: datetime) -> None:
@@ -241,9 +264,10 @@ def _explained(kind: str, s: Series, team: Series) -> bool:
 
 
 # --- Testing the series ------------------------------------------------------------------------
-def evaluate(s: Series, threshold: float, min_messages: int) -> list[tuple[str, float, float, float, dict, list]]:
+def evaluate(s: Series, threshold: float, min_messages: int,
+             min_history_hours: int = 0) -> list[tuple[str, float, float, float, dict, list]]:
     """(kind, observed, expected, z, detail, message ids) for each test the series fails."""
-    if s.total < max(min_messages, 1):
+    if s.total < max(min_messages, 1) or s.history_hours < min_history_hours:
         return []
     out = []
     volume = volume_test(s.hourly, s.total)
@@ -251,14 +275,15 @@ def evaluate(s: Series, threshold: float, min_messages: int) -> list[tuple[str, 
         out.append((Alert.Kind.VOLUME, float(s.total), volume.expected, volume.z,
                     {"method": "volume", "observed": s.total, "expected": volume.expected, "mad": volume.mad,
                      "noise_floor": math.sqrt(volume.expected), "scale": volume.scale, "z": volume.z,
-                     "baseline_hours": BASELINE_HOURS, "baseline_total": sum(s.hourly)}, s.ids))
+                     "baseline_hours": len(s.hourly), "history_hours": s.history_hours,
+                     "baseline_total": sum(s.hourly)}, s.ids))
     negative = negative_test(s.baseline_negatives, sum(s.hourly), s.negatives, s.total)
     if negative.z >= threshold and negative.share - negative.p0 >= MIN_SHARE_RISE:
         out.append((Alert.Kind.NEGATIVE, negative.share, negative.p0, negative.z,
                     {"method": "negative", "negatives": negative.negatives, "total": negative.total,
                      "share": negative.share, "baseline_negatives": negative.baseline_negatives,
                      "baseline_total": negative.baseline_total, "p0": negative.p0, "z": negative.z,
-                     "baseline_hours": BASELINE_HOURS}, s.negative_ids))
+                     "baseline_hours": len(s.hourly), "history_hours": s.history_hours}, s.negative_ids))
     return out
 
 
@@ -274,19 +299,21 @@ def _labels(found: list[Series]) -> dict[tuple[str, str], str]:
     return labels
 
 
-def findings(connector_ids: set[int], now: datetime, threshold: float, min_messages: int) -> list[Finding]:
+def findings(connector_ids: set[int], now: datetime, threshold: float, min_messages: int,
+             min_history_hours: int = 0) -> list[Finding]:
     """Every spike in these connectors' series, for the window ending `now`."""
     found = gather(connector_ids, now)
     reported = _without_duplicates(found)
     # The team's whole series, when it is reported itself (not the same as one of its parts).
     team = next((s for s in reported if s.dimension == "team"), None)
-    team_kinds = {kind for kind, *_ in evaluate(team, threshold, min_messages)} if team else set()
+    team_kinds = ({kind for kind, *_ in evaluate(team, threshold, min_messages, min_history_hours)}
+                  if team else set())
     labels = _labels(found)
     kept: list[tuple[Series, tuple]] = []
     for s in reported:
         if labels.get((s.dimension, s.key)) is None:  # a deleted connector or term
             continue
-        for result in evaluate(s, threshold, min_messages):
+        for result in evaluate(s, threshold, min_messages, min_history_hours):
             if s is not team and result[0] in team_kinds and _explained(result[0], s, team):
                 continue
             kept.append((s, result))
@@ -318,7 +345,8 @@ def detect_spikes(now: datetime | None = None) -> list[int]:
     for team_id, connector_ids in teams.team_connectors().items():
         if not connector_ids:
             continue
-        found = findings(connector_ids, now, threshold, alert_settings.min_messages)
+        found = findings(connector_ids, now, threshold, alert_settings.min_messages,
+                         alert_settings.min_history_hours)
         if found:
             with transaction.atomic():
                 # One detection run records at a time: two would both create the same spike.
@@ -376,6 +404,8 @@ def describe(alert: Alert, when: str = "in the last hour") -> str:
     if alert.kind == Alert.Kind.NEGATIVE:
         return (f"{detail.get('negatives', 0)} of {detail.get('total', 0)} messages negative ({alert.observed:.0%}) "
                 f"{when} against a usual {alert.expected:.0%} (z = {alert.score:.1f})")
+    if not alert.expected:  # "against a usual 0" reads as a broken figure: say it is new
+        return f"{alert.observed:g} messages {when}, where an hour usually has none (z = {alert.score:.1f})"
     return f"{alert.observed:g} messages {when} against a usual {alert.expected:g} (z = {alert.score:.1f})"
 
 

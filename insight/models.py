@@ -25,6 +25,12 @@ class AlertSettings(models.Model):
     min_messages = models.PositiveIntegerField(
         default=10, help_text="A window with fewer messages than this never raises an alert."
     )
+    # No spike without a usual level to stand above: a new install's or a new term's first busy
+    # hour would be "against a usual 0". At most the 168 hours the baseline looks back.
+    min_history_hours = models.PositiveSmallIntegerField(
+        default=72, help_text="A series raises no alert until its first message in the last 7 days came at least "
+                              "this many hours before the hour tested (72: 3 days; 0: alert from the first hour)."
+    )
     quiet_start = models.TimeField(null=True, blank=True, help_text="Reporting time zone; empty: never quiet.")
     quiet_end = models.TimeField(null=True, blank=True)
     email_to = models.TextField(blank=True, default="", help_text="Addresses, one per line or comma-separated.")

@@ -29,6 +29,7 @@ from responses.views.base import body, console_context, console_view, done, obje
 
 PAGE_SIZE = 50
 MAX_ADDRESSES = 20
+MAX_HISTORY_HOURS = 144  # six days: the baseline holds 7, so more could never be met
 STATUSES = {"", Alert.Status.OPEN, Alert.Status.ACKNOWLEDGED}
 
 
@@ -131,8 +132,8 @@ def explain(alert: Alert) -> list[str]:
     if alert.kind == Alert.Kind.VOLUME:
         mad = d.get("mad", 0.0)
         lines += [
-            f"Usual: the median of the {hours} hourly counts of the 7 days before "
-            f"({_n(d.get('baseline_total'), 0)} messages in all).",
+            f"Usual: the median of the {hours} hourly counts of the 7 days before, or since the team's first "
+            f"message when that is later ({_n(d.get('baseline_total'), 0)} messages in all).",
             f"Spread: median absolute deviation {_n(mad, 2)}, so a robust standard deviation of "
             f"{_n(alert_actions.MAD_TO_SD * mad, 2)}; the Poisson floor √{_n(alert.expected, 2)} is "
             f"{_n(math.sqrt(max(alert.expected, 0)), 2)}; the scale is the largest of the two (and 1): "
@@ -174,7 +175,9 @@ class AlertSettingsForm(forms.ModelForm):
 
     class Meta:
         model = AlertSettings
-        fields = ["enabled", "sensitivity", "min_messages", "quiet_start", "quiet_end", "email_to", "webhook_url"]
+        fields = ["enabled", "sensitivity", "min_messages", "min_history_hours", "quiet_start", "quiet_end", "email_to",
+                  "webhook_url"]
+        labels = {"min_messages": "Minimum messages in the hour", "min_history_hours": "Minimum history, in hours"}
         widgets = {
             "quiet_start": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
             "quiet_end": forms.TimeInput(attrs={"type": "time"}, format="%H:%M"),
@@ -187,6 +190,12 @@ class AlertSettingsForm(forms.ModelForm):
         value = self.cleaned_data["min_messages"]
         if not 1 <= value <= 100_000:
             raise ValidationError("between 1 and 100000")
+        return value
+
+    def clean_min_history_hours(self) -> int:
+        value = self.cleaned_data["min_history_hours"]
+        if not 0 <= value <= MAX_HISTORY_HOURS:
+            raise ValidationError(f"between 0 and {MAX_HISTORY_HOURS} hours: the baseline looks back 7 days")
         return value
 
     def clean_email_to(self) -> str:
@@ -238,10 +247,18 @@ class AlertSettingsForm(forms.ModelForm):
         return instance
 
 
+def history_words(hours: int) -> str:
+    """The minimum history as people say it: "72 hours (3 days)"."""
+    if hours % 24 == 0 and hours:
+        return f"{hours} hours ({hours // 24} day{'s' if hours != 24 else ''})"
+    return f"{hours} hour{'s' if hours != 1 else ''}"
+
+
 def settings_json(row: AlertSettings) -> dict:
     """The settings as the browser may see them: the webhook secret only as set or not."""
     return {
         "enabled": row.enabled, "sensitivity": row.sensitivity, "min_messages": row.min_messages,
+        "min_history_hours": row.min_history_hours,
         "quiet_start": row.quiet_start.strftime("%H:%M") if row.quiet_start else None,
         "quiet_end": row.quiet_end.strftime("%H:%M") if row.quiet_end else None,
         "email_to": alert_actions.email_addresses(row.email_to), "webhook_url": row.webhook_url,
@@ -285,5 +302,6 @@ def alert_settings(request: HttpRequest) -> HttpResponse:
                 "errors": {field: list(errors) for field, errors in form.errors.items()}}, status=400)
     form = form or AlertSettingsForm(instance=row)
     return render(request, "insight/alerts_settings.html",
-                  {**_page_context(request), "form": form, "secret_set": row.has_webhook_secret},
+                  {**_page_context(request), "form": form, "secret_set": row.has_webhook_secret,
+                   "history": history_words(row.min_history_hours)},
                   status=400 if form.errors else 200)

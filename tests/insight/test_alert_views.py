@@ -182,9 +182,9 @@ def test_acknowledge_by_fetch_answers_json_and_keeps_the_first(client, world, su
 
 
 # --- Settings --------------------------------------------------------------------------------------
-VALID = {"enabled": "on", "sensitivity": "high", "min_messages": "25", "quiet_start": "22:00",
-         "quiet_end": "06:30", "email_to": "ops@example.com\nlead@example.com", "webhook_url": "",
-         "webhook_secret": ""}
+VALID = {"enabled": "on", "sensitivity": "high", "min_messages": "25", "min_history_hours": "48",
+         "quiet_start": "22:00", "quiet_end": "06:30", "email_to": "ops@example.com\nlead@example.com",
+         "webhook_url": "", "webhook_secret": ""}
 
 
 def test_only_admins_open_the_settings(client, world, supervisor_a, manager_a, admin_user):
@@ -204,11 +204,13 @@ def test_admin_saves_settings_and_the_secret_is_never_sent_back(client, world, a
     assert response.status_code == 302
     row = AlertSettings.current()
     assert (row.sensitivity, row.min_messages, row.quiet_start.strftime("%H:%M")) == ("high", 25, "22:00")
+    assert row.min_history_hours == 48
     assert row.email_to == "ops@example.com\nlead@example.com"
     assert row.webhook_secret == "TOP-SECRET-VALUE"
 
     html = client.get(url("settings/")).content.decode()
     assert "TOP-SECRET-VALUE" not in html and "(set)" in html
+    assert "at least <strong>48 hours (2 days)</strong> before the hour tested" in html  # the minimum history, stated
     data = client.get(url("settings/"), HTTP_ACCEPT=JSON).json()["settings"]
     assert "TOP-SECRET-VALUE" not in json.dumps(data)
     assert data["webhook_secret_set"] is True and "webhook_secret" not in data
@@ -225,6 +227,8 @@ def test_admin_saves_settings_and_the_secret_is_never_sent_back(client, world, a
     ({"min_messages": "0"}, "min_messages"),
     ({"min_messages": "many"}, "min_messages"),
     ({"sensitivity": "extreme"}, "sensitivity"),
+    ({"min_history_hours": "145"}, "min_history_hours"),
+    ({"min_history_hours": "-1"}, "min_history_hours"),
     ({"quiet_end": ""}, "quiet_end"),
     ({"quiet_end": "22:00"}, "quiet_end"),
     ({"quiet_start": "25:99"}, "quiet_start"),
@@ -263,6 +267,7 @@ def test_json_changes_only_the_fields_it_names(client, world, admin_user):
     assert response.status_code == 200
     data = response.json()["settings"]
     assert (data["sensitivity"], data["min_messages"], data["enabled"]) == ("low", 10, True)
+    assert data["min_history_hours"] == 72  # the default: 3 days
     assert data["email_to"] == ["a@example.com"]
     bad = client.post(url("settings/"), json.dumps({"min_messages": {"x": 1}}), content_type=JSON,
                       HTTP_ACCEPT=JSON)
