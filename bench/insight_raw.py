@@ -216,10 +216,13 @@ def topics(f) -> dict:
     voices = [t for t in terms if t["kind"] in (Term.Kind.BRAND, Term.Kind.COMPETITOR)]
     voice_total = sum(t["mentions"] for t in voices)
     rising = [{**{k: t[k] for k in ("term_id", "name", "kind", "mentions", "previous_mentions")},
-               "growth": round((t["mentions"] - t["previous_mentions"]) / max(t["previous_mentions"], 1), 3)}
+               # Against no mentions a growth has no meaning: the term is new.
+               "growth": (round((t["mentions"] - t["previous_mentions"]) / t["previous_mentions"], 3)
+                          if t["previous_mentions"] else None),
+               "new": t["previous_mentions"] == 0}
               for t in terms if f.compare and t["mentions"] >= RISING_MIN_MENTIONS
               and t["mentions"] > t["previous_mentions"]]
-    rising.sort(key=lambda t: (-t["growth"], -t["mentions"], t["name"]))
+    rising.sort(key=lambda t: (not t["new"], -(t["growth"] or 0), -t["mentions"], t["name"]))
     return {"terms": terms[:TOP_TERMS],
             "share_of_voice": [{**{k: t[k] for k in ("term_id", "name", "kind", "mentions")},
                                 "share": _share(t["mentions"], voice_total)} for t in voices],

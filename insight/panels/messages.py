@@ -136,6 +136,19 @@ def emotions(f: Filters) -> dict:
     return _distribution(f, "emotion", {})
 
 
+def growth(now: int, before: int) -> dict:
+    """A change as a share of what it was: against nothing there is no share, the term is "new"
+    (47 mentions against 0 is not "+4600%")."""
+    if not before:
+        return {"growth": None, "new": True}
+    return {"growth": round((now - before) / before, 3), "new": False}
+
+
+def rising_order(t: dict) -> tuple:
+    """New terms first (they rose from nothing), then by growth, mentions and name."""
+    return (not t["new"], -(t["growth"] or 0), -t["mentions"], t["name"])
+
+
 def topics(f: Filters) -> dict:
     counts: dict[int, dict] = {}
     for row in _rows(f, "sentiment", "term_id", "value", terms="each"):
@@ -159,11 +172,10 @@ def topics(f: Filters) -> dict:
     voice_total = sum(t["mentions"] for t in voices)
     rising = [
         {"term_id": t["term_id"], "name": t["name"], "kind": t["kind"], "mentions": t["mentions"],
-         "previous_mentions": t["previous_mentions"],
-         "growth": round((t["mentions"] - t["previous_mentions"]) / max(t["previous_mentions"], 1), 3)}
+         "previous_mentions": t["previous_mentions"], **growth(t["mentions"], t["previous_mentions"])}
         for t in terms if f.compare and t["mentions"] >= RISING_MIN_MENTIONS and t["mentions"] > t["previous_mentions"]
     ]
-    rising.sort(key=lambda t: (-t["growth"], -t["mentions"], t["name"]))
+    rising.sort(key=rising_order)
     return {
         "terms": terms[:TOP_TERMS],
         "share_of_voice": [{"term_id": t["term_id"], "name": t["name"], "kind": t["kind"], "mentions": t["mentions"],
@@ -199,7 +211,14 @@ def _volume_rows(data: dict):
 
 def _distribution_rows(data: dict):
     fields = ["value", "label", "count", "share", "previous_count", "previous_share", "change"]
-    return fields, [[item.get(f) for f in fields] for item in data["items"]]
+    return fields, [[item.get(f) for f in fields[:-1]] + [change_cell(item)] for item in data["items"]]
+
+
+def change_cell(item: dict):
+    """The change column: "new" where the previous period had no messages at all to compare with."""
+    if item.get("change") is None and item.get("previous_count") == 0 and item.get("count"):
+        return "new"
+    return item.get("change")
 
 
 def _topics_rows(data: dict):
@@ -208,7 +227,7 @@ def _topics_rows(data: dict):
     rows = []
     for table in ("terms", "share_of_voice", "rising"):
         for item in data[table]:
-            rows.append([table, *(item.get(f) for f in header[1:])])
+            rows.append([table, *(item.get(f) for f in header[1:-1]), "new" if item.get("new") else item.get("growth")])
     return header, rows
 
 

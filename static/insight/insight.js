@@ -117,9 +117,14 @@
       item.compare ? el("div", { class: `kpi-compare ${item.deltaClass || ""}`, text: item.compare }) : null)));
   }
 
+  // A change against an empty previous period is news, not "+4600%".
+  const NEW_TEXT = "new: none in the previous period";
+  const growthText = (t) => (t.new ? "new" : `${signed(100 * t.growth)}%`);
+
   function compareText(now, before, { format = fmt } = {}) {
     if (before === null || before === undefined) return "";
     if (now === null || now === undefined) return `previous period: ${format(before)}`;
+    if (before === 0 && now > 0) return NEW_TEXT;
     const delta = now - before;
     const arrow = delta > 0 ? "▲" : delta < 0 ? "▼" : "=";
     return `previous ${format(before)} (${arrow} ${format(Math.abs(delta))})`;
@@ -323,7 +328,7 @@
           deltaClass: compared ? deltaClass(mentions, before) : "" },
         top ? { label: "Most mentioned", value: top.name, compare: `${fmt(top.mentions)} mentions, net ${signed(top.net)}` } : null,
         fastest ? { label: "Rising fastest", value: fastest.name,
-          compare: `${signed(100 * fastest.growth)}% against the previous period` } : null,
+          compare: fastest.new ? NEW_TEXT : `${growthText(fastest)} against the previous period` } : null,
       ].filter(Boolean));
       chartsBox(section, 2);
       const terms = data.terms.slice().reverse();  // Plotly draws horizontal bars bottom-up
@@ -506,7 +511,7 @@
     });
     table(section, "items", `${label}s`, [label, "Messages", "Share", "Previous share", "Change (points)"],
       items.map((i) => [i.label, link(fmt(i.count), { [param]: i.value }), pct(i.share, 1), pct(i.previous_share, 1),
-        i.change === null ? "–" : signed(100 * i.change, 1)]));
+        i.change !== null ? signed(100 * i.change, 1) : i.previous_count === 0 && i.count > 0 ? "new" : "–"]));
   }
 
   function rising(section, items) {
@@ -519,7 +524,7 @@
     const list = $("ol", holder);
     list.replaceChildren(...(items.length ? items.map((t) => el("li", {},
       el("a", { href: drillHref({ term: t.term_id }), text: t.name }),
-      ` (${t.kind}): ${fmt(t.mentions)} mentions, previous ${fmt(t.previous_mentions)}, ${signed(100 * t.growth)}%`))
+      ` (${t.kind}): ${fmt(t.mentions)} mentions, previous ${fmt(t.previous_mentions)}, ${growthText(t)}`))
       : [el("li", { class: "muted", text: "Nothing rising: no term grew to 5 or more mentions against the previous period." })]));
   }
 

@@ -8,12 +8,15 @@ parser and the workers' storing path, and runs detection when beat would."""
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 import random
 from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.urls import reverse
 from django.utils import timezone
 
 from cxm import demo, demo_history
@@ -147,3 +150,37 @@ def test_the_demos_first_ten_minutes_raise_no_alert(settings):
     raised = Alert.objects.filter(pk__in=alerts.detect_spikes(start + timedelta(minutes=10)))
     assert raised
     assert all(a.expected > 0 and "usual 0" not in alerts.describe(a) for a in raised)
+
+
+# --- A change against an empty previous period reads "new" -----------------------------------
+
+def test_a_change_against_an_empty_previous_period_reads_new(client, connector, django_user_model, now):
+    """47 mentions against 0 were "+4600%"; the panel, its JSON and its CSV now say "new"."""
+    from insight.panels import PANELS
+
+    admin = django_user_model.objects.create_superuser("admin", "admin@example.com", "x-long-password")
+    acme = Term.objects.create(name="Acme", kind=Term.Kind.BRAND)
+    globex = Term.objects.create(name="Globex", kind=Term.Kind.COMPETITOR)
+    burst(connector, now, 47, topics_for=lambda i: [acme])
+    # Globex was there before too: 6 now against 3 reads as +100%.
+    burst(connector, now, 6, topics_for=lambda i: [globex])
+    burst(connector, now - timedelta(days=40), 3, topics_for=lambda i: [globex])  # the previous 30 days
+    client.force_login(admin)
+    panel = reverse("console:insight-panel", kwargs={"name": "topics"})
+
+    rising = client.get(panel, {"granularity": "day"}, HTTP_ACCEPT="application/json").json()["rising"]
+
+    assert [(t["name"], t["growth"], t["new"]) for t in rising] == [("Acme", None, True), ("Globex", 1.0, False)]
+    rows = list(csv.DictReader(io.StringIO(client.get(panel, {"format": "csv"}).content.decode())))
+    growth = {r["name"]: r["growth"] for r in rows if r["table"] == "rising"}
+    assert growth == {"Acme": "new", "Globex": "1.0"}
+    assert "4600" not in json.dumps(rising)
+
+    # A distribution whose previous period had no messages at all: each change is "new".
+    intents = PANELS["intents"]
+    answer = client.get(reverse("console:insight-panel", kwargs={"name": "intents"}),
+                        {"from": (now - timedelta(days=3)).date().isoformat(), "format": "csv"})
+    assert [r["change"] for r in csv.DictReader(io.StringIO(answer.content.decode()))] == ["new"]
+    new, not_compared = ({"value": "x", "count": 2, "previous_count": 0, "change": None},
+                         {"value": "x", "count": 2, "previous_count": None, "change": None})
+    assert [row[-1] for row in intents.csv({"items": [new, not_compared]})[1]] == ["new", None]
