@@ -116,7 +116,8 @@ def test_console_pages_fit_the_screen_and_read_as_words(browser, live_server_url
         _no_sideways(page, "the case page with the why open")
         page.screenshot(path=f"/tmp/console-case-{viewport['width']}.png", full_page=False)
 
-        for path in ("/console/canned/", "/console/noise/", "/console/queue/?queue=resolved"):
+        for path in ("/console/canned/", "/console/noise/", "/console/queue/?queue=resolved", "/console/tokens/",
+                     "/console/search/?q=plan", "/console/macros/"):
             page.goto(f"{live_server_url}{path}")
             _no_sideways(page, path)
             _log_out_reachable(page)
@@ -132,7 +133,8 @@ def test_admin_pages_fit_the_screen(browser, live_server_url, desk, viewport):
         login(page, live_server_url, "ines_admin", PASSWORD)
         assert page.url.endswith("/console/sources/"), page.url  # admins land on Sources
         for path in ("/console/sources/", "/console/sources/new/", f"/console/sources/{desk['connector'].pk}/",
-                     "/console/queue/"):
+                     "/console/queue/", "/console/tokens/", "/console/webhooks/", "/console/calendars/",
+                     "/console/timed-rules/", "/console/macros/", "/console/insight/", "/console/insight/alerts/"):
             page.goto(f"{live_server_url}{path}")
             _no_sideways(page, path)
             _log_out_reachable(page)
