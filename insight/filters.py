@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlencode
 
 from django.core.cache import cache
+from django.db.models import Max, Min
 from django.utils import timezone
 
 from cxm.exceptions import CXMError
@@ -33,6 +34,8 @@ FIRST_DAY = listening_times.EARLIEST.date()
 LAST_DAY = date(2199, 12, 31)  # far enough for any plan, far from the calendar's end
 MAX_HOURLY_DAYS = 31
 DEFAULT_DAYS = 30
+DATA_MAX_DAYS = 366  # a default range that follows old data shows at most its last year
+WEEKLY_FROM_DAYS = 92  # ...by week when longer than a quarter
 GRANULARITIES = ("hour", "day", "week")
 SENTIMENTS = ("negative", "neutral", "positive")
 LIST_PARAMS = ("channel", "connector", "team", "lane", "language")
@@ -58,6 +61,7 @@ class Filters:
     connectors_chosen: bool = False  # the user named connectors (care then narrows cases to them)
     compare: bool = True
     given: tuple = field(default=(), compare=False)
+    followed_data: bool = field(default=False, compare=False)  # no messages in the default range: moved to them
     # One "now" per request: whether an unanswered case's SLA has run out must not depend on
     # which query asked first.
     now: datetime = field(default_factory=timezone.now, compare=False)
@@ -170,27 +174,56 @@ def _list(params, name: str) -> list[str]:
     return values
 
 
-def _range(params) -> tuple[date, date, str]:
+def _range(params, connector_ids: set[int]) -> tuple[date, date, str, bool]:
+    """(start, end, granularity, whether the range followed the data)."""
     today = timezone.now().astimezone(rollups.reporting_tz()).date()
     end = _date(params, "to", today)
     start = _date(params, "from", end - timedelta(days=DEFAULT_DAYS - 1))
+    followed = False
+    if not params.get("from") and not params.get("to"):
+        found = data_range(connector_ids, start, end)
+        if found:
+            (start, end), followed = found, True
     if start > end:
         raise InvalidFilter(f"the range is upside down: 'from' {start} is after 'to' {end}")
     days = (end - start).days + 1
     if days > MAX_DAYS:
         raise InvalidFilter(f"a range is at most {MAX_DAYS} days; this one is {days}")
-    granularity = (params.get("granularity") or "day").strip()
+    default_granularity = "week" if followed and days > WEEKLY_FROM_DAYS else "day"
+    granularity = (params.get("granularity") or default_granularity).strip()
+    if followed and granularity == "hour" and days > MAX_HOURLY_DAYS:  # asked for hours, not for this range
+        start, days = end - timedelta(days=MAX_HOURLY_DAYS - 1), MAX_HOURLY_DAYS
     if granularity not in GRANULARITIES:
         raise InvalidFilter(f"'granularity' is one of {', '.join(GRANULARITIES)}")
     if granularity == "hour" and days > MAX_HOURLY_DAYS:
         raise InvalidFilter(f"an hourly series covers at most {MAX_HOURLY_DAYS} days; this one is {days}; "
                             "use day or week")
-    return start, end, granularity
+    return start, end, granularity, followed
+
+
+def data_range(connector_ids: set[int], start: date, end: date) -> tuple[date, date] | None:
+    """Where the default range goes when the last DEFAULT_DAYS hold no message of these
+    connectors but other days do (an import of last year's messages, a trial left for months):
+    the DEFAULT_DAYS ending on the last day with messages, or back to the first such day,
+    at most DATA_MAX_DAYS. None: keep the default (it has data, or there is none anywhere)."""
+    days = Rollup.objects.filter(grain=rollups.DAY, dim="sentiment", term_id=rollups.ALL_TERMS,
+                                 connector_id__in=connector_ids)
+    if not connector_ids or days.filter(bucket__gte=rollups.day_start(start),
+                                        bucket__lt=rollups.day_start(end + timedelta(days=1))).exists():
+        return None
+    first, last = days.aggregate(first=Min("bucket"), last=Max("bucket")).values()
+    if last is None:
+        return None
+    tz = rollups.reporting_tz()
+    first_day, last_day = first.astimezone(tz).date(), min(last.astimezone(tz).date(), LAST_DAY)
+    first_day = max(min(first_day, last_day - timedelta(days=DEFAULT_DAYS - 1)),
+                    last_day - timedelta(days=DATA_MAX_DAYS - 1), FIRST_DAY)
+    return first_day, last_day
 
 
 def parse_filters(params, user) -> Filters:
-    start, end, granularity = _range(params)
     teams, connectors = _granted(user)
+    start, end, granularity, followed = _range(params, connectors)
     granted_connectors = set(connectors)
     lists = {name: _list(params, name) for name in LIST_PARAMS}
     chosen_teams = _ints(lists["team"], "team")
@@ -212,12 +245,15 @@ def parse_filters(params, user) -> Filters:
     term = parse_term(params.get("term"))
     given = [(k, v) for k in ("from", "to", "granularity", "term", "compare") if params.get(k)
              for v in [params.get(k)]] + [(k, v) for k in LIST_PARAMS for v in lists[k]]
+    if followed:  # the panels, links and exports ask for the same days, whatever comes in meanwhile
+        given = [("from", start.isoformat()), ("to", end.isoformat()),
+                 *([] if params.get("granularity") else [("granularity", granularity)]), *given]
     return Filters(
         start=start, end=end, granularity=granularity, connector_ids=tuple(sorted(connectors)),
         team_ids=tuple(sorted(teams)), channels=tuple(sorted(set(lists["channel"]))),
         lanes=tuple(sorted(set(lists["lane"]))), languages=tuple(sorted(set(lists["language"]))), term=term,
         connectors_chosen=bool(chosen_connectors), compare=params.get("compare", "1") not in ("0", "false", "off"),
-        given=tuple(given),
+        given=tuple(given), followed_data=followed,
     )
 
 

@@ -103,7 +103,7 @@ def _chosen(request: HttpRequest, filters) -> dict:
     return {
         "from": get.get("from") or (filters.start.isoformat() if filters else ""),
         "to": get.get("to") or (filters.end.isoformat() if filters else ""),
-        "granularity": get.get("granularity", "day"),
+        "granularity": get.get("granularity") or (filters.granularity if filters else "day"),
         "term": get.get("term", ""), "compare": get.get("compare", "1") not in ("0", "false", "off"),
         **{name: get.getlist(name) for name in ("channel", "connector", "team", "lane", "language")},
     }

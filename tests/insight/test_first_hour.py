@@ -22,6 +22,7 @@ from django.utils import timezone
 from cxm import demo, demo_history
 from insight import alerts
 from insight.models import Alert, AlertSettings
+from learning import rollups
 from learning.actions import _store
 from learning.default_intents import TAXONOMY
 from learning.models import Term
@@ -184,3 +185,48 @@ def test_a_change_against_an_empty_previous_period_reads_new(client, connector, 
     new, not_compared = ({"value": "x", "count": 2, "previous_count": 0, "change": None},
                          {"value": "x", "count": 2, "previous_count": None, "change": None})
     assert [row[-1] for row in intents.csv({"items": [new, not_compared]})[1]] == ["new", None]
+
+
+# --- The default range follows the data ------------------------------------------------------
+
+def _period(client, **params) -> dict:
+    answer = client.get(reverse("console:insight-panel", kwargs={"name": "sentiment"}), params,
+                        HTTP_ACCEPT="application/json").json()
+    return {**answer["period"], "total": sum(sum(v) for v in answer["series"].values())}
+
+
+def test_the_default_range_follows_the_data_when_the_last_30_days_hold_none(client, connector, django_user_model,
+                                                                               now):
+    admin = django_user_model.objects.create_superuser("admin", "admin@example.com", "x-long-password")
+    client.force_login(admin)
+    today = timezone.localdate(now, rollups.reporting_tz())
+    empty = _period(client)
+    assert (empty["to"], empty["total"]) == (today.isoformat(), 0)  # no data anywhere: the last 30 days
+
+    burst(connector, now - timedelta(days=100), 7)  # an import of older messages, nothing since
+    last = (now - timedelta(days=100) - timedelta(minutes=10)).astimezone(rollups.reporting_tz()).date()
+    period = _period(client)
+    assert (period["from"], period["to"], period["granularity"]) == (
+        (last - timedelta(days=29)).isoformat(), last.isoformat(), "day")
+    assert period["total"] == 7  # the messages are on the page
+    page = client.get(reverse("console:insight")).content.decode()
+    assert f'value="{last.isoformat()}"' in page and 'id="followed-data"' in page
+    assert f"from={last - timedelta(days=29)}" in page  # the panels and exports ask for those same days
+
+    # A range asked for is kept, empty or not; an hourly series stays within its 31 days.
+    assert _period(client, **{"from": (today - timedelta(days=6)).isoformat()})["total"] == 0
+    hourly = _period(client, granularity="hour")
+    assert (hourly["to"], hourly["granularity"]) == (last.isoformat(), "hour")
+
+    # Data over half a year: the range goes back to its first day, by week.
+    burst(connector, now - timedelta(days=300), 2)
+    period = _period(client)
+    assert period["granularity"] == "week" and period["total"] == 9
+    first = (now - timedelta(days=300, minutes=10)).astimezone(rollups.reporting_tz()).date()
+    assert period["from"] == first.isoformat()
+
+    # Messages in the last 30 days: the usual default.
+    burst(connector, now, 1)
+    period = _period(client)
+    assert (period["to"], period["total"], period["granularity"]) == (today.isoformat(), 1, "day")
+    assert 'id="followed-data"' not in client.get(reverse("console:insight")).content.decode()
