@@ -19,8 +19,8 @@ try:
 except ImportError:  # the browser fixture skips (or fails in CI) with the reason
     expect = None
 
-DESKTOP, PHONE = {"width": 1440, "height": 900}, {"width": 390, "height": 844}
-VIEWPORTS = pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+DESKTOP, TABLET, PHONE = {"width": 1440, "height": 900}, {"width": 820, "height": 1180}, {"width": 390, "height": 844}
+VIEWPORTS = pytest.mark.parametrize("viewport", [DESKTOP, TABLET, PHONE], ids=["desktop", "tablet", "phone"])
 SIDEWAYS = "() => document.documentElement.scrollWidth - window.innerWidth"
 LIVE_MS = 15_000
 LONG_NAME = "Maximiliane Alexandra Featherstonehaugh-Montgomery"
