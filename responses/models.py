@@ -486,7 +486,6 @@ class MergeRecord(models.Model):
         return f"case {self.source_id} -> {self.target_id}"
 
 
-
 # --- Rules over signals (responses.signal_rules) -----------------------------------------------------
 
 
@@ -684,3 +683,36 @@ class SavedView(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# --- Proactive messages (responses.proactive) ----------------------------------------------------
+
+
+class ProactiveMessage(models.Model):
+    """A first message sent to a customer who had not written (by an agent from a case, or by a
+    signal rule): its Reply goes out through the normal delivery. `key` makes a retry the same
+    message; the frequency cap counts these rows per customer."""
+
+    key = models.CharField(max_length=80, unique=True)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="proactive_messages")
+    reply = models.OneToOneField(Reply, on_delete=models.CASCADE, related_name="proactive")
+    connector = models.ForeignKey(Connector, on_delete=models.CASCADE, related_name="+")
+    channel = models.CharField(max_length=40)
+    recipient_id = models.CharField(max_length=255, help_text="The Contact's external id on the channel.")
+    # The provider's thread to send on: a proactive case's own conversation is new to the provider.
+    thread_id = models.CharField(max_length=255, blank=True, default="")
+    template_name = models.CharField(max_length=512, blank=True, default="")
+    template_language = models.CharField(max_length=10, blank=True, default="")
+    template_values = models.JSONField(default=list, blank=True)
+    sent_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="+")
+    rule = models.ForeignKey(SignalRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["customer", "-created_at"], name="proactive_customer_idx")]
+
+    def __str__(self) -> str:
+        return f"proactive {self.key} to customer {self.customer_id}"

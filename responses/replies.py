@@ -24,7 +24,7 @@ from listening.connectors.base import DeliveryStatus, OutboundReply, ReplyRules
 from listening.exceptions import ProviderError
 from listening.models import Direction, Message
 from listening.polling import save_rate_limit
-from responses import access, event_types, events, signals
+from responses import access, event_types, events, proactive, signals
 from responses.exceptions import CaseNotFound, Conflict, InvalidRequest
 from responses.models import CannedResponse, Case, CaseStatus, Reply, SlaState
 from responses.summaries import case_summary, reply_dict
@@ -197,6 +197,7 @@ def deliver(reply_id: int) -> tuple[str, float]:
         in_reply_to=reply.in_reply_to.external_id if reply.in_reply_to else "",
         idempotency_key=reply.idempotency_key, subject=case.conversation.subject,
     )
+    outbound = proactive.outbound(reply, outbound)  # a first message: its template, recipient and thread
     backend = None
     try:
         backend = connector.get_backend()

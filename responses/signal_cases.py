@@ -1,11 +1,12 @@
 """What a fired signal rule does (responses.signal_rules decides when): open a proactive case in
 the Care queue with the signals as its reason, raise a case's priority, tag the customer, alert
-the team. Runs inside the caller's transaction, with the rule's state row locked.
+the team, send a proactive template (responses.proactive). Runs inside the caller's transaction,
+with the rule's state row locked.
 
 A proactive case needs a conversation to live in: the customer's active case takes the firing
 (priority raised, reason added) if there is one; otherwise a new conversation is started on the
-channel where the customer last wrote (a reply there reaches them). A customer never heard on any
-channel gets no case, and the team is alerted instead.
+customer's preferred channel, else where they last wrote (a reply there reaches them). A customer
+never heard on any channel gets no case, and the team is alerted instead.
 """
 
 from __future__ import annotations
@@ -13,12 +14,25 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from cxm.exceptions import CXMError
 from listening.models import Contact, Conversation, Customer, CustomerTag
 from responses import assignment, event_types, events
-from responses.models import ACTIVE_STATUSES, Case, CaseStatus, SignalRule, SignalRuleFiring, SignalRuleState, SlaState
+from responses.models import (
+    ACTIVE_STATUSES,
+    Case,
+    CaseActivity,
+    CaseStatus,
+    SignalRule,
+    SignalRuleFiring,
+    SignalRuleState,
+    SlaState,
+)
+from responses.proactive import send_for_rule
+from responses.replies import render_canned
 from responses.summaries import case_summary
 from responses.teams import default_team, queue_for, team_for_connector
 
@@ -45,6 +59,8 @@ def fire(rule: SignalRule, state: SignalRuleState, signal_ids: list[int], reason
     elif case is not None and actions.get("priority") is not None:
         _raise(case, float(actions["priority"]), firing)
         done.append("priority")
+    if actions.get("proactive") and case is not None:
+        done.append(_send_proactive(rule, firing, case))
     if actions.get("tag"):
         CustomerTag.objects.get_or_create(customer_id=state.customer_id, name=actions["tag"],
                                           defaults={"added_by": f"rule: {rule.name}"[:160]})
@@ -62,6 +78,20 @@ def fire(rule: SignalRule, state: SignalRuleState, signal_ids: list[int], reason
     return firing
 
 
+def _send_proactive(rule: SignalRule, firing: SignalRuleFiring, case: Case) -> str:
+    """The rule's approved template to the customer. A refusal (opted out, capped, the channel's
+    rules) does not undo the firing: the case's timeline says why nothing was sent."""
+    values = [render_canned(value, case, None) for value in rule.actions["proactive"].get("values", [])]
+    try:
+        with transaction.atomic():
+            send_for_rule(case, rule, firing.pk, values)
+        return "proactive_sent"
+    except CXMError as exc:
+        CaseActivity.objects.create(case=case, kind="proactive", text=f"No proactive message sent: {exc.reason}"[:300],
+                                    detail={"rule": rule.pk, "refused": exc.code})
+        return "proactive_refused"
+
+
 def _active_case(customer_id: int) -> Case | None:
     return (Case.objects.select_for_update().filter(status__in=ACTIVE_STATUSES,
                                                     conversation__contact__customer_id=customer_id)
@@ -73,8 +103,13 @@ def _open_or_join(rule: SignalRule, firing: SignalRuleFiring, case: Case | None)
     if case is not None:
         _raise(case, priority, firing)
         return case, False
-    contact = (Contact.objects.filter(customer_id=firing.customer_id, conversations__isnull=False)
-               .order_by("-last_seen_at", "-id").first())
+    contacts = Contact.objects.filter(customer_id=firing.customer_id, conversations__isnull=False)
+    preferred = Customer.objects.filter(pk=firing.customer_id).first()
+    channel = preferred.preferred_channel if preferred is not None else ""
+    # The customer's preferred channel (chosen by an agent, or learned from where they answer),
+    # else wherever they wrote last.
+    contact = ((contacts.filter(channel=channel).order_by("-last_seen_at", "-id").first() if channel else None)
+               or contacts.order_by("-last_seen_at", "-id").first())
     latest = contact.conversations.order_by("-last_message_at", "-id").first() if contact else None
     if latest is None:
         log.info("rule %s fired for customer %s, who has no channel to open a case on", rule.pk, firing.customer_id)

@@ -29,6 +29,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
+from listening.connectors.templates import NAME_RE as TEMPLATE_NAME_RE
 from listening.models import Signal
 from listening.signal_types import SIGNAL_TYPES
 from responses.cases import TAG_RE
@@ -40,7 +41,8 @@ MAX_THRESHOLD = 1000
 MAX_WINDOW_MINUTES = 7 * 24 * 60
 MAX_FOLLOW_MINUTES = 24 * 60
 MAX_ABSENCE_DAYS = 365
-ACTIONS = ("open_case", "priority", "tag", "alert")
+ACTIONS = ("open_case", "priority", "tag", "alert", "proactive")
+MAX_PROACTIVE_VALUES = 10
 
 
 # --- Validation -------------------------------------------------------------------------------------
@@ -89,9 +91,58 @@ def _actions_problem(actions: Any) -> str:
     tag = actions.get("tag")
     if tag not in (None, "") and not (isinstance(tag, str) and TAG_RE.match(tag)):
         return "The tag is up to 40 letters, digits, spaces, '.', ':' or '-'."
+    problem = _proactive_problem(actions)
+    if problem:
+        return problem
     if not (actions.get("open_case") or actions.get("alert") or tag or priority is not None):
         return "Choose at least one action: open a case, raise priority, tag the customer or alert the team."
     return ""
+
+
+def _proactive_problem(actions: dict) -> str:
+    """{"template": "<approved template name>", "values": ["{customer_first_name}", ...]}: sent on
+    the case the rule opens, so it needs open_case (the template itself is checked on sending,
+    against the connector the case lands on)."""
+    spec = actions.get("proactive")
+    if spec is None:
+        return ""
+    if not isinstance(spec, dict) or set(spec) - {"template", "values"}:
+        return 'A proactive message is {"template": name, "values": [...]}.'
+    template, values = spec.get("template"), spec.get("values", [])
+    if not isinstance(template, str) or not TEMPLATE_NAME_RE.fullmatch(template):
+        return "Name the approved template: lower-case letters, digits and underscores."
+    if (not isinstance(values, list) or len(values) > MAX_PROACTIVE_VALUES
+            or not all(isinstance(v, str) and 0 < len(v) <= 200 for v in values)):
+        return f"The template's values are up to {MAX_PROACTIVE_VALUES} texts of 1 to 200 characters."
+    if not actions.get("open_case"):
+        return "A proactive message is sent on the case the rule opens: choose \"open a case\" too."
+    return ""
+
+
+def describe(rule: SignalRule) -> str:
+    """The rule in words, for the console's list."""
+    kind = SIGNAL_TYPES.get(rule.signal_type)
+    label = kind.label.lower() if kind else "(no signal chosen)"
+    who = "one device" if rule.per == SignalRule.Per.DEVICE else "one customer"
+    if rule.kind == SignalRule.Kind.COUNT:
+        when = f"{rule.threshold} × {label} for {who} within {_minutes(max(rule.window_minutes, 1))}"
+    elif rule.kind == SignalRule.Kind.FOLLOWED_BY_NEGATIVE:
+        when = f"a {label}, then an unhappy message within {_minutes(max(rule.window_minutes, 1))}"
+    else:
+        when = f"no {label} for {rule.absence_days} day{'s' if rule.absence_days != 1 else ''}"
+    actions = rule.actions or {}
+    did = []
+    if actions.get("open_case"):
+        did.append("open a proactive case" + (f" at priority {actions['priority']:g}" if "priority" in actions else ""))
+    elif actions.get("priority") is not None:
+        did.append(f"raise the open case to priority {actions['priority']:g}")
+    if actions.get("tag"):
+        did.append(f"tag the customer “{actions['tag']}”")
+    if actions.get("alert"):
+        did.append("alert the team")
+    if actions.get("proactive"):
+        did.append(f"send the template “{actions['proactive'].get('template', '')}”")
+    return f"When {when}: {', '.join(did) or 'nothing'}."
 
 
 # --- Evaluation ---------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ is missing. Ids are matched as text so a malformed id is a JSON 404, not the res
 
 from django.urls import path
 
+from responses.api import console as token_views
 from responses.views import (
     attachments,
     calendars,
@@ -15,11 +16,12 @@ from responses.views import (
     inbox,
     macros,
     noise,
+    proactive,
+    search as search_views,
+    signal_rules,
     timed_rules,
+    webhooks as webhook_views,
 )
-from responses.views import webhooks as webhook_views
-from responses.views import search as search_views
-from responses.api import console as token_views
 
 urlpatterns = [
     # /console/ lands each role where its work is (inbox.home); /console/queue/ is the inbox itself.
@@ -86,4 +88,10 @@ urlpatterns = [
     path("timed-rules/new/", timed_rules.rule_new, name="timed-rule-new"),
     path("timed-rules/<str:rule_id>/", timed_rules.rule_edit, name="timed-rule"),
     path("timed-rules/<str:rule_id>/delete/", timed_rules.rule_delete, name="timed-rule-delete"),
+    # Rules over signals (admins) and proactive messages from a case (agents of its team).
+    path("signal-rules/", signal_rules.rule_list, name="signal-rules"),
+    path("signal-rules/new/", signal_rules.rule_new, name="signal-rule-new"),
+    path("signal-rules/<str:rule_id>/", signal_rules.rule_edit, name="signal-rule"),
+    path("signal-rules/<str:rule_id>/enabled/", signal_rules.rule_enabled, name="signal-rule-enabled"),
+    path("cases/<str:case_id>/proactive/", proactive.case_proactive, name="case-proactive"),
 ]

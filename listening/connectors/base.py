@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
 from listening.connectors import icons
+from listening.connectors.templates import MessageTemplate
 from listening.exceptions import (
     ConfigInvalid,
     NotSupported,
@@ -96,6 +97,10 @@ class OutboundReply:
     in_reply_to: str = ""  # external id of the message answered
     idempotency_key: str = ""
     subject: str = ""  # the Conversation's subject (email answers "Re: <subject>")
+    # A proactive first message outside the window: an approved template and its values
+    # (responses.proactive); `text` then holds the filled-in body, for the record only.
+    template: MessageTemplate | None = None
+    template_values: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,7 @@ class ReplyRules:
     window_hours: float | None = None  # replies only this long after the customer's last message
     media: bool = False  # whether the channel carries images and files
     when_closed: str = ""  # what the channel allows once the window has closed, in words
+    templates: bool = False  # approved templates (BaseConnector.templates) may start a conversation
 
     def window_closed(self, last_inbound, now) -> bool:
         if self.window_hours is None or last_inbound is None:
@@ -366,6 +372,10 @@ class BaseConnector:
     def reply_rules(self, channel: str) -> ReplyRules:
         """The rules of a reply on `channel` (a connector may serve several channels)."""
         return ReplyRules()
+
+    def templates(self) -> tuple[MessageTemplate, ...]:
+        """The provider-approved templates this connector may send (its config's `templates`)."""
+        return ()
 
     def send(self, reply: OutboundReply) -> str:
         """Deliver a reply through the provider's API and return its external id."""

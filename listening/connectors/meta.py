@@ -45,6 +45,7 @@ from listening.connectors.base import (
     require_signature,
 )
 from listening.connectors.meta_payloads import CHANNELS, parse_delivery
+from listening.connectors.templates import MessageTemplate, parse_templates
 from listening.exceptions import (
     ConfigInvalid,
     NotSupported,
@@ -88,7 +89,7 @@ REPLY_RULES = {
                             when_closed="Send with the HUMAN_AGENT tag (up to 7 days) from Meta Business Suite."),
     "instagram": ReplyRules(max_chars=1000, window_hours=24, media=True,
                             when_closed="Send with the HUMAN_AGENT tag (up to 7 days) from Meta Business Suite."),
-    "whatsapp": ReplyRules(max_chars=4096, window_hours=24, media=True,
+    "whatsapp": ReplyRules(max_chars=4096, window_hours=24, media=True, templates=True,
                            when_closed="Only an approved WhatsApp template message can reopen the conversation."),
 }
 
@@ -108,6 +109,7 @@ class MetaConnector(BaseConnector):
         "graph_version": "v21.0",
         "phone_number_id": "",  # WhatsApp sender when a thread does not name one
         "page_id": "",  # the Page whose token this is; replies to other pages' threads are refused
+        "templates": [],  # WhatsApp templates approved in WhatsApp Manager (listening.connectors.templates)
     }
     credential_fields = ("app_secret", "verify_token", "access_token")
     config_help = {
@@ -117,6 +119,9 @@ class MetaConnector(BaseConnector):
                            "the number replies are sent from when a thread names none.",
         "page_id": "The Facebook Page the access token belongs to (the Page's About › Page transparency, or "
                    "GET /me with the Page token); replies to other pages' threads are refused.",
+        "templates": "WhatsApp message templates approved in WhatsApp Manager › Message templates, one per line: "
+                     "name | language | body, e.g. device_help | en | Hi {{1}}, your {{2}} needs a look. Only "
+                     "these can start a conversation after the 24-hour window.",
     }
     credential_help = {
         "app_secret": "App Dashboard › App settings › Basic › App secret; it signs every delivery.",
@@ -139,6 +144,7 @@ class MetaConnector(BaseConnector):
         for key in ("phone_number_id", "page_id"):
             if config[key] and not (isinstance(config[key], str) and NUMERIC_ID_RE.fullmatch(config[key])):
                 raise ConfigInvalid(f"{key} must be a numeric id, as a string")
+        parse_templates(config["templates"])
         return config
 
     # --- Webhooks ------------------------------------------------------------------------------
@@ -193,12 +199,17 @@ class MetaConnector(BaseConnector):
     def reply_rules(self, channel: str) -> ReplyRules:
         return REPLY_RULES.get(channel, ReplyRules())
 
+    def templates(self) -> tuple[MessageTemplate, ...]:
+        return parse_templates(self.config.get("templates"))
+
     def send(self, reply: OutboundReply) -> str:
         token = self.credentials.get("access_token")
         if not token:
             raise ProviderAuthError("this connector has no access_token configured")
         if reply.channel not in CHANNELS.values():
             raise NotSupported(f"meta connectors cannot reply on {reply.channel!r}")
+        if reply.template is not None and reply.channel != "whatsapp":
+            raise NotSupported(f"message templates are WhatsApp's; {reply.channel} has none")
         business, _, customer = reply.thread_id.partition(":")
         recipient = reply.recipient_id or customer
         if not recipient:
@@ -263,7 +274,8 @@ class MetaConnector(BaseConnector):
 
 
 def whatsapp_body(recipient: str, reply: OutboundReply) -> dict[str, Any]:
-    """A text message; `to` takes a phone number (wa_id), `recipient` a business-scoped user id."""
+    """A text message, or an approved template; `to` takes a phone number (wa_id), `recipient` a
+    business-scoped user id."""
     body: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
@@ -271,6 +283,14 @@ def whatsapp_body(recipient: str, reply: OutboundReply) -> dict[str, Any]:
         "type": "text",
         "text": {"body": reply.text},
     }
+    if reply.template is not None:  # an approved template: Meta fills in the body it approved
+        del body["text"]
+        body["type"] = "template"
+        body["template"] = {"name": reply.template.name, "language": {"code": reply.template.language}}
+        if reply.template_values:
+            body["template"]["components"] = [{"type": "body", "parameters": [
+                {"type": "text", "text": value} for value in reply.template_values]}]
+        return body
     if reply.in_reply_to:
         body["context"] = {"message_id": reply.in_reply_to}
     return body

@@ -86,6 +86,10 @@ class FakeGraph:
     def whatsapp_calls(self) -> list[Recorded]:
         return self.provider.calls(WHATSAPP_PATH)
 
+    def template_calls(self) -> list[Recorded]:
+        """WhatsApp sends of an approved template (type "template")."""
+        return [call for call in self.whatsapp_calls() if call.json().get("type") == "template"]
+
     def send_api_calls(self) -> list[Recorded]:
         return self.provider.calls(SEND_API_PATH)
 
@@ -119,8 +123,17 @@ class FakeGraph:
             return refused
         body = request.json()
         recipient = body.get("to") or body.get("recipient")
-        text = (body.get("text") or {}).get("body")
-        if body.get("messaging_product") != "whatsapp" or not recipient or body.get("type") != "text" or not text:
+        if body.get("type") == "template":  # a template send: its name and language code, as Meta checks them
+            template = body.get("template") if isinstance(body.get("template"), dict) else {}
+            language = template.get("language") if isinstance(template.get("language"), dict) else {}
+            if body.get("messaging_product") != "whatsapp" or not recipient or not template.get("name") \
+                    or not language.get("code") or "text" in body:
+                return graph_error(400, 100, "(#100) Invalid parameter")
+            text = "template"
+        else:
+            text = (body.get("text") or {}).get("body")
+        kind_ok = body.get("type") in ("text", "template")
+        if body.get("messaging_product") != "whatsapp" or not recipient or not kind_ok or not text:
             return graph_error(400, 100, "(#100) Invalid parameter")
         if len(text) > 4096:
             return graph_error(400, 100, "(#100) Param text['body'] must be at most 4096 characters long.")

@@ -26,8 +26,18 @@ from listening.models import Attachment, AuditEvent, Connector
 from responses import models as responses_models, outbound
 from responses.api import tokens
 from responses.cases import add_note
-from responses.models import AgentProfile, CannedResponse, Case, ConsoleEvent, Macro, MergeRecord, Note, Reply, Role
-from responses.models import SavedView
+from responses.models import (
+    AgentProfile,
+    CannedResponse,
+    Case,
+    ConsoleEvent,
+    Macro,
+    MergeRecord,
+    Note,
+    Reply,
+    Role,
+    SavedView,
+)
 from tests.fakes.http import Reply as FakeReply
 from tests.responses.conftest import classify, make_user, open_case, store_message
 
@@ -92,6 +102,19 @@ MATRIX: dict[str, dict] = {
                    "body": {"name": "Edited", "team": "TEAM", "trigger": "waiting", "after_hours": 1,
                             "action": "notify", "priority_boost": 0.3}},
     "timed-rule-delete": {"obj": "timed_rule", "methods": ["POST"], "supervisor": True, "body": {}},
+    # Rules over signals: admins only (tests/responses/test_signal_rules.py). A proactive message
+    # from a case: its team's agents (tests/responses/test_proactive.py).
+    "signal-rules": {"obj": None, "methods": ["GET"], "admin": True},
+    "signal-rule-new": {"obj": None, "methods": ["GET", "POST"], "admin": True,
+                        "body": {"name": "New", "signal_type": "device_error", "kind": "count", "per": "device",
+                                 "threshold": 5, "window_minutes": 60, "alert": True}},
+    "signal-rule": {"obj": "signal_rule", "methods": ["GET", "POST"], "admin": True,
+                    "body": {"name": "Edited", "signal_type": "payment_failed", "kind": "count", "per": "customer",
+                             "threshold": 2, "window_minutes": 30, "open_case": True}},
+    "signal-rule-enabled": {"obj": "signal_rule", "methods": ["POST"], "admin": True, "body": {"enabled": False}},
+    # The world's customer is anonymous (no Customer): the owner is told so, 400.
+    "case-proactive": {"obj": "case", "methods": ["POST"], "body": {"text": "We noticed a problem", "key": "iso-pro"},
+                       "owner_status": 400},
     "canned-list": {"obj": None, "methods": ["GET"]},
     "canned-new": {"obj": None, "methods": ["GET", "POST"], "supervisor": True,
                    "body": {"title": "New", "text": "Hi {customer_name}", "team": "TEAM"}},
@@ -183,6 +206,9 @@ def world(django_user_model, team_a, team_b, agent_a, supervisor_a, agent_b, con
     from responses.models import BusinessCalendar, TimedRule  # here: the shared import line is busy
 
     TimedRule.objects.create(team=team_a, name=SECRET, trigger="waiting", after_minutes=60, action="notify")
+    from responses.models import SignalRule
+
+    SignalRule.objects.create(name=SECRET, signal_type="device_error", threshold=3, actions={"alert": True})
     BusinessCalendar.objects.create(team=team_a, time_zone="Europe/Paris", hours=[[["09:00", "17:00"]]] * 7)
     macro_a = Macro.objects.create(team=team_a, title=SECRET, actions=[{"type": "add_tags", "tags": ["x"]}])
     merge_a = MergeRecord.objects.create(target=case_a, source=case_a, undone_at=timezone.now())
@@ -194,7 +220,7 @@ def world(django_user_model, team_a, team_b, agent_a, supervisor_a, agent_b, con
                                    label=SECRET, window_start=now, window_end=now, observed=40, expected=10, score=9.5,
                                    message_ids=[case_a.last_message_id])
     saved_view = SavedView.objects.create(owner=agent_a, team=case_a.team, name="Team A view", query=SECRET)
-    return {"saved_view": saved_view, **_api_objects(agent_a, admin_user),
+    return {**_api_objects(agent_a, admin_user), "saved_view": saved_view,
             "case": case_a, "case_b": case_b, "reply": reply_a, "canned": canned_a, "supervisor_b": supervisor_b,
             "agent_a": agent_a, "supervisor_a": supervisor_a, "agent_b": agent_b, "alert": alert_a,
             "admin": admin_user, "attachment": attachment_a, "noise_message": noise_a, "macro": macro_a,
@@ -236,14 +262,18 @@ def url_for(name: str, world: dict) -> str:
         from responses.models import TimedRule
 
         kwargs = {"rule_id": TimedRule.objects.get(team_id=world["case"].team_id).pk}
+    elif obj in ("token", "subscription", "delivery"):
+        kwargs = {f"{obj}_id": world[obj].pk}
+    elif obj == "signal_rule":
+        from responses.models import SignalRule
+
+        kwargs = {"rule_id": SignalRule.objects.get(name=SECRET).pk}
     elif obj == "case_macro":
         kwargs = {"case_id": world["case"].pk, "macro_id": world["macro"].pk}
     elif obj == "macro":
         kwargs = {"macro_id": world["macro"].pk}
     elif obj == "merge":
         kwargs = {"merge_id": world["merge"].pk}
-    elif obj in ("token", "subscription", "delivery"):
-        kwargs = {f"{obj}_id": world[obj].pk}
     kwargs.update(MATRIX[name].get("kwargs", {}))
     return reverse(f"console:{name}", kwargs=kwargs)
 
@@ -291,6 +321,7 @@ def snapshot() -> dict:
         "audit": AuditEvent.objects.count(),
         "saved_views": list(SavedView.objects.order_by("id").values_list("id", "name", "team_id")),
         "hours_and_rules": _hours_and_rules(),
+        "signal_rules": _signal_rules_and_proactive(),
         "tokens": list(responses_models.ApiToken.objects.order_by("id").values_list("id", "revoked_at")),
         "webhooks": list(responses_models.WebhookSubscription.objects.order_by("id")
                          .values_list("id", "name", "events", "enabled")),
@@ -304,6 +335,13 @@ def _hours_and_rules() -> list:
 
     return [list(TimedRule.objects.order_by("id").values_list("id", "name", "after_minutes", "action", "enabled")),
             list(BusinessCalendar.objects.order_by("id").values_list("id", "time_zone", "hours"))]
+
+
+def _signal_rules_and_proactive() -> list:
+    from responses.models import ProactiveMessage, SignalRule
+
+    return [list(SignalRule.objects.order_by("id").values_list("id", "name", "enabled", "actions")),
+            ProactiveMessage.objects.count()]
 
 
 def test_matrix_covers_every_route():

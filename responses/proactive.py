@@ -1,0 +1,257 @@
+"""Proactive messages: care writes first, to a customer who has not written.
+
+`send_proactive_message` (an agent, from a case) and `send_for_rule` (a signal rule's action) store
+a Reply on the case, which goes out through the normal delivery task (responses.replies.deliver),
+with a ProactiveMessage beside it saying which template, values, recipient and provider thread to
+use. Before anything is stored, in this order, each refusal with its reason:
+
+- the customer opted out (Customer.proactive_opt_out): 409;
+- the frequency cap: at most CXM_PROACTIVE_CAP per customer within CXM_PROACTIVE_CAP_HOURS: 429;
+- the channel's rules, read from the connector class (ReplyRules): a source that only listens
+  cannot carry it; outside the customer-service window (WhatsApp's 24 hours, counted from the
+  customer's last message on that connector, or never opened) only an approved template of the
+  connector's may go, with exactly its values; a text over the channel's length is refused: 400.
+
+The same key twice is the same message (a double click, a retried request, a rule's retried
+batch): the first is returned and nothing is sent again. Every send leaves a line on the case's
+timeline (CaseActivity "proactive").
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from listening.connectors import presentation
+from listening.connectors.base import OutboundReply, ReplyRules
+from listening.connectors.templates import MessageTemplate
+from listening.models import Contact, Conversation, Customer, Direction, Message
+from responses import access, event_types, events, signals
+from responses.exceptions import Conflict, InvalidRequest
+from responses.models import Case, CaseActivity, CaseStatus, ProactiveMessage, Reply, SignalRule, SlaState
+from responses.summaries import case_summary, reply_dict
+
+log = logging.getLogger(__name__)
+
+PROACTIVE_THREAD_PREFIX = "proactive:"  # responses.signal_cases names a proactive case's conversation so
+
+
+class OptedOut(Conflict):
+    code = "opted_out"
+
+
+class Capped(Conflict):
+    status_code = 429
+    code = "frequency_cap"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a proactive message to a case's customer goes, and what that channel allows there."""
+
+    customer: Customer
+    contact: Contact
+    connector_id: int
+    channel: str
+    thread_id: str
+    can_send: bool
+    rules: ReplyRules
+    templates: tuple[MessageTemplate, ...]
+    last_inbound: object  # datetime | None: the customer's last message on this connector
+
+    @property
+    def channel_name(self) -> str:
+        return presentation(self.channel).label
+
+    def window_open(self, now) -> bool:
+        if self.rules.window_hours is None:
+            return True
+        return self.last_inbound is not None and not self.rules.window_closed(self.last_inbound, now)
+
+    def template(self, name: str) -> MessageTemplate | None:
+        wanted = (name or "").strip()
+        return next((t for t in self.templates if t.key == wanted or t.name == wanted), None)
+
+
+def target_for(case: Case) -> Target | None:
+    """The case's customer on the case's channel, or None when the case has no known customer."""
+    conversation = case.conversation
+    contact = conversation.contact
+    if contact is None or contact.customer_id is None:
+        return None
+    backend = conversation.connector.get_backend()
+    last = (Message.objects.filter(author=contact, connector_id=conversation.connector_id, direction=Direction.INBOUND)
+            .aggregate(last=Max("sent_at"))["last"])
+    return Target(customer=contact.customer, contact=contact, connector_id=conversation.connector_id,
+                  channel=conversation.channel, thread_id=_provider_thread(conversation),
+                  can_send=backend.can_reply, rules=backend.reply_rules(conversation.channel),
+                  templates=backend.templates() if backend.reply_rules(conversation.channel).templates else (),
+                  last_inbound=last)
+
+
+def _provider_thread(conversation: Conversation) -> str:
+    """A proactive case's conversation is ours alone; the provider knows the customer's thread on
+    the same connector (WhatsApp's "<number id>:<wa_id>"), so the message goes there."""
+    if not conversation.external_id.startswith(PROACTIVE_THREAD_PREFIX):
+        return conversation.external_id
+    real = (Conversation.objects.filter(connector_id=conversation.connector_id, contact_id=conversation.contact_id)
+            .exclude(external_id__startswith=PROACTIVE_THREAD_PREFIX).order_by("-last_message_at", "-id")
+            .values_list("external_id", flat=True).first())
+    return real or ""
+
+
+def send_proactive_message(user, case_id, *, text: str = "", template: str = "", values=None,
+                           key: str = "") -> ProactiveMessage:
+    """An agent's proactive message on a case they can see: text while the channel's window is
+    open, else an approved template with its values. Idempotent on `key` (required)."""
+    access.require_reply(user)
+    with transaction.atomic():
+        case = access.get_case(user, case_id, for_update=True)
+        return _send(case, text=text, template=template, values=values, key=key, by=user)
+
+
+def send_for_rule(case: Case, rule: SignalRule, firing_id: int, values: list[str]) -> ProactiveMessage:
+    """A signal rule's "send a proactive template" action, inside the firing's transaction, with the
+    template's values already filled in (responses.signal_cases)."""
+    spec = (rule.actions or {}).get("proactive") or {}
+    return _send(case, template=spec.get("template", ""), values=values, key=f"rule-{rule.pk}-{firing_id}",
+                 by=None, rule=rule)
+
+
+def _send(case: Case, *, text: str = "", template: str = "", values=None, key: str, by,
+          rule: SignalRule | None = None) -> ProactiveMessage:
+    key = _key(key)
+    existing = ProactiveMessage.objects.filter(key=key).select_related("reply").first()
+    if existing is not None:
+        if existing.case_id != case.pk:
+            raise Conflict("this key was used for a proactive message on another case")
+        return existing
+    target = target_for(case)
+    if target is None:
+        raise InvalidRequest("this case has no known customer to write to")
+    # Locking the customer serialises two senders, so the cap cannot be passed by a race.
+    customer = Customer.objects.select_for_update().get(pk=target.customer.pk)
+    now = timezone.now()
+    _check_customer(customer, now)
+    chosen, clean_values, body = _check_channel(target, text, template, values, now)
+    reply = Reply.objects.create(case=case, author=by, text=body, idempotency_key=f"proactive-{key}"[:80],
+                                 automatic=by is None)
+    message = ProactiveMessage.objects.create(
+        key=key, customer=customer, case=case, reply=reply, connector_id=target.connector_id, channel=target.channel,
+        recipient_id=target.contact.external_id, thread_id=target.thread_id,
+        template_name=chosen.name if chosen else "", template_language=chosen.language if chosen else "",
+        template_values=list(clean_values), sent_by=by, rule=rule)
+    how = f"the approved template “{chosen.name}” ({chosen.language})" if chosen else "a message"
+    who = "a rule" if by is None else (by.get_full_name() or by.get_username())
+    CaseActivity.objects.create(case=case, kind="proactive", by=by, text=(
+        f"Proactive {target.channel_name} message sent first by {who}: {how}")[:300],
+        detail={"proactive": message.pk, "rule": rule.pk if rule else None})
+    _mark_contacted(case, by, now)
+    events.emit(event_types.REPLY_CREATED, {"reply": reply_dict(reply), "case_id": case.pk}, team_id=case.team_id,
+                case_id=case.pk)
+    transaction.on_commit(lambda: _enqueue(reply.pk))
+    return message
+
+
+def _enqueue(reply_id: int) -> None:
+    """The normal delivery (responses.tasks listens); a broker that is down leaves the reply
+    pending for the sweep, as for any reply."""
+    try:
+        signals.reply_due.send(sender=Reply, reply_id=reply_id, countdown=0)
+    except Exception:
+        log.exception("could not enqueue delivery of proactive reply %s", reply_id)
+
+
+def _check_customer(customer: Customer, now) -> None:
+    if customer.proactive_opt_out:
+        raise OptedOut(f"{customer} asked not to be contacted first: no proactive message is sent")
+    hours = settings.CXM_PROACTIVE_CAP_HOURS
+    recent = list(ProactiveMessage.objects.filter(customer=customer, created_at__gt=now - timedelta(hours=hours))
+                  .order_by("created_at").values_list("created_at", flat=True))
+    if len(recent) >= settings.CXM_PROACTIVE_CAP:
+        allowed = recent[-settings.CXM_PROACTIVE_CAP] + timedelta(hours=hours)
+        raise Capped(f"{customer} already got {len(recent)} proactive message{'s' if len(recent) != 1 else ''} "
+                     f"in the last {hours} hours (at most {settings.CXM_PROACTIVE_CAP}); the next may go after "
+                     f"{timezone.localtime(allowed):%b %d, %H:%M}")
+
+
+def _check_channel(target: Target, text: str, template: str, values, now):
+    """(template or None, its values, the text for the record), or InvalidRequest with the reason."""
+    name = target.channel_name
+    if not target.can_send:
+        raise InvalidRequest(f"{name} only listens: it cannot carry a message to the customer")
+    if not target.thread_id:
+        raise InvalidRequest(f"the customer has no {name} thread to write on")
+    if template:
+        chosen = target.template(template)
+        if chosen is None:
+            known = ", ".join(t.name for t in target.templates) or "none"
+            raise InvalidRequest(f"{template[:60]!r} is not an approved {name} template of this source "
+                                 f"(approved: {known})")
+        try:
+            clean_values = chosen.check_values(values if values is not None else [])
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        return chosen, clean_values, chosen.render(clean_values)
+    body = (text or "").replace("\x00", "").strip()
+    if not body:
+        raise InvalidRequest("write a message, or choose an approved template")
+    if not target.window_open(now):
+        hours = f"{target.rules.window_hours:g}"
+        if target.templates:
+            raise InvalidRequest(f"the customer has not written on {name} in the last {hours} hours: only an "
+                                 f"approved template can start the conversation; choose one")
+        raise InvalidRequest(f"the customer has not written on {name} in the last {hours} hours, and this source "
+                             f"has no approved templates. {target.rules.when_closed}".strip())
+    if len(body) > target.rules.max_chars:
+        raise InvalidRequest(f"{name} messages are at most {target.rules.max_chars} characters; this one is "
+                             f"{len(body)}")
+    return None, (), body
+
+
+def _mark_contacted(case: Case, by, now) -> None:
+    """Care has spoken: the case now waits on the customer, like after a reply."""
+    changes = {"status": CaseStatus.PENDING, "waiting_since": None, "sla_state": SlaState.NONE, "sla_due_at": None,
+               "pending_since": now, "updated_at": now}
+    if case.first_response_at is None:
+        changes["first_response_at"] = now
+    if case.assignee_id is None and by is not None:
+        changes["assignee"], changes["awaiting_assignment"] = by, False
+    Case.objects.filter(pk=case.pk).update(**changes)
+    for name, value in changes.items():
+        setattr(case, name, value)
+    events.emit(event_types.CASE_UPDATED, {"case": case_summary(case)}, team_id=case.team_id, case_id=case.pk)
+
+
+def _key(value: str) -> str:
+    value = (value or "").strip()
+    if not value:
+        raise InvalidRequest("a proactive message needs a key (the same key sends once)")
+    if len(value) > 64 or any(not (c.isascii() and (c.isalnum() or c in "-_:.")) for c in value):
+        raise InvalidRequest("key: up to 64 letters, digits, '-', '_', ':' or '.'")
+    return value
+
+
+def outbound(reply: Reply, default: OutboundReply) -> OutboundReply:
+    """What responses.replies.deliver sends for this reply: a proactive message goes to its own
+    recipient and provider thread, with its template; any other reply as it is."""
+    message = ProactiveMessage.objects.filter(reply_id=reply.pk).first()
+    if message is None:
+        return default
+    template = (MessageTemplate(message.template_name, message.template_language, reply.text)
+                if message.template_name else None)
+    return OutboundReply(text=reply.text, channel=message.channel, recipient_id=message.recipient_id,
+                         thread_id=message.thread_id, idempotency_key=reply.idempotency_key,
+                         subject=default.subject, template=template,
+                         template_values=tuple(message.template_values or ()))
+
+
+def for_case(case: Case) -> list[ProactiveMessage]:
+    return list(ProactiveMessage.objects.filter(case=case).select_related("reply", "sent_by")[:20])
+
