@@ -660,11 +660,23 @@
       if (tags && document.activeElement !== tags && Array.isArray(summary.tags)) tags.value = summary.tags.join(", ");
       showSla(summary);
       showFirstResponse(summary);
+      showLane(summary);
       const priority = $("#case-priority");
       if (priority && Number.isFinite(Number(summary.priority))) {
         priority.textContent = priorityName(Number(summary.priority));
         priority.title = Number(summary.priority).toFixed(2);
       }
+    }
+
+    // A lane's name as the server names it (Needs a look, not triage): [[slug, name], ...] on the page.
+    let laneNames = {};
+    try { laneNames = Object.fromEntries(JSON.parse(($("#lane-names") || {}).textContent || "[]")); } catch (_) { laneNames = {}; }
+    function showLane(summary) {
+      const node = $("#case-lane");
+      if (!node || typeof summary.lane !== "string") return;
+      const name = String(laneNames[summary.lane] || summary.lane);
+      if (!summary.lane) { node.replaceChildren(document.createTextNode("—")); return; }
+      node.replaceChildren(el("span", { class: `chip lane lane-${summary.lane.replace(/[^a-z0-9-]/g, "")}`, text: name }));
     }
 
     const SLA_LABELS = { ok: "On time", near: "Near breach", breached: "Breached" };

@@ -164,3 +164,13 @@ def test_chips_name_the_intent_and_drop_one_that_repeats_the_lane():
     assert name_chips({"intent": {"label": "spam"}}, "noise", names)["intent"]["repeats_lane"]
     assert name_chips({"intent": {"label": "follow_up"}}, "issue", {})["intent"]["name"] == "Follow up"
     assert name_chips({}, "issue", names) == {}
+
+
+def test_case_page_carries_lane_names_for_live_updates(client, agent_a, connector_a):
+    """console.js names a lane that changed live from this list, never by its slug."""
+    case = open_case(connector_a, "hello", author="c-1")
+    client.force_login(agent_a)
+    html = client.get(f"/console/cases/{case.pk}/").content.decode()
+    script = html[html.index('<script id="lane-names" type="application/json">'):]
+    assert '["triage", "Needs a look"]' in script[:script.index("</script>")]
+    assert 'id="case-lane"' in html and 'id="case-first-response"' in html and 'id="case-sla"' in html
