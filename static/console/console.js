@@ -303,6 +303,15 @@
       { kind: "error", ttl: 30000 });
   });
 
+  // A rule over signals fired (responses.signal_cases): the team hears why, with the case if one opened.
+  live.handlers.push((event) => {
+    if (event.type !== EVENT.SIGNAL_ALERT || !event.rule || typeof event.rule !== "object") return;
+    const who = event.customer ? ` for ${String(event.customer)}` : "";
+    toast(`${String(event.rule.name || "Signal rule")}${who}: ${String(event.reason || "")}`,
+      event.case_id ? { kind: "alert", href: caseUrl(event.case_id), linkText: "Open case", ttl: 20000 }
+        : { kind: "alert", ttl: 20000 });
+  });
+
   // --- Help overlay ----------------------------------------------------------------------------
   function toggleHelp(show) {
     const help = $("#help");

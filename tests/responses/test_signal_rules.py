@@ -139,3 +139,54 @@ def test_signal_rule_case_is_invisible_to_another_team(client, ana_message, burs
     client.force_login(agent_b)
     assert client.get(f"/console/cases/{case.pk}/").status_code == 404
     assert not ConsoleEvent.objects.filter(team=agent_b.cxm_teams.first(), type="signal.alert").exists()
+
+
+# --- The console's signal rules page (admins) ---------------------------------------------------
+RULE_FORM = {"name": "Device in trouble", "signal_type": "device_error", "kind": "count", "per": "device",
+             "threshold": "10", "window_minutes": "60", "absence_days": "0", "enabled": "on", "open_case": "on",
+             "priority": "0.9", "tag": "device-trouble", "alert": "on", "proactive_template": "device_help",
+             "proactive_values": "{customer_first_name}\nthermostat"}
+
+
+def test_signal_rule_page_admin_creates_edits_and_switches_off(client, admin_user, team_a):
+    client.force_login(admin_user)
+    response = client.post("/console/signal-rules/new/", RULE_FORM)
+    assert response.status_code == 302 and response["Location"] == "/console/signal-rules/"
+    rule = SignalRule.objects.get()
+    assert (rule.signal_type, rule.per, rule.threshold, rule.window_minutes) == ("device_error", "device", 10, 60)
+    assert rule.actions == {"open_case": True, "priority": 0.9, "tag": "device-trouble", "alert": True,
+                            "proactive": {"template": "device_help", "values": ["{customer_first_name}", "thermostat"]}}
+    page = client.get("/console/signal-rules/").content.decode()
+    assert "When 10 × device error for one device within 1 hour: open a proactive case at priority 0.9" in page
+    assert "send the template “device_help”" in page
+    form = client.get(f"/console/signal-rules/{rule.pk}/").content.decode()
+    assert 'value="Device in trouble"' in form and "thermostat" in form  # the saved rule fills the form
+    response = client.post(f"/console/signal-rules/{rule.pk}/", {"name": "Payments", "signal_type": "payment_failed",
+                                                                 "kind": "count", "per": "customer", "threshold": 2,
+                                                                 "window_minutes": 30, "alert": True},
+                           content_type="application/json", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200 and response.json()["actions"] == {"alert": True}
+    client.post(f"/console/signal-rules/{rule.pk}/enabled/", {"enabled": "0"})
+    rule.refresh_from_db()
+    assert not rule.enabled and rule.name == "Payments"
+    assert "(off)" in client.get("/console/signal-rules/").content.decode()
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"signal_type": ""}, "a rule over every signal is refused"),
+    ({"open_case": "", "alert": "", "tag": "", "priority": "", "proactive_template": ""}, "at least one action"),
+    ({"open_case": ""}, "on the case the rule opens"),
+    ({"threshold": "0"}, "How many signals"),
+    ({"proactive_template": "Not A Name"}, "lower-case letters"),
+    ({"kind": "followed_by_negative"}, "Messages come from customers"),
+])
+def test_signal_rule_page_refuses_empty_or_bad_rules_with_the_reason(client, admin_user, change, words):
+    client.force_login(admin_user)
+    data = {**RULE_FORM, **change}
+    response = client.post("/console/signal-rules/new/", data)
+    assert response.status_code == 400 and words in response.content.decode()
+    json_data = {key: value for key, value in data.items() if value != ""}
+    response = client.post("/console/signal-rules/new/", json_data, content_type="application/json",
+                           HTTP_ACCEPT="application/json")
+    assert response.status_code == 400 and words in response.json()["reason"]
+    assert not SignalRule.objects.exists()
