@@ -12,6 +12,8 @@ whose current classification succeeded, narrowed by channel, lane, language and 
 JSON names the term). Buckets: whole hours from the range's start, or days and weeks (Monday
 first) of the reporting time zone. Care counts the cases opened in the range (their replies whatever their
 date), recovered the conversations whose first classified inbound message is in the range.
+Care times are business time for the cases of teams with a calendar (responses.business_time,
+asked one case at a time), wall-clock time otherwise.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from django.db.models.functions import TruncDay, TruncWeek
 from learning.models import Classification, Intent, Term
 from learning.rollups import day_start, reporting_tz
 from listening.models import Direction
-from responses.models import ACTIVE_STATUSES, Case, Reply, SlaState, Team
+from responses.business_time import add_business_minutes, business_minutes_between, schedule_for
+from responses.models import ACTIVE_STATUSES, BusinessCalendar, Case, Reply, SlaState, Team
 
 SENTIMENTS = ("negative", "neutral", "positive")
 TOP_TERMS, RISING_MIN_MENTIONS, RISING_TOP = 20, 5, 10
@@ -250,13 +253,39 @@ FROM (SELECT EXTRACT(EPOCH FROM r.until - r.opened_at) AS s FROM ({cases}) AS r)
 """
 
 
+def _with_calendar(cases) -> bool:
+    """Whether any of these cases' teams has a calendar: then their times are business time."""
+    return BusinessCalendar.objects.filter(team_id__in=cases.values("team_id")).exists()
+
+
+def _business_seconds(team_id, start, end) -> float:
+    """Open seconds of the team between two instants, one case at a time (responses.business_time)."""
+    return round(business_minutes_between(team_id, start, end) * 60, 6)
+
+
+def _interpolated(values: list[float], fraction: float) -> float | None:
+    """percentile_cont: the value at rank fraction * (n - 1), linear between neighbours."""
+    if not values:
+        return None
+    values = sorted(values)
+    rank = fraction * (len(values) - 1)
+    below, above = values[math.floor(rank)], values[math.ceil(rank)]
+    return below + (above - below) * (rank - math.floor(rank))
+
+
 def _duration(cases, field: str) -> dict:
-    """How long after opening `field` came: count, median and 90th percentile (interpolated)."""
-    sql, params = (cases.filter(**{f"{field}__isnull": False}).annotate(until=F(field))
-                   .values("opened_at", "until").query.sql_with_params())
-    with connection.cursor() as cursor:
-        cursor.execute(_DURATION_SQL.format(cases=sql), params)
-        count, median, p90 = cursor.fetchone()
+    """How long after opening `field` came: count, median and 90th percentile (interpolated);
+    business time for the cases of teams with a calendar."""
+    if _with_calendar(cases):
+        seconds = [_business_seconds(team_id, opened, until) for team_id, opened, until in
+                   cases.filter(**{f"{field}__isnull": False}).values_list("team_id", "opened_at", field)]
+        count, median, p90 = len(seconds), _interpolated(seconds, 0.5), _interpolated(seconds, 0.9)
+    else:
+        sql, params = (cases.filter(**{f"{field}__isnull": False}).annotate(until=F(field))
+                       .values("opened_at", "until").query.sql_with_params())
+        with connection.cursor() as cursor:
+            cursor.execute(_DURATION_SQL.format(cases=sql), params)
+            count, median, p90 = cursor.fetchone()
 
     def rounded(x):
         return round(float(x), 1) if x is not None else None
@@ -265,11 +294,20 @@ def _duration(cases, field: str) -> dict:
 
 
 def _sla(cases, now) -> dict:
-    """Met: first response within the SLA. Breached: later, or none yet and the SLA ran out."""
-    due = F("opened_at") + F("sla_minutes") * timedelta(minutes=1)
+    """Met: first response within the SLA (business minutes under a calendar). Breached: later,
+    or none yet and the SLA ran out."""
     timed = cases.filter(sla_minutes__isnull=False)
-    met = timed.filter(first_response_at__lte=due).count()
     ran_out = Q(sla_state=SlaState.BREACHED) | Q(sla_due_at__lt=now)
+    if _with_calendar(cases):
+        answered = timed.filter(first_response_at__isnull=False).values_list(
+            "team_id", "opened_at", "first_response_at", "sla_minutes")
+        due = [first <= add_business_minutes(schedule_for(team_id), opened, minutes)
+               for team_id, opened, first, minutes in answered]
+        met, late = sum(due), len(due) - sum(due)
+        breached = late + timed.filter(first_response_at__isnull=True).filter(ran_out).count()
+        return {"met": met, "breached": breached, "compliance": _share(met, met + breached)}
+    due = F("opened_at") + F("sla_minutes") * timedelta(minutes=1)
+    met = timed.filter(first_response_at__lte=due).count()
     breached = timed.filter(Q(first_response_at__gt=due) | (Q(first_response_at__isnull=True) & ran_out)).count()
     return {"met": met, "breached": breached, "compliance": _share(met, met + breached)}
 

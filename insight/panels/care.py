@@ -1,5 +1,11 @@
 """Care performance: response and resolution times, SLA, backlog and workload. Reads cases and
-replies through their indexes, not rollups."""
+replies through their indexes, not rollups.
+
+Times are business time for a team with a calendar (responses.business_time: its open hours,
+holidays off), so a case opened on Friday evening and answered on Monday at opening took
+minutes, not a weekend; a team without one is open around the clock, and its times are
+wall-clock time. Business minutes depend on each case's calendar, so when any counted team has
+one the figures are computed here, case by case; otherwise PostgreSQL sorts the durations itself."""
 
 from __future__ import annotations
 
@@ -12,6 +18,8 @@ from django.db.models import Count, Q
 
 from insight.filters import Filters
 from insight.panels.registry import Panel, register
+from responses import business_time
+from responses.business_time import Schedule
 from responses.models import ACTIVE_STATUSES, Case, Reply, SlaState, Team
 
 # --- Care (cases and replies) -------------------------------------------------------------------
@@ -60,13 +68,31 @@ FROM (
 """
 
 
+def calendars(f: Filters) -> dict[int, Schedule]:
+    """The counted teams that have a calendar, with their schedules (two queries)."""
+    return {team_id: s for team_id, s in business_time.schedules_for(f.team_ids).items() if s is not None}
+
+
+def waited(schedules: dict[int, Schedule], row: dict, field: str) -> float | None:
+    """Seconds from the case's opening to `field`: business seconds under its team's calendar."""
+    until = row[field]
+    if until is None:
+        return None
+    schedule = schedules.get(row["team_id"])
+    if schedule is None:
+        return (until - row["opened_at"]).total_seconds()
+    # Rounded to the microsecond: minutes * 60 must not turn an exact 120.0 into 120.00000000000001.
+    return round(business_time.minutes_between(schedule, row["opened_at"], until) * 60, 6)
+
+
 def _care_times(f: Filters) -> dict:
     """First-response and resolution times (count, median, p90 in seconds) and SLA compliance of
     the cases opened in the range. An SLA is met when the first response came within the case's
     SLA minutes, breached when it came later or has not come and the SLA has run out."""
     cases = _cases(f).annotate(late=Q(sla_state=SlaState.BREACHED) | Q(sla_due_at__lt=f.now)).values(
-        "opened_at", "first_response_at", "resolved_at", "sla_minutes", "late")
-    if connection.vendor == "postgresql":
+        "team_id", "opened_at", "first_response_at", "resolved_at", "sla_minutes", "late")
+    schedules = calendars(f)
+    if connection.vendor == "postgresql" and not schedules:
         sql, params = cases.query.sql_with_params()
         with connection.cursor() as cursor:
             cursor.execute(_CARE_SQL.format(cases=sql), params)
@@ -74,13 +100,12 @@ def _care_times(f: Filters) -> dict:
             (frm, frp), (rm, rp) = frt or (None, None), res or (None, None)  # NULL when no case counts
     else:
         rows = list(cases)
-        frs = [(r["first_response_at"] - r["opened_at"]).total_seconds() for r in rows if r["first_response_at"]]
-        res = [(r["resolved_at"] - r["opened_at"]).total_seconds() for r in rows if r["resolved_at"]]
+        frs = [s for s in (waited(schedules, r, "first_response_at") for r in rows) if s is not None]
+        res = [s for s in (waited(schedules, r, "resolved_at") for r in rows) if s is not None]
         frn, frm, frp = len(frs), _percentile(frs, 0.5), _percentile(frs, 0.9)
         rn, rm, rp = len(res), _percentile(res, 0.5), _percentile(res, 0.9)
         timed = [r for r in rows if r["sla_minutes"] is not None]
-        seconds = {id(r): (r["first_response_at"] - r["opened_at"]).total_seconds() if r["first_response_at"] else None
-                   for r in timed}
+        seconds = {id(r): waited(schedules, r, "first_response_at") for r in timed}
         met = sum(1 for r in timed if seconds[id(r)] is not None and seconds[id(r)] <= r["sla_minutes"] * 60)
         breached = sum(1 for r in timed if (seconds[id(r)] is not None and seconds[id(r)] > r["sla_minutes"] * 60)
                        or (seconds[id(r)] is None and r["late"]))

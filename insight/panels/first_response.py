@@ -1,12 +1,13 @@
 """Median first-response time by channel: how long customers waited for a first answer on each
-channel, over the cases opened in the range (the care panel's cases and narrowing)."""
+channel, over the cases opened in the range (the care panel's cases and narrowing; business time
+for teams with a calendar, as there)."""
 
 from __future__ import annotations
 
 from django.db import connection
 
 from insight.filters import Filters, channel_labels
-from insight.panels.care import _cases, _percentile
+from insight.panels.care import _cases, _percentile, calendars, waited
 from insight.panels.registry import Panel, register
 
 _MEDIANS_SQL = """
@@ -16,8 +17,10 @@ FROM ({cases}) AS c GROUP BY channel
 
 
 def first_response_by_channel(f: Filters) -> dict:
-    cases = _cases(f).filter(first_response_at__isnull=False).values("channel", "opened_at", "first_response_at")
-    if connection.vendor == "postgresql":
+    cases = (_cases(f).filter(first_response_at__isnull=False)
+             .values("channel", "team_id", "opened_at", "first_response_at"))
+    schedules = calendars(f)
+    if connection.vendor == "postgresql" and not schedules:
         sql, params = cases.query.sql_with_params()
         with connection.cursor() as cursor:
             cursor.execute(_MEDIANS_SQL.format(cases=sql), params)
@@ -25,7 +28,7 @@ def first_response_by_channel(f: Filters) -> dict:
     else:
         waits: dict[str, list[float]] = {}
         for row in cases:
-            waits.setdefault(row["channel"], []).append((row["first_response_at"] - row["opened_at"]).total_seconds())
+            waits.setdefault(row["channel"], []).append(waited(schedules, row, "first_response_at"))
         found = {channel: (len(values), _percentile(values, 0.5)) for channel, values in waits.items()}
     labels = channel_labels()
     rows = [{"key": channel, "label": labels.get(channel) or channel or "(none)", "count": n,
