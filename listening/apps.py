@@ -8,4 +8,6 @@ class ListeningConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from listening import tasks  # noqa: F401 - connects the receiver that queues a requested backfill
+        # tasks: the receiver that queues a requested backfill; attributes and location: the
+        # profile's receivers (signals set attributes; messages teach the channel and location).
+        from listening import attributes, location, tasks  # noqa: F401

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import string
 import uuid
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from django.utils import timezone
 
 from listening.connectors.base import DeliveryStatus, OutboundReply, ReplyRules
 from listening.exceptions import ProviderError
-from listening.models import Direction, Message
+from listening.models import AttributeDefinition, Direction, Message
 from listening.polling import save_rate_limit
 from responses import access, event_types, events, proactive, signals
 from responses.exceptions import CaseNotFound, Conflict, InvalidRequest
@@ -320,7 +321,29 @@ def render_canned(template: str, case: Case, agent) -> str:
     out = template
     for name, value in values.items():
         out = out.replace("{" + name + "}", value)
-    return out
+    return _profile_placeholders(out, contact.customer if contact else None)
+
+
+# {customer.tier} and {customer.attr.<key>}: the customer's profile (listening.attributes).
+_PROFILE_RE = re.compile(r"\{customer\.(tier|attr\.([a-z][a-z0-9_]{0,39}))\}")
+
+
+def _profile_placeholders(text: str, customer) -> str:
+    """A defined attribute the customer has no value for reads as nothing; an unknown key stays
+    as typed, like any unknown placeholder, so a typo shows in the preview."""
+    if "{customer." not in text:
+        return text
+    keys = set(AttributeDefinition.objects.values_list("key", flat=True))
+
+    def fill(match: re.Match) -> str:
+        if match[1] == "tier":
+            return customer.get_tier_display() if customer and customer.tier else ""
+        if match[2] not in keys:
+            return match[0]
+        value = (customer.attributes or {}).get(match[2]) if customer else None
+        return "" if value is None else str(value)
+
+    return _PROFILE_RE.sub(fill, text)
 
 
 # Reports arrive out of order and more than once: one is applied only if it moves the message

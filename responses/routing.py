@@ -165,6 +165,8 @@ def _facts(message: Message, c: Classification | None, negatives: dict) -> Facts
         priority=c.priority if c else 0.0,
         reach=(author.followers or 0) if author else 0,
         vip=bool(author and author.customer and author.customer.vip),
+        tier=author.customer.tier if author and author.customer else "",
+        customer=author.customer if author else None,
         at=timezone.localtime(message.sent_at),
         negatives_within=negatives.get(message.pk, {}),
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from listening import location
 from listening.connectors.base import InboundAuthor, InboundMessage
 from listening.connectors.payload import from_unix, optional, require
 from listening.exceptions import PayloadInvalid
@@ -33,7 +34,6 @@ _PHONE_RE = re.compile(r"[1-9]\d{6,14}")  # E.164 digits without the plus
 _WHATSAPP_TEXT = {
     "text": ("body",), "image": ("caption",), "video": ("caption",), "document": ("caption", "filename"),
     "button": ("text",), "system": ("body",), "reaction": ("emoji",), "order": ("text",),
-    "location": ("name", "address"),
 }
 
 
@@ -185,8 +185,18 @@ def _whatsapp_message(
         thread_id=f"{phone_number_id}:{author_id}",
         parent_external_id=_optional_id(context, "id", f"{path}.context")
         or _optional_id(reaction, "message_id", f"{path}.reaction"),
-        raw={"metadata": {"phone_number_id": phone_number_id}, "contact": contact, "message": item},
+        raw={"metadata": {"phone_number_id": phone_number_id}, "contact": contact, "message": item,
+             **_whatsapp_location(item, path)},
     )
+
+
+def _whatsapp_location(item: dict, path: str) -> dict:
+    """A location message's coordinates, kept on the raw where listening.location finds them."""
+    if item.get("type") != "location":
+        return {}
+    body = optional(item, "location", dict, {}, path)
+    lat, lon = location.clean_coordinates(body.get("latitude"), body.get("longitude"), f"{path}.location")
+    return location.location_raw(lat, lon)
 
 
 def _whatsapp_text(item: dict, path: str) -> str:
@@ -195,6 +205,10 @@ def _whatsapp_text(item: dict, path: str) -> str:
     if kind == "interactive":  # button_reply / list_reply carry what the customer picked
         body = optional(body, optional(body, "type", str, "", f"{path}.{kind}"), dict, {}, f"{path}.{kind}")
         keys: tuple[str, ...] = ("title", "description", "body")
+    elif kind == "location":
+        lat, lon = location.clean_coordinates(body.get("latitude"), body.get("longitude"), f"{path}.location")
+        return location.location_text(lat, lon, optional(body, "name", str, "", f"{path}.location"),
+                                      optional(body, "address", str, "", f"{path}.location"))
     else:
         keys = _WHATSAPP_TEXT.get(kind, ())
     for key in keys:

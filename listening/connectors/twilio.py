@@ -41,7 +41,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from listening import http
+from listening import http, location
 from listening.connectors import icons
 from listening.connectors.base import (
     BaseConnector,
@@ -374,7 +374,8 @@ def _inbound(fields: dict[str, str]) -> InboundMessage | None:
             display_name=clean_text(fields.get("ProfileName"), 255),
             phone=number if number.startswith("+") else "",
         ),
-        thread_id=f"{business}{THREAD_SEP}{customer}", parent_external_id=parent, raw=fields,
+        thread_id=f"{business}{THREAD_SEP}{customer}", parent_external_id=parent,
+        raw={**fields, **_location_raw(fields)},
     )
 
 
@@ -413,7 +414,19 @@ def _placeholder(fields: dict[str, str], media: list[str]) -> str:
     if media:
         kind = media[0] if media[0] in ("image", "video", "audio") else "media"
         return f"[{kind}]"
-    return "[location]" if fields.get("Latitude") else ""
+    if fields.get("Latitude") or fields.get("Longitude"):
+        lat, lon = location.clean_coordinates(fields.get("Latitude"), fields.get("Longitude"), "Latitude/Longitude")
+        return location.location_text(lat, lon, clean_text(fields.get("Label"), 200),
+                                      clean_text(fields.get("Address"), 300))
+    return ""
+
+
+def _location_raw(fields: dict[str, str]) -> dict:
+    """Twilio's location fields (WhatsApp shares) as coordinates on the raw, for listening.location."""
+    if not (fields.get("Latitude") or fields.get("Longitude")):
+        return {}
+    return location.location_raw(*location.clean_coordinates(fields.get("Latitude"), fields.get("Longitude"),
+                                                              "Latitude/Longitude"))
 
 
 def _failure_reason(state: str, fields: dict[str, str]) -> str:

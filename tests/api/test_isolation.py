@@ -60,6 +60,8 @@ MATRIX: dict[str, dict] = {
                         "PATCH": ({"vip": True}, 200)},
     "customer-merge": {"who": "viewer", "path": "/customers/{customer}/merge",
                        "POST": ({"others": ["{customer2}"]}, 200)},
+    "customer-profile": {"who": "agent", "path": "/customers/{customer}/profile", "GET": 200,
+                         "PATCH": ({"tier": "premium", "time_zone": "Europe/Berlin"}, 200)},
     "contact-list": {"who": "agent", "path": "/contacts", "GET": 200},
     "contact-detail": {"who": "agent", "path": "/contacts/{contact}", "GET": 200},
     "panels": {"who": "viewer", "path": "/insight/panels", "GET": 200},
