@@ -611,6 +611,7 @@ def generate(messages: int, seed: int) -> dict:
         step()
         print(f"  generated {name} in {time.perf_counter() - t:.1f} s", flush=True)
     with transaction.atomic():
+        set_database_defaults()
         world = create_world()
         with connection.cursor() as wrapper:
             cursor = wrapper.cursor
@@ -626,6 +627,39 @@ def generate(messages: int, seed: int) -> dict:
     return {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "end_day": gen.end_day.isoformat(),
             "end": datetime.fromtimestamp(gen.end, UTC).isoformat(), "generation_s": round(generated, 1),
             "counts": counts}
+
+
+def set_database_defaults() -> None:
+    """The Writer COPYs the columns it knows; a NOT NULL column added by a later migration, with a
+    default only in Django (responses_case.snoozed, a flag), would make PostgreSQL refuse every row.
+    Such columns get their Django default in the database too, so the COPY leaves them out safely:
+    constants, [] and {} as JSON, timezone.now as now(), uuid4 as gen_random_uuid(). Used by every
+    bench that generates this data (dashboards, api, search)."""
+    import uuid
+
+    from django.apps import apps
+    from django.db import connection
+    from django.utils import timezone
+    from psycopg import sql
+
+    functions = {timezone.now: sql.SQL("now()"), uuid.uuid4: sql.SQL("gen_random_uuid()")}
+    with connection.cursor() as cursor:
+        for model in apps.get_models():
+            if model._meta.proxy or not model._meta.managed:  # noqa: SLF001
+                continue
+            for f in model._meta.concrete_fields:  # noqa: SLF001
+                if f.null or not f.has_default() or f.primary_key:
+                    continue
+                if f.default in functions:
+                    value = functions[f.default]
+                elif callable(f.default) and f.default not in (list, dict):
+                    continue  # computed per row in Python: nothing the database can repeat
+                else:
+                    value = f.default() if callable(f.default) else f.default
+                    value = sql.Literal(json.dumps(value) if isinstance(value, list | dict) else value)
+                cursor.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
+                    sql.Identifier(model._meta.db_table), sql.Identifier(f.column),  # noqa: SLF001
+                    value).as_string(cursor.connection))
 
 
 def create_world() -> dict:

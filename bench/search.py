@@ -104,7 +104,6 @@ def ensure(args) -> dict:
         connections.close_all()
         create_database(args.database_url)
         call_command("migrate", verbosity=0, interactive=False)
-        db_defaults()
         marker = {**wanted, **generate(args.messages, args.seed), "rollups": None}
         marker["vacuum_s"] = vacuum_analyze()
         write_marker(marker)
@@ -120,27 +119,6 @@ def ensure(args) -> dict:
             marker["rollups"] = None  # new migrations: the dashboards bench rebuilds them
             write_marker(marker)
     return marker
-
-
-def db_defaults() -> None:
-    """The generator COPYs the columns it knows; a NOT NULL column added since (a flag with a
-    Django default) would refuse the rows. Give such columns their Django default in the database."""
-    import json as _json
-
-    from django.apps import apps
-    from django.db import connection
-    from psycopg import sql
-
-    with connection.cursor() as cursor:
-        for model in apps.get_models():
-            for f in model._meta.concrete_fields:  # noqa: SLF001
-                if f.null or not f.has_default() or callable(f.default) and f.default not in (list, dict):
-                    continue
-                value = f.default() if callable(f.default) else f.default
-                literal = _json.dumps(value) if isinstance(value, list | dict) else value
-                cursor.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
-                    sql.Identifier(model._meta.db_table), sql.Identifier(f.column),  # noqa: SLF001
-                    sql.Literal(literal)).as_string(cursor.connection))
 
 
 def _filters(raw: dict) -> dict:

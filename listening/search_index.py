@@ -8,6 +8,11 @@ splits, so a Japanese, German or Portuguese message is found by its own words; n
 language the text may not be in. The query side must use the very same expression
 (`document(spec)`), or the planner will not use the index.
 
+Messages keep that tsvector in a stored generated column (`stored`), not only in the index: for a
+common word the planner walks the newest messages and tests each one, and with an expression index
+it recomputes to_tsvector per row (0.6 s for "Premium" over 1.47M messages; with the column it is
+a comparison). The column lives outside Django's model (PostgreSQL only; SQLite has FTS5).
+
 SQLite: an FTS5 table with external content (the text is not stored twice), rowid = the row's
 id, kept in step by insert, delete and update triggers.
 """
@@ -22,13 +27,14 @@ class Indexed:
     table: str  # the Django table
     columns: tuple[str, ...]
     name: str  # the FTS5 table and the GIN index are named after it
+    stored: str = ""  # PostgreSQL: a generated tsvector column holding the document, if any
 
     @property
     def fts(self) -> str:
         return f"search_{self.name}"
 
 
-MESSAGE = Indexed("listening_message", ("text",), "message")
+MESSAGE = Indexed("listening_message", ("text",), "message", stored="search_vector")
 CONTACT = Indexed("listening_contact", ("handle", "display_name", "email"), "contact")
 CUSTOMER = Indexed("listening_customer", ("display_name", "email", "phone"), "customer")
 LISTENING_TABLES = (MESSAGE, CONTACT, CUSTOMER)
@@ -37,6 +43,12 @@ LISTENING_TABLES = (MESSAGE, CONTACT, CUSTOMER)
 def document(spec: Indexed, alias: str = "") -> str:
     """The indexed tsvector expression (PostgreSQL), for `alias` or the table itself."""
     prefix = f'"{alias or spec.table}".'
+    if spec.stored:
+        return f"{prefix}{spec.stored}"
+    return _expression(spec, prefix)
+
+
+def _expression(spec: Indexed, prefix: str = "") -> str:
     if len(spec.columns) == 1:
         body = f"{prefix}{spec.columns[0]}"
     else:
@@ -44,11 +56,21 @@ def document(spec: Indexed, alias: str = "") -> str:
     return f"to_tsvector('simple'::regconfig, {body})"
 
 
-def _pg_index(spec: Indexed) -> str:
-    columns = spec.columns[0] if len(spec.columns) == 1 else " || ' ' || ".join(
-        f"coalesce({c}, '')" for c in spec.columns)
-    return (f"CREATE INDEX IF NOT EXISTS {spec.fts}_idx ON {spec.table} "
-            f"USING gin (to_tsvector('simple'::regconfig, {columns}))")
+def pg_create(spec: Indexed) -> list[str]:
+    """PostgreSQL statements, idempotent: the stored column (if any) and the GIN index."""
+    if not spec.stored:
+        return [f"CREATE INDEX IF NOT EXISTS {spec.fts}_idx ON {spec.table} USING gin ({_expression(spec)})"]
+    return [f"DROP INDEX IF EXISTS {spec.fts}_idx",  # an expression index from before the column
+            f"ALTER TABLE {spec.table} ADD COLUMN IF NOT EXISTS {spec.stored} tsvector "
+            f"GENERATED ALWAYS AS ({_expression(spec)}) STORED",
+            f"CREATE INDEX IF NOT EXISTS {spec.fts}_vector_idx ON {spec.table} USING gin ({spec.stored})"]
+
+
+def pg_drop(spec: Indexed) -> list[str]:
+    if not spec.stored:
+        return [f"DROP INDEX IF EXISTS {spec.fts}_idx"]
+    return [f"DROP INDEX IF EXISTS {spec.fts}_vector_idx",
+            f"ALTER TABLE {spec.table} DROP COLUMN IF EXISTS {spec.stored}"]
 
 
 def _sqlite_triggers(spec: Indexed) -> list[str]:
@@ -70,7 +92,8 @@ def create(connection, specs) -> None:
     with connection.cursor() as cursor:
         for spec in specs:
             if connection.vendor == "postgresql":
-                cursor.execute(_pg_index(spec))
+                for statement in pg_create(spec):
+                    cursor.execute(statement)
             elif connection.vendor == "sqlite":
                 # remove_diacritics 2: "cafe" finds "café"; unicode61 splits every script's words.
                 cursor.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {spec.fts} USING fts5("
@@ -85,7 +108,8 @@ def drop(connection, specs) -> None:
     with connection.cursor() as cursor:
         for spec in specs:
             if connection.vendor == "postgresql":
-                cursor.execute(f"DROP INDEX IF EXISTS {spec.fts}_idx")
+                for statement in pg_drop(spec):
+                    cursor.execute(statement)
             elif connection.vendor == "sqlite":
                 for suffix in ("ai", "ad", "au"):
                     cursor.execute(f"DROP TRIGGER IF EXISTS {spec.fts}_{suffix}")

@@ -193,3 +193,32 @@ def test_search_json_is_plain_text(client, agent_a, connector_a):
     hit = _search(client, q="bold")["groups"][0]["hits"][0]
     assert "<b>bold</b>" in hit["snippet"] and hit["matches"] == ["bold"]
     json.dumps(hit)
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_search_postgres_reads_the_stored_document_column(agent_a, connector_a):
+    from listening.search_index import MESSAGE, document
+
+    message = store_message(connector_a, "the wombat ate my charger", author="cust-w")
+    assert document(MESSAGE) == '"listening_message".search_vector'
+    Message.objects.filter(pk=message.pk).update(text="the platypus ate my charger")  # the column follows
+    found = search.matching(Message.objects.all(), MESSAGE, search.parse_query("platypus"))
+    assert list(found.values_list("pk", flat=True)) == [message.pk]
+    assert not search.matching(Message.objects.all(), MESSAGE, search.parse_query("wombat")).exists()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN SELECT id FROM listening_message WHERE search_vector @@ 'platypus'::tsquery")
+        plan = " ".join(row[0] for row in cursor.fetchall())
+    assert "search_message_vector_idx" in plan or "Seq Scan" in plan  # tiny tables may be scanned
+
+
+def test_search_counts_stop_at_the_cap_without_a_count_query(client, agent_a, connector_a, monkeypatch):
+    for n in range(4):
+        open_case(connector_a, f"kumquat number {n}", author=f"cust-k{n}")
+    monkeypatch.setattr(search, "MAX_HITS", 2)
+    monkeypatch.setattr(search, "COUNT_CAP", 2)
+    client.force_login(agent_a)
+    data = _search(client, q="kumquat")
+    assert data["count"] == 3 and data["count_label"] == "2+"
+    assert len(data["groups"]) == 2  # the page is built from the newest MAX_HITS matches
+    assert _search(client, q="kumquat number 3")["count_label"] == "1"
+    assert search.count(agent_a, search.parse_query("kumquat"), search.Filters()) == 3
