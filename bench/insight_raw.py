@@ -436,3 +436,65 @@ def first_response_by_channel(f) -> dict:
                      "value": timing["median_seconds"]})
     rows.sort(key=lambda r: (-r["value"], r["label"]))
     return {"rows": rows, "unit": "seconds", "value_label": "Median first response", "ignored": ["language", "term"]}
+
+
+def segment_sentiment(f) -> dict:
+    """Everyone's and each segment's net sentiment, with segment membership decided in Python from
+    each customer's tier, attributes, tags and signal times (not responses.segments' query)."""
+    from listening.models import Customer, CustomerTag, Segment, Signal
+
+    by_customer: dict = defaultdict(Counter)
+    everyone: Counter = Counter()
+    for value, customer_id in current(f).values_list("sentiment", "message__author__customer_id"):
+        if value in SENTIMENTS:
+            everyone[value] += 1
+            if customer_id is not None:
+                by_customer[customer_id][value] += 1
+    customers = Customer.objects.in_bulk(list(by_customer))
+    tags = defaultdict(set)
+    for customer_id, name in CustomerTag.objects.filter(customer_id__in=list(by_customer)).values_list(
+            "customer_id", "name"):
+        tags[customer_id].add(name)
+    signal_times = defaultdict(list)
+    for customer_id, kind, at in Signal.objects.filter(customer_id__in=list(by_customer)).values_list(
+            "customer_id", "type", "occurred_at"):
+        signal_times[(customer_id, kind)].append(at)
+
+    def attribute_holds(test, attributes) -> bool:
+        actual = attributes.get(test["key"])
+        if "set" in test and (actual is not None) != test["set"]:
+            return False
+        if "in" in test and actual not in test["in"]:
+            return False
+        for bound in ("gte", "lte"):
+            if bound in test and (actual is None or (actual < test[bound] if bound == "gte" else actual > test[bound])):
+                return False
+        return True
+
+    def member(customer, definition) -> bool:
+        if definition.get("tier") and customer.tier not in definition["tier"]:
+            return False
+        if not all(attribute_holds(t, customer.attributes or {}) for t in definition.get("attributes", [])):
+            return False
+        for test in definition.get("signals", []):
+            since = f.now - timedelta(days=test["days"])
+            if sum(1 for at in signal_times[(customer.pk, test["type"])] if at > since) < test["count"]:
+                return False
+        return set(definition.get("tags", [])) <= tags[customer.pk]
+
+    def row(key, label, counts):
+        total = sum(counts[s] for s in SENTIMENTS)
+        if not total:
+            return None
+        return {"key": key, "label": label, "count": total, **{s: counts[s] for s in SENTIMENTS},
+                "value": round(100.0 * (counts["positive"] - counts["negative"]) / total, 1)}
+
+    rows = [row("everyone", "Everyone", everyone)]
+    for segment in Segment.objects.order_by("name")[:12]:
+        counts: Counter = Counter()
+        for customer_id, customer in customers.items():
+            if member(customer, segment.definition):
+                counts.update(by_customer[customer_id])
+        rows.append(row(str(segment.pk), segment.name, counts))
+    return {"rows": [r for r in rows if r], "unit": "%", "value_label": "Net sentiment (positive − negative)",
+            "ignored": []}

@@ -26,7 +26,7 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from listening.exceptions import PayloadInvalid
-from listening.models import AttributeDefinition, Customer, CustomerTag, CustomerTier, Segment, Signal
+from listening.models import AttributeDefinition, Contact, Customer, CustomerTag, CustomerTier, Segment, Signal
 from listening.signal_types import get_type
 from responses import access
 from responses.exceptions import InvalidRequest, NotAllowed
@@ -125,8 +125,22 @@ def _attribute_q(test: dict[str, Any]) -> Q:
     return q
 
 
-def count(segment: Segment) -> int:
-    return customers(segment.definition).count()
+def visible_customers(user) -> QuerySet[Customer]:
+    """Every customer for an admin; for a brand manager, those who wrote on their teams' sources,
+    so a count never tells them about another team's customers."""
+    if access.role_of(user) == Role.ADMIN:
+        return Customer.objects.all()
+    contacts = Contact.objects.filter(conversations__connector_id__in=access.connector_ids(user),
+                                      customer__isnull=False)
+    return Customer.objects.filter(pk__in=contacts.values("customer_id"))
+
+
+def count_for(user, segment: Segment) -> int:
+    """How many customers the user may see are in the segment: one COUNT query."""
+    query = customers(segment.definition)
+    if access.role_of(user) != Role.ADMIN:
+        query = query.filter(pk__in=visible_customers(user).values("pk"))
+    return query.count()
 
 
 def describe(definition: dict[str, Any]) -> str:

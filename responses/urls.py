@@ -7,6 +7,7 @@ from django.urls import path
 from responses.api import console as token_views
 from responses.views import (
     attachments,
+    attributes,
     calendars,
     canned,
     case,
@@ -18,6 +19,7 @@ from responses.views import (
     noise,
     proactive,
     search as search_views,
+    segments,
     signal_rules,
     timed_rules,
     webhooks as webhook_views,
@@ -84,6 +86,13 @@ urlpatterns = [
     path("calendars/", calendars.calendar_list, name="calendars"),
     path("calendars/<str:team_id>/", calendars.calendar_edit, name="calendar"),
     path("calendars/<str:team_id>/delete/", calendars.calendar_delete, name="calendar-delete"),
+    # The customer profile: attributes (admins), segments (admins, brand managers), an agent's edit.
+    path("attributes/", attributes.attribute_list, name="attributes"),
+    path("attributes/<str:attribute_id>/", attributes.attribute_edit, name="attribute"),
+    path("cases/<str:case_id>/profile/", attributes.case_profile, name="case-profile"),
+    path("segments/", segments.segment_list, name="segments"),
+    path("segments/<str:segment_id>/", segments.segment_edit, name="segment"),
+    path("segments/<str:segment_id>/delete/", segments.segment_delete, name="segment-delete"),
     path("timed-rules/", timed_rules.rule_list, name="timed-rules"),
     path("timed-rules/new/", timed_rules.rule_new, name="timed-rule-new"),
     path("timed-rules/<str:rule_id>/", timed_rules.rule_edit, name="timed-rule"),

@@ -115,6 +115,17 @@ MATRIX: dict[str, dict] = {
     # The world's customer is anonymous (no Customer): the owner is told so, 400.
     "case-proactive": {"obj": "case", "methods": ["POST"], "body": {"text": "We noticed a problem", "key": "iso-pro"},
                        "owner_status": 400},
+    # The customer profile (tests/responses/test_segments.py): attributes admins define, segments
+    # admins and brand managers keep, and an agent's profile edit on a case of their team.
+    "attributes": {"obj": None, "methods": ["GET", "POST"], "admin": True,
+                   "body": {"key": "plan", "name": "Plan", "kind": "choice", "choices": ["basic", "gold"]}},
+    "attribute": {"obj": "attribute", "methods": ["GET", "POST"], "admin": True, "body": {"name": "Renamed"}},
+    "case-profile": {"obj": "case", "methods": ["POST"], "body": {"tier": "premium", "time_zone": "Europe/Paris"}},
+    "segments": {"obj": None, "methods": ["GET", "POST"], "admin": True,
+                 "body": {"name": "Premium", "definition": {"tier": ["premium"]}}},
+    "segment": {"obj": "segment", "methods": ["GET", "POST"], "admin": True,
+                "body": {"name": "Renamed", "definition": {"tier": ["business"]}}},
+    "segment-delete": {"obj": "segment", "methods": ["POST"], "admin": True, "body": {}},
     "canned-list": {"obj": None, "methods": ["GET"]},
     "canned-new": {"obj": None, "methods": ["GET", "POST"], "supervisor": True,
                    "body": {"title": "New", "text": "Hi {customer_name}", "team": "TEAM"}},
@@ -268,6 +279,13 @@ def url_for(name: str, world: dict) -> str:
         from responses.models import SignalRule
 
         kwargs = {"rule_id": SignalRule.objects.get(name=SECRET).pk}
+    elif obj in ("attribute", "segment"):
+        from listening.models import AttributeDefinition, Segment
+
+        found = (Segment.objects.get_or_create(name=SECRET, defaults={"definition": {"tier": ["premium"]}})
+                 if obj == "segment" else
+                 AttributeDefinition.objects.get_or_create(key="secret", defaults={"name": SECRET, "kind": "text"}))
+        kwargs = {f"{obj}_id": found[0].pk}
     elif obj == "case_macro":
         kwargs = {"case_id": world["case"].pk, "macro_id": world["macro"].pk}
     elif obj == "macro":
