@@ -430,6 +430,23 @@ def search(user, query: Query, filters: Filters, *, limit: int = 20) -> Results:
     return Results(query, filters, groups, _customers(query, scope), total, len(order) > limit)
 
 
+def as_json(results: Results) -> dict:
+    """The results as plain JSON (the console's page and /api/v1/search): text, never HTML."""
+    return {
+        "count": results.count, "count_label": results.count_label, "more": results.more,
+        "groups": [{
+            "conversation": g.conversation_id,
+            "case": g.case.pk if g.case else None,
+            "status": g.case.status if g.case else "",
+            "customer": g.customer, "channel": g.channel, "at": g.at.isoformat(),
+            "hits": [{"kind": h.kind, "id": h.id, "at": h.at.isoformat(), "author": h.author,
+                      "snippet": "".join(piece for piece, _ in h.segments),
+                      "matches": [piece for piece, matched in h.segments if matched]} for h in g.hits],
+        } for g in results.groups],
+        "customers": [{"name": c.name, "detail": c.detail, "case": c.case_id} for c in results.customers],
+    }
+
+
 def _case_results(user, filters: Filters, scope: Scope, limit: int) -> Results:
     cases = list(case_rows(user, filters, scope).order_by("-updated_at", "-id")
                  .values_list("conversation_id", "last_message_id", "updated_at")[:limit + 1])

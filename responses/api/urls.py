@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 from rest_framework.routers import SimpleRouter
 
-from responses.api import admin, cases, messages, profile, signals, webhooks
+from responses.api import admin, cases, messages, profile, search, signals, webhooks
 from responses.api.errors import no_such_route
 
 router = SimpleRouter(trailing_slash=False)
@@ -32,6 +32,7 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema", permission_classes=[AllowAny],
                                                  authentication_classes=[]), name="docs"),
     path("signals", signals.SignalCreate.as_view(), name="signals"),
+    path("search", search.Search.as_view(), name="search"),
     path("customers/<int:pk>/profile", profile.CustomerProfile.as_view(), name="customer-profile"),
     *router.urls,
     # Anything else under /api/v1/ is a problem+json 404, not the site's HTML page.

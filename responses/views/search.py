@@ -39,7 +39,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
     limit = _limit(request)
     results = search.search(request.user, query, filters, limit=limit)
     if wants_json(request):
-        return JsonResponse(_as_json(results))
+        return JsonResponse(search.as_json(results))
     base = console_context(request)
     teams = Team.objects.filter(pk__in=access.team_ids(request.user)).order_by("name")
     current = {"q": raw, **filters.as_dict()}
@@ -67,22 +67,6 @@ def _assignees(user, teams):
 
     return (get_user_model().objects.filter(cxm_teams__in=teams, is_active=True).distinct()
             .order_by("first_name", "username"))
-
-
-def _as_json(results: search.Results) -> dict:
-    return {
-        "count": results.count, "count_label": results.count_label, "more": results.more,
-        "groups": [{
-            "conversation": g.conversation_id,
-            "case": g.case.pk if g.case else None,
-            "status": g.case.status if g.case else "",
-            "customer": g.customer, "channel": g.channel, "at": g.at.isoformat(),
-            "hits": [{"kind": h.kind, "id": h.id, "at": h.at.isoformat(), "author": h.author,
-                      "snippet": "".join(piece for piece, _ in h.segments),
-                      "matches": [piece for piece, matched in h.segments if matched]} for h in g.hits],
-        } for g in results.groups],
-        "customers": [{"name": c.name, "detail": c.detail, "case": c.case_id} for c in results.customers],
-    }
 
 
 @console_view("GET", "POST")

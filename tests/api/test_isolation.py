@@ -63,6 +63,7 @@ MATRIX: dict[str, dict] = {
     "customer-profile": {"who": "agent", "path": "/customers/{customer}/profile", "GET": 200,
                          "PATCH": ({"tier": "premium", "time_zone": "Europe/Berlin"}, 200)},
     "contact-list": {"who": "agent", "path": "/contacts", "GET": 200},
+    "search": {"who": "agent", "path": "/search?q=order+5521", "GET": 200},
     "contact-detail": {"who": "agent", "path": "/contacts/{contact}", "GET": 200},
     "panels": {"who": "viewer", "path": "/insight/panels", "GET": 200},
     "panel": {"who": "viewer", "path": "/insight/panels/volume", "GET": 200},
