@@ -319,14 +319,25 @@ def classify_messages(message_ids, force: bool = False) -> ClassifyOutcome:
         _build(m, r, classifier, intent_head, intents, weights, history, conversation_lanes, known)
         for m, r, known in zip(messages, results, remembered, strict=True)
     ]
-    _store(rows)
+    _store(rows, keep_same_version=not force)
     return ClassifyOutcome([m.pk for m in messages], skipped)
 
 
-def _store(rows: list[Classification]) -> None:
+def _store(rows: list[Classification], keep_same_version: bool = False) -> None:
     ids = [row.message_id for row in rows]
     with transaction.atomic():
         conversation_ids = rollups.lock_conversations(ids)
+        if keep_same_version:
+            # Two workers can top their batches up with the same waiting messages and both find
+            # them unclassified; the lock makes the second see the first's rows here: it keeps
+            # them, so a message is stored, counted and routed once.
+            done = set(Classification.objects.filter(
+                message_id__in=ids, is_current=True, status=Classification.Status.OK,
+                model_version__in={row.model_version for row in rows}).values_list("message_id", flat=True))
+            rows = [row for row in rows if row.message_id not in done]
+            ids = [row.message_id for row in rows]
+            if not rows:
+                return
         replaced = list(Classification.objects.filter(message_id__in=ids, is_current=True).values_list("pk", flat=True))
         Classification.objects.filter(pk__in=replaced).update(is_current=False)
         created = Classification.objects.bulk_create(rows)
