@@ -497,4 +497,4 @@ def segment_sentiment(f) -> dict:
                 counts.update(by_customer[customer_id])
         rows.append(row(str(segment.pk), segment.name, counts))
     return {"rows": [r for r in rows if r], "unit": "%", "value_label": "Net sentiment (positive − negative)",
-            "ignored": []}
+            "row_label": "Segment", "count_label": "messages", "kpis": False, "drill": False, "ignored": []}

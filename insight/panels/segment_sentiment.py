@@ -50,8 +50,10 @@ def segment_sentiment(f: Filters) -> dict:
     for segment in Segment.objects.order_by("name")[:MAX_SEGMENTS]:
         members = segments.customers(segment.definition, now=f.now).values("pk")
         found.append(_row(str(segment.pk), segment.name, classified.filter(message__author__customer_id__in=members)))
+    # Rows are segments, not channels: the "bars" renderer names its columns from these, draws
+    # no "Slowest"/"Fastest" and opens no channel drill-down.
     return {"rows": [r for r in found if r], "unit": "%", "value_label": "Net sentiment (positive − negative)",
-            "ignored": []}
+            "row_label": "Segment", "count_label": "messages", "kpis": False, "drill": False, "ignored": []}
 
 
 def _csv(data: dict):

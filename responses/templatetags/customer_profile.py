@@ -26,7 +26,9 @@ def customer_profile(context) -> dict:
         "csrf_token": context.get("csrf_token"),
         "tier": customer.get_tier_display() if customer and customer.tier else "",
         "zone": zone.key if zone else "", "zone_origin": time_zone_origin(customer) if customer else "",
-        "local_time": timezone.now().astimezone(zone) if zone else None,
+        # Formatted here: the template's date filters would turn it back into the server's zone.
+        "local_time": timezone.now().astimezone(zone).strftime("%H:%M") if zone else "",
+        "local_day": timezone.now().astimezone(zone).strftime("%a") if zone else "",
         "channel": presentation(customer.preferred_channel).label if customer and customer.preferred_channel else "",
         "channel_origin": ("chosen by an agent" if customer and customer.channel_override
                            else "where they last wrote" if customer and customer.learned_channel else ""),

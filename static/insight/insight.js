@@ -447,14 +447,17 @@
 
     /** Bars per channel, for a panel that answers {rows: [{key (a channel), label, value, count}], unit,
      * value_label}: horizontal bars of `value` per row and a table. unit "seconds" reads as a
-     * duration. A new panel of this shape needs no JavaScript of its own. */
+     * duration. A new panel of this shape needs no JavaScript of its own. A panel whose rows are
+     * not channels says so: row_label and count_label name the columns, drill false turns the
+     * drill-down off, and kpis false leaves out "Slowest" and "Fastest". */
     bars(section, data) {
       const rows = data.rows || [];
-      const show = data.unit === "seconds" ? duration : fmt;
-      kpis(section, rows.length ? [
-        { label: `Slowest: ${rows[0].label}`, value: show(rows[0].value), compare: `${fmt(rows[0].count)} cases` },
+      const show = data.unit === "seconds" ? duration : data.unit === "%" ? (v) => `${fmt(v)}%` : fmt;
+      const counted = data.count_label || "cases";
+      kpis(section, rows.length && data.kpis !== false ? [
+        { label: `Slowest: ${rows[0].label}`, value: show(rows[0].value), compare: `${fmt(rows[0].count)} ${counted}` },
         { label: `Fastest: ${rows[rows.length - 1].label}`, value: show(rows[rows.length - 1].value),
-          compare: `${fmt(rows[rows.length - 1].count)} cases` },
+          compare: `${fmt(rows[rows.length - 1].count)} ${counted}` },
       ] : []);
       chartsBox(section, 1);
       const shown = rows.slice().reverse();
@@ -464,15 +467,17 @@
         traces: [{
           type: "bar", orientation: "h", y: shown.map((r) => r.label), x: shown.map((r) => (minutes ? r.value / 60 : r.value)),
           marker: { color: OI.blue }, customdata: shown.map((r) => [show(r.value), r.count, r.key]),
-          hovertemplate: "%{y}<br>%{customdata[0]} (%{customdata[1]} cases)<extra></extra>",
+          hovertemplate: `%{y}<br>%{customdata[0]} (%{customdata[1]} ${counted})<extra></extra>`,
         }],
         layout: { height: Math.max(220, 26 * shown.length + 90), showlegend: false,
-          xaxis: { title: { text: `${data.value_label || "Value"}${minutes ? " (minutes)" : ""}` }, rangemode: "tozero" },
+          xaxis: { title: { text: `${data.value_label || "Value"}${minutes ? " (minutes)" : ""}` },
+            rangemode: data.unit === "%" ? "normal" : "tozero" },
           yaxis: { automargin: true }, margin: { l: 110, r: 16, t: 20, b: 48 } },
-        drill: (p) => ({ channel: p.customdata[2] }),
+        drill: data.drill === false ? null : (p) => ({ channel: p.customdata[2] }),
       });
-      table(section, "bars", section.querySelector("h2").textContent, ["Channel", data.value_label || "Value", "Cases"],
-        rows.map((r) => [r.label, show(r.value), fmt(r.count)]));
+      const counts = counted.charAt(0).toUpperCase() + counted.slice(1);
+      table(section, "bars", section.querySelector("h2").textContent,
+        [data.row_label || "Channel", data.value_label || "Value", counts], rows.map((r) => [r.label, show(r.value), fmt(r.count)]));
     },
   };
 
