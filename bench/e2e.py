@@ -31,7 +31,12 @@ What it does, in one run (see README.md, "End to end (Love)"):
      (one signed single-message webhook each, as a chat widget or a CRM would send them; a 5xx or
      broken connection is retried like providers do, counted). Latency = arrival at the websocket
      client - scheduled send time (the POST starts at its scheduled time unless this client falls
-     behind, and the send lag is reported, so a lagging client cannot hide a slow server);
+     behind, and the send lag is reported, so a lagging client cannot hide a slow server). The
+     load generator is lean so that it takes little of the cores it measures: each phase's
+     requests are built and signed before the phase, then written as bytes on kept-alive
+     connections (asyncio streams, bench.ingest.LeanHTTP) from a thread with its own event loop;
+     its CPU per message (getrusage of that thread) is printed, so runs compare (--client httpx:
+     the earlier generator, httpx.AsyncClient, the same way);
   5. after each phase waits up to --drain seconds (default 30) for the stragglers, then counts:
      lost (answered 2xx "stored", never arrived), duplicates (arrived twice), and noise (the
      lane rules put it in the noise lane, spam or "neutral, nothing asked": routing opens no case
@@ -74,6 +79,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import secrets
 import signal
 import socket
@@ -100,6 +106,7 @@ from bench.ingest import (  # noqa: E402
     SECRET,
     BenchFailure,
     BenchTimeout,
+    LeanHTTP,
     Profiler,
     Servers,
     _machine_busy,
@@ -110,6 +117,7 @@ from bench.ingest import (  # noqa: E402
     install_time_limit,
     make_messages,
     make_webhook_connector,
+    signed_request,
 )
 
 DEFAULT_DB_URL = "postgresql://postgres@127.0.0.1:5432/cxm_bench_e2e"
@@ -157,6 +165,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", choices=("learning", "default", "daphne"), default=None,
                         help="sample that process with py-spy during the target phase (py-spy on PATH, or in "
                              "PYTHONPATH_ENTRY/bin/ after `pip install --target PYTHONPATH_ENTRY py-spy`)")
+    parser.add_argument("--client", choices=("lean", "httpx"), default="lean",
+                        help="load generator: lean (requests built and signed before each phase, written on "
+                             "kept-alive asyncio streams; default) or httpx (the earlier generator), both in a "
+                             "thread of their own whose CPU is reported per message")
     parser.add_argument("--timeout", type=int, default=900, help="hard limit for the whole run, seconds")
     args = parser.parse_args(argv)
     if args.batch < 1:
@@ -486,6 +498,8 @@ class Phase:
     ended: float = 0.0
     pg_sessions: int = 0  # PostgreSQL connections opened to the bench database during the phase
     console_last_id: int = 0
+    generator_cpu_s: float = 0.0  # the load generator's thread (getrusage), sending only
+    generator_connections: int = 0
     skipped_ids: list[int] = field(default_factory=list)
     lanes: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -547,16 +561,14 @@ class Phase:
             "post_p95_ms": round(pct(post, 0.95), 1), "drained_s": round(self.drained_s, 1),
             "lost_where": dict(Counter(self.where_lost.values())), "lanes": self.lanes,
             "skipped_event_ids": self.skipped_ids[:20], "pg_sessions_opened": self.pg_sessions,
+            "generator_cpu_ms_per_msg": round(self.generator_cpu_s * 1000 / max(1, len(self.sent)), 3),
+            "generator_connections": self.generator_connections,
         }
 
 
-async def _post(client, url: str, items: list[Sent], body: bytes) -> None:
-    """One signed delivery of `items`' messages; a 5xx or a broken connection is retried with a
-    short backoff, as providers do."""
-    import httpx
-
-    from listening.connectors.webhook import sign
-
+async def _post(send, items: list[Sent], request: Any) -> None:
+    """One signed delivery of `items`' messages (`request`, prepared before the phase); a 5xx or a
+    broken connection is retried with a short backoff, as providers do."""
     def note(**fields) -> None:
         for item in items:
             for key, value in fields.items():
@@ -570,21 +582,81 @@ async def _post(client, url: str, items: list[Sent], body: bytes) -> None:
         started = started or t0
         note(attempts=attempt + 1, started=started)
         try:
-            headers = {"Content-Type": "application/json", **sign(SECRET, int(t0), body)}
-            response = await client.post(url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
+            status, content = await send(request)
+        except Exception as exc:  # noqa: BLE001 -- a broken delivery of either client, retried
             note(error=f"{type(exc).__name__}: {exc}")
             continue
-        note(answered=time.time(), status=response.status_code)
-        if response.status_code >= 500:
-            note(error=f"HTTP {response.status_code}")
+        note(answered=time.time(), status=status)
+        if status >= 500:
+            note(error=f"HTTP {status}")
             continue
-        if response.status_code == 200:
-            stored = response.json().get("stored", 0)
+        if status == 200:
+            stored = json.loads(content).get("stored", 0)
             note(stored=int(stored == len(items)), error="" if stored == len(items) else f"stored {stored}")
         else:
-            note(error=f"HTTP {response.status_code}: {response.text[:200]}")
+            note(error=f"HTTP {status}: {content[:200]!r}")
         return
+
+
+@dataclass
+class Generator:
+    """The load generator: every request is built and signed before the phase (signed with its
+    due time, inside the connector's 300 s window), then sent on schedule from a thread of its
+    own with its own event loop, so its CPU is measured apart from the console client
+    (getrusage(RUSAGE_THREAD)). `lean` writes the prepared bytes on kept-alive asyncio streams
+    (bench.ingest.LeanHTTP); `httpx` is the earlier generator (httpx.AsyncClient), for comparison."""
+
+    host: str
+    port: int
+    path: str
+    kind: str = "lean"
+    cpu_s: float = 0.0
+    connections: int = 0
+
+    def prepare(self, body: bytes, due: float) -> Any:
+        if self.kind == "lean":
+            return signed_request(f"{self.host}:{self.port}", self.path, body, int(due))
+        from listening.connectors.webhook import sign
+
+        return body, {"Content-Type": "application/json", **sign(SECRET, int(due), body)}
+
+    def run(self, schedule: list[tuple[float, list[Sent], Any]], deployment: Deployment) -> None:
+        """Blocks until every delivery is answered; call from a thread of its own."""
+        before = resource.getrusage(resource.RUSAGE_THREAD)
+        try:
+            asyncio.run(self._send_all(schedule, deployment))
+        finally:
+            after = resource.getrusage(resource.RUSAGE_THREAD)
+            self.cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+    async def _send_all(self, schedule: list[tuple[float, list[Sent], Any]], deployment: Deployment) -> None:
+        import httpx
+
+        lean = LeanHTTP(self.host, self.port, 256)
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+        url = f"http://{self.host}:{self.port}{self.path}"
+        async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(30.0)) as client:
+
+            async def send(request: Any) -> tuple[int, bytes]:
+                if self.kind == "lean":
+                    return await asyncio.wait_for(lean.request(request), 30.0)
+                body, headers = request
+                response = await client.post(url, content=body, headers=headers)
+                return response.status_code, response.content
+
+            tasks = []
+            for n, (due, chunk, request) in enumerate(schedule):
+                delay = due - time.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.ensure_future(_post(send, chunk, request)))
+                if n % 25 == 0:
+                    deployment.check()
+            try:
+                await asyncio.gather(*tasks)
+            finally:
+                await lean.close()
+        self.connections = lean.opened
 
 
 def _noise(markers: list[str]) -> set[str]:
@@ -650,7 +722,7 @@ def _cpu_shares(before: CpuSnapshot, after: CpuSnapshot, seconds: float,
     return shares
 
 
-async def post_phase(name: str, rate: float, messages: list[dict], client, url: str, console: Console,
+async def post_phase(name: str, rate: float, messages: list[dict], generator: Generator, console: Console,
                      deployment: Deployment, drain_s: float, batch: int = 1) -> Phase:
     """Open loop: message i is due at t0 + i/rate, and goes out then whatever happened to the
     earlier ones. With `batch` > 1 the messages are delivered `batch` at a time, when the last of
@@ -658,22 +730,22 @@ async def post_phase(name: str, rate: float, messages: list[dict], client, url: 
     from its own due time, so the wait for the batch to fill is included."""
     items = [Sent(m["id"], 0.0) for m in messages]
     chunks = [(items[i : i + batch], messages[i : i + batch]) for i in range(0, len(messages), batch)]
-    before = CpuSnapshot.take()
-    sessions_before = await asyncio.get_running_loop().run_in_executor(None, pg_sessions, deployment.db_name)
-    t0 = time.time() + 0.1
-    for i, item in enumerate(items):
-        item.scheduled = t0 + i / rate
-    tasks = []
+    loop = asyncio.get_running_loop()
+    # Bodies and signatures before the clock starts: the generator's work in the phase is sending.
+    first = time.time() + 0.5 + len(chunks) * 2e-4
+    prepared = []
     for n, (chunk, chunk_messages) in enumerate(chunks):
         payload = chunk_messages[0] if batch == 1 else {"messages": chunk_messages}
-        body = json.dumps(payload, ensure_ascii=False).encode()
-        delay = chunk[-1].scheduled - time.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.ensure_future(_post(client, url, chunk, body)))
-        if n % 25 == 0:
-            deployment.check()
-    await asyncio.gather(*tasks)
+        due = first + (n * batch + len(chunk) - 1) / rate
+        prepared.append((chunk, generator.prepare(json.dumps(payload, ensure_ascii=False).encode(), due)))
+    before = CpuSnapshot.take()
+    sessions_before = await loop.run_in_executor(None, pg_sessions, deployment.db_name)
+    t0 = max(first, time.time() + 0.1)
+    for i, item in enumerate(items):
+        item.scheduled = t0 + i / rate
+    schedule = [(chunk[-1].scheduled, chunk, request) for chunk, request in prepared]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="generator") as pool:
+        await loop.run_in_executor(pool, generator.run, schedule, deployment)
     posted = time.time()
     after_posts = CpuSnapshot.take()
     seconds = posted - t0
@@ -686,6 +758,7 @@ async def post_phase(name: str, rate: float, messages: list[dict], client, url: 
     phase.cpu = _cpu_shares(before, after_posts, seconds, roles)
     phase.cpu_whole, phase.whole_s = _cpu_shares(before, after, 1.0, roles), time.time() - t0
     phase.ended, phase.console_last_id = time.time(), console.last_id
+    phase.generator_cpu_s, phase.generator_connections = generator.cpu_s, generator.connections
     await asyncio.sleep(1.0)  # PostgreSQL counts a session when it ends, and reports it within ~1 s
     phase.pg_sessions = await asyncio.get_running_loop().run_in_executor(
         None, pg_sessions, deployment.db_name) - sessions_before
@@ -727,8 +800,6 @@ async def floor_phase(count: int, rate: float, team_id: int, console: Console, d
 
 async def run_phases(args: argparse.Namespace, deployment: Deployment, fixture: Fixture,
                      batches: dict[str, list[dict]]) -> dict[str, Phase]:
-    import httpx
-
     port = deployment.daphne.port
     console = Console(f"ws://127.0.0.1:{port}/ws/console/", f"http://127.0.0.1:{port}", fixture.cookie)
     listener = asyncio.ensure_future(console.run())
@@ -738,47 +809,45 @@ async def run_phases(args: argparse.Namespace, deployment: Deployment, fixture: 
             await asyncio.wait_for(console.welcomed.wait(), 30)
         except TimeoutError:
             raise BenchFailure(f"the console websocket did not welcome us: {console.failure or 'no answer'}") from None
-        url = f"http://127.0.0.1:{port}/hooks/{fixture.slug}/"
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-        async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(30.0)) as client:
-            print(f"warm-up: {len(batches['warmup'])} messages at 5 msgs/s (the learning worker loads the model)",
-                  flush=True)
-            warm = await post_phase("warm-up", 5.0, batches["warmup"], client, url, console, deployment, 120)
-            rows = await asyncio.get_running_loop().run_in_executor(
-                None, _db_rows_closing, fixture.connector_id, [s.marker for s in warm.sent])
-            diagnose(warm, rows)
-            if warm.lost or warm.failed:
-                raise BenchFailure(f"warm-up: {len(warm.failed)} deliveries failed, {len(warm.lost)} of "
-                                   f"{len(warm.ok)} never reached the console within 120 s")
-            phases["warm-up"] = warm
-            await asyncio.sleep(2)
-            print(f"floor: {args.floor_events} events emitted straight to the console at 5/s", flush=True)
-            phases["floor"] = await floor_phase(args.floor_events, 5.0, fixture.team_id, console, deployment,
-                                                args.drain)
-            before = CpuSnapshot.take()
-            await asyncio.sleep(IDLE_SECONDS)  # what the deployment burns with no traffic
-            idle = _cpu_shares(before, CpuSnapshot.take(), IDLE_SECONDS, deployment.roles())
-            print(f"baseline: {len(batches['baseline'])} messages at {args.baseline_rate:g} msgs/s", flush=True)
-            phases["baseline"] = await post_phase("baseline", args.baseline_rate, batches["baseline"], client, url,
-                                                  console, deployment, args.drain)
-            await asyncio.sleep(2)
-            print(f"target: {len(batches['target'])} messages at {args.rate:g} msgs/s for {args.seconds:g} s"
-                  + (f", {args.batch} per delivery" if args.batch > 1 else ""), flush=True)
-            spy = None
-            if args.profile:
-                pids = deployment.roles()[{"learning": "learning worker", "default": "default worker",
-                                           "daphne": "daphne"}[args.profile]]
-                # The default worker's first pid is the prefork parent: sample a child, which routes.
-                pid = pids[1] if args.profile == "default" and len(pids) > 1 else pids[0]
-                spy = Profiler.start(pid, deployment.log_dir, seconds=max(1, int(min(args.seconds, 20))))
-            phases["target"] = await post_phase("target", args.rate, batches["target"], client, url, console,
-                                                deployment, args.drain, args.batch)
-            phases["baseline"].idle = phases["target"].idle = idle
-            if spy:
-                # The worker's own plumbing (celery, kombu, click) wraps every sample: leave it out.
-                lines = [line for line in spy.finish(top=300)
-                         if not any(f"({lib}/" in line for lib in ("celery", "kombu", "click", "billiard", "vine"))]
-                phases["_profile"] = lines[:40]  # type: ignore[assignment]
+        generator = Generator("127.0.0.1", port, f"/hooks/{fixture.slug}/", args.client)
+        print(f"warm-up: {len(batches['warmup'])} messages at 5 msgs/s (the learning worker loads the model)",
+              flush=True)
+        warm = await post_phase("warm-up", 5.0, batches["warmup"], generator, console, deployment, 120)
+        rows = await asyncio.get_running_loop().run_in_executor(
+            None, _db_rows_closing, fixture.connector_id, [s.marker for s in warm.sent])
+        diagnose(warm, rows)
+        if warm.lost or warm.failed:
+            raise BenchFailure(f"warm-up: {len(warm.failed)} deliveries failed, {len(warm.lost)} of "
+                               f"{len(warm.ok)} never reached the console within 120 s")
+        phases["warm-up"] = warm
+        await asyncio.sleep(2)
+        print(f"floor: {args.floor_events} events emitted straight to the console at 5/s", flush=True)
+        phases["floor"] = await floor_phase(args.floor_events, 5.0, fixture.team_id, console, deployment,
+                                            args.drain)
+        before = CpuSnapshot.take()
+        await asyncio.sleep(IDLE_SECONDS)  # what the deployment burns with no traffic
+        idle = _cpu_shares(before, CpuSnapshot.take(), IDLE_SECONDS, deployment.roles())
+        print(f"baseline: {len(batches['baseline'])} messages at {args.baseline_rate:g} msgs/s", flush=True)
+        phases["baseline"] = await post_phase("baseline", args.baseline_rate, batches["baseline"], generator,
+                                              console, deployment, args.drain)
+        await asyncio.sleep(2)
+        print(f"target: {len(batches['target'])} messages at {args.rate:g} msgs/s for {args.seconds:g} s"
+              + (f", {args.batch} per delivery" if args.batch > 1 else ""), flush=True)
+        spy = None
+        if args.profile:
+            pids = deployment.roles()[{"learning": "learning worker", "default": "default worker",
+                                       "daphne": "daphne"}[args.profile]]
+            # The default worker's first pid is the prefork parent: sample a child, which routes.
+            pid = pids[1] if args.profile == "default" and len(pids) > 1 else pids[0]
+            spy = Profiler.start(pid, deployment.log_dir, seconds=max(1, int(min(args.seconds, 20))))
+        phases["target"] = await post_phase("target", args.rate, batches["target"], generator, console,
+                                            deployment, args.drain, args.batch)
+        phases["baseline"].idle = phases["target"].idle = idle
+        if spy:
+            # The worker's own plumbing (celery, kombu, click) wraps every sample: leave it out.
+            lines = [line for line in spy.finish(top=300)
+                     if not any(f"({lib}/" in line for lib in ("celery", "kombu", "click", "billiard", "vine"))]
+            phases["_profile"] = lines[:40]  # type: ignore[assignment]
         phases["_console"] = console  # type: ignore[assignment]
         return phases
     finally:
@@ -982,6 +1051,10 @@ def print_report(args, phases: dict[str, Phase], stages: dict[str, dict], consol
               + ", ".join(f"{role} {v:.1f}" for role, v in per.items() if role not in ("machine",))
               + f"; the deployment (daphne, workers, postgres, redis) {own:.1f} ms: "
               f"{own * args.rate / 1000:.2f} cores at {args.rate:g} msgs/s")
+    for name in ("baseline", "target"):
+        f = phases[name].figures()
+        print(f"load generator ({args.client}), {name}: {f['generator_cpu_ms_per_msg']:.2f} CPU ms per message "
+              f"(its thread, getrusage), {f['generator_connections']} connection(s)")
     print(f"console: {console.connects} connection(s), {console.frames} frames, {console.events} events; "
           f"load average {loads[0]:.2f} before, {loads[1]:.2f} after")
     met = goal_met(args, target)
@@ -1055,7 +1128,7 @@ def main(argv: list[str] | None = None) -> int:
         figures: dict[str, Any] = {
             "cores": os.cpu_count(), "texts": source, "rate": args.rate, "seconds": args.seconds,
             "baseline_rate": args.baseline_rate, "batch": args.batch, "default_concurrency": args.default_concurrency,
-            "default_pool": args.default_pool,
+            "default_pool": args.default_pool, "client": args.client,
             "torch_threads": args.torch_threads, "drain_s": args.drain,
             "classify_batch": int(env.get("CXM_CLASSIFY_BATCH", 0)) or None,
             "console_connections": console.connects, "load_avg_before": round(loads[0], 2),
