@@ -10,6 +10,7 @@ test posts one signed webhook delivery that the server classifies with the bundl
 from __future__ import annotations
 
 import io
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from insight.panels import PANELS
 from learning import rollups
 from responses.models import Role, Team
 from responses.teams import ensure_default_queues
@@ -29,6 +31,13 @@ try:
 except ImportError:  # the browser fixture skips (or fails in CI) with the reason
     expect = None
 
+SHOTS = os.environ.get("CXM_SCREENSHOTS")  # a folder: where to save the screenshots
+# What the page shows (not inside a closed disclosure, tables and charts scroll in their own box)
+# past the right edge of the window.
+WIDER_THAN_THE_SCREEN = """() => [...document.querySelectorAll('main *')].filter((e) => {
+    const r = e.getBoundingClientRect(); return r.width > 0 && r.right > innerWidth + 1
+      && !e.closest('details:not([open]) > :not(summary), .table-scroll, .js-plotly-plot, [data-table]');
+  }).map((e) => `${e.tagName} ${e.className}`.trim())"""
 CSP_WORDS = ("Content Security Policy", "Content-Security-Policy", "addRelatedStyleRule", "addStyleRule")
 
 
@@ -192,3 +201,35 @@ def test_a_newly_classified_message_updates_the_charts_live(dashboard, desk, liv
     expect(kpi(page, "volume", "Messages")).to_have_text("4", timeout=FIRST_CLASSIFIED_MS)
     expect(kpi(page, "sentiment", "Messages")).to_have_text("4")
     assert page.evaluate("window.__marker") == 1, "the page reloaded instead of updating live"
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1440, "height": 900}, {"width": 390, "height": 844}],
+                         ids=["desktop", "phone"])
+def test_the_dashboard_fits_a_desktop_and_a_phone(browser, live_server_url, desk, viewport):
+    """Every panel loads, nothing scrolls sideways, and a period against an empty previous one
+    reads "new" (not "+4600%"). CXM_SCREENSHOTS=<folder> saves what the page looks like."""
+    context = browser.new_context(viewport=viewport)
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    page = context.new_page()
+    problems = []
+    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    try:
+        login(page, live_server_url, "mia_a", PASSWORD)
+        page.goto(f"{live_server_url}/console/insight/")
+        for name in PANELS:
+            expect(page.locator(f"#panel-{name}")).to_have_attribute("data-loaded", "1")
+        sentiment_messages = page.locator("#panel-sentiment .kpi", has=page.locator(".kpi-label", has_text="Messages"))
+        expect(sentiment_messages.locator(".kpi-compare")).to_have_text("new: none in the previous period")
+        widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert widths[0] <= widths[1], f"the page scrolls sideways: {widths[0]} px wide in {widths[1]}"
+        wide = page.evaluate(WIDER_THAN_THE_SCREEN)
+        assert not wide, f"wider than the screen: {wide[:5]}"
+        for choice in page.locator("details.choice").all():  # each filter's list, opened, stays on the screen
+            choice.locator("summary").click()
+            assert not page.evaluate(WIDER_THAN_THE_SCREEN), choice.locator("summary").inner_text()
+            choice.locator("summary").click()
+        if SHOTS:
+            page.screenshot(path=str(Path(SHOTS) / f"dashboard-{viewport['width']}.png"), full_page=False)
+    finally:
+        context.close()
+    assert not problems, problems
