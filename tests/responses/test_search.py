@@ -222,3 +222,15 @@ def test_search_counts_stop_at_the_cap_without_a_count_query(client, agent_a, co
     assert len(data["groups"]) == 2  # the page is built from the newest MAX_HITS matches
     assert _search(client, q="kumquat number 3")["count_label"] == "1"
     assert search.count(agent_a, search.parse_query("kumquat"), search.Filters()) == 3
+
+
+def test_search_newest_hits_widen_past_the_last_week(agent_a, connector_a, monkeypatch):
+    old = [store_message(connector_a, f"tamarind {n}", author=f"cust-t{n}", minutes_ago=60 * 24 * (10 + n))
+           for n in range(2)]
+    new = store_message(connector_a, "tamarind fresh", author="cust-tn", minutes_ago=5)
+    monkeypatch.setattr(search, "MAX_HITS", 2)
+    rows = search.matching(Message.objects.all(), search.search_index.MESSAGE, search.parse_query("tamarind"))
+    # The week holds one: the whole range is asked, newest first, MAX_HITS + 1 of them.
+    assert [h[0] for h in search.newest_hits(rows, None)] == [new.pk, old[0].pk, old[1].pk]
+    monkeypatch.setattr(search, "MAX_HITS", 0)  # the week alone is enough
+    assert [h[0] for h in search.newest_hits(rows, None)] == [new.pk]
