@@ -70,14 +70,17 @@ ID_MAX = 2**63 - 1
 class TeamInSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=120)
     slug = serializers.CharField(max_length=60, required=False, help_text="Made from the name when absent.")
-    members = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=ID_MAX), max_length=500, required=False,
+    members = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=ID_MAX), max_length=500,
+                                    required=False,
                                     help_text="User ids (each with a console role); replaces the members.")
-    connectors = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=ID_MAX), max_length=500, required=False,
+    connectors = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=ID_MAX), max_length=500,
+                                       required=False,
                                        help_text="Connector ids whose conversations the team owns; replaces them.")
 
 
 class QueueInSerializer(serializers.Serializer):
-    team = serializers.IntegerField(min_value=1, max_value=ID_MAX, help_text="Set when the queue is made; it cannot move.")
+    team = serializers.IntegerField(min_value=1, max_value=ID_MAX,
+                                    help_text="Set when the queue is made; it cannot move.")
     name = serializers.CharField(max_length=120)
     slug = serializers.CharField(max_length=60, required=False, help_text="Made from the name when absent.")
     lane = serializers.ChoiceField(choices=organisation.QUEUE_LANES, required=False, allow_blank=True,
