@@ -129,3 +129,18 @@ def test_location_preferred_channel_is_learned_from_where_the_customer_writes_an
     assert customer.preferred_channel == "email" and customer.learned_channel == "sms"
     with pytest.raises(PayloadInvalid, match="preferred_channel"):
         attributes.set_profile(customer, {"preferred_channel": "carrier-pigeon"}, source="agent")
+
+
+def test_location_webhook_with_bad_coordinates_is_a_400_and_stores_nothing(client, make_connector,
+                                                                          django_capture_on_commit_callbacks):
+    from tests.listening.connectors.test_meta import CREDENTIALS, post
+
+    connector = make_connector("meta", slug="wa-hook", credentials=CREDENTIALS)
+    with django_capture_on_commit_callbacks(execute=True):
+        refused = post(client, connector, whatsapp_location(123.4, 13.4))
+        assert refused.status_code == 400 and "latitude must be within -90..90" in refused.json()["reason"]
+        assert not Message.objects.exists() and not Customer.objects.exists()
+        stored = post(client, connector, whatsapp_location(52.52, 13.4, address="Alexanderplatz 1"))
+    assert stored.status_code == 200
+    assert Message.objects.get().text == "Alexanderplatz 1"
+    assert Customer.objects.get().location_lat == 52.52
