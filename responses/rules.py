@@ -109,7 +109,7 @@ def _validate_condition(i: int, cond: Any) -> None:
     if op not in CONDITIONS[name]:
         raise ValidationError(f"condition {i + 1}: {name} takes {', '.join(sorted(CONDITIONS[name]))}, not {op!r}")
     if name == "attribute":
-        _validate_attribute(i, value)
+        validate_attribute_test(i, value)
         return
     if name == "signals":
         _validate_signals(i, value)
@@ -122,7 +122,9 @@ def _validate_condition(i: int, cond: Any) -> None:
         raise ValidationError(f"condition {i + 1}: bad value for {name} {op}")
 
 
-def _validate_attribute(i: int, value: Any) -> None:
+def validate_attribute_test(i: int, value: Any) -> None:
+    """One attribute test ({"key", and "in", "gte", "lte" or "set"}), as routing conditions and
+    segments (responses.segments) write it; ValidationError names test i + 1."""
     tests = {"in", "gte", "lte", "set"}
     if not isinstance(value, dict) or not isinstance(value.get("key"), str) or set(value) - tests - {"key"}:
         raise ValidationError(f"condition {i + 1}: attribute takes {{key, and in, gte, lte or set}}")

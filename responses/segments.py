@@ -31,7 +31,7 @@ from listening.signal_types import get_type
 from responses import access
 from responses.exceptions import InvalidRequest, NotAllowed
 from responses.models import Role
-from responses.rules import _validate_attribute
+from responses.rules import validate_attribute_test
 
 PARTS = {"tier", "attributes", "signals", "tags"}
 SEGMENT_ROLES = {Role.ADMIN, Role.BRAND_MANAGER}
@@ -58,7 +58,7 @@ def clean_definition(definition: Any) -> dict[str, Any]:
         raise InvalidRequest(f"attributes must be a list of at most {MAX_TESTS} tests")
     for i, test in enumerate(tests):
         try:
-            _validate_attribute(i, test)
+            validate_attribute_test(i, test)
         except ValidationError as error:
             raise InvalidRequest("attribute test " + error.messages[0].removeprefix("condition ")) from None
     if tests:
