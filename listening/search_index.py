@@ -69,7 +69,7 @@ def pg_create(spec: Indexed) -> list[str]:
 def pg_drop(spec: Indexed) -> list[str]:
     if not spec.stored:
         return [f"DROP INDEX IF EXISTS {spec.fts}_idx"]
-    return [f"DROP INDEX IF EXISTS {spec.fts}_vector_idx",
+    return [f"DROP INDEX IF EXISTS {spec.fts}_vector_idx", f"DROP INDEX IF EXISTS {spec.fts}_idx",
             f"ALTER TABLE {spec.table} DROP COLUMN IF EXISTS {spec.stored}"]
 
 
