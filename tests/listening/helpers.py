@@ -38,7 +38,7 @@ def signed_webhook_post(client, connector, payload, *, secret: str = "s3cret", t
     )
 
 
-def run_concurrently(target, count: int, timeout: float = 60.0) -> list:
+def run_concurrently(target, count: int, timeout: float = 180.0) -> list:
     """Run `target()` in `count` threads released at the same instant; return their results.
     Each thread closes its own database connection, so the test database can be dropped."""
     import threading
