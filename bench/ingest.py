@@ -280,6 +280,8 @@ class Servers:
     log_dir: Path
     procs: list[subprocess.Popen] = field(default_factory=list)
     port: int = 0
+    root: Path = REPO  # the checkout it serves (--compare-ref: another commit's worktree)
+    tag: str = ""
 
     def start(self, deadline_s: float = 60) -> None:
         sockets = []
@@ -293,12 +295,14 @@ class Servers:
                 self.port = sock.getsockname()[1]
                 sockets.append(sock)
             env = {**self.env, "DJANGO_SETTINGS_MODULE": self.settings_module}
+            if self.root != REPO:
+                env["PYTHONPATH"] = env["PYTHONPATH"].replace(str(REPO), str(self.root), 1)
             for i, sock in enumerate(sockets):
-                tag = f"{self.settings_module.replace('.', '_')}-{i}"
+                tag = f"{self._prefix}-{i}"
                 log = open(self.log_dir / f"{tag}.log", "wb")  # noqa: SIM115 (closed with the process)
                 cmd = [sys.executable, "-m", "daphne", "--fd", str(sock.fileno()),
                        "--access-log", str(self.log_dir / f"{tag}.access"), "cxm.asgi:application"]
-                proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
                                         pass_fds=[sock.fileno()], start_new_session=True)
                 log.close()
                 self.procs.append(proc)
@@ -329,26 +333,30 @@ class Servers:
         raise BenchFailure(f"daphne not healthy after {deadline_s}s:\n{self.log_tail()}")
 
     @property
+    def _prefix(self) -> str:
+        return self.settings_module.replace(".", "_") + self.tag
+
+    @property
     def pids(self) -> list[int]:
         return [p.pid for p in self.procs]
 
     def access_counts(self) -> list[int]:
         counts = []
         for i in range(self.workers):
-            path = self.log_dir / f"{self.settings_module.replace('.', '_')}-{i}.access"
+            path = self.log_dir / f"{self._prefix}-{i}.access"
             counts.append(path.read_bytes().count(b"\n") if path.exists() else 0)
         return counts
 
     def count_in_logs(self, needle: str) -> int:
         """Occurrences of `needle` in the servers' error logs (tracebacks of 500s)."""
         total = 0
-        for path in self.log_dir.glob(f"{self.settings_module.replace('.', '_')}-*.log"):
+        for path in self.log_dir.glob(f"{self._prefix}-*.log"):
             total += path.read_text(errors="replace").count(needle)
         return total
 
     def log_tail(self, lines: int = 30) -> str:
         out = []
-        for path in sorted(self.log_dir.glob(f"{self.settings_module.replace('.', '_')}-*.log")):
+        for path in sorted(self.log_dir.glob(f"{self._prefix}-*.log")):
             out.append(f"--- {path.name}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
         return "\n".join(out)
 
@@ -970,6 +978,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="load generator: lean (requests built and signed before the run, written on kept-alive "
                         "asyncio streams; default) or httpx (builds and signs each request as it goes, the earlier "
                         "generator)")
+    parser.add_argument("--compare-ref", default="",
+                        help="also serve this git commit (a worktree, same database and client) and compare its "
+                        "single-message deliveries and /healthz floor with this checkout's, in alternating rounds")
+    parser.add_argument("--compare-rounds", type=int, default=3, help="rounds of --compare-ref (default 3)")
     parser.add_argument("--skip-import", action="store_true", help="webhook part only")
     parser.add_argument("--skip-webhook", action="store_true", help="import part only")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB_URL),
@@ -1142,6 +1154,68 @@ def run_webhook(args, env: dict[str, str], tmp: Path, servers: list[Servers], pr
     table.append(("webhook: ratio batched / naive", f"{figures['ratio_webhook_batched_vs_naive']:.2f}x", ""))
 
 
+def run_compare(args, env: dict[str, str], tmp: Path, servers: list[Servers], figures: dict[str, Any],
+                table: list[tuple[str, str, str]]) -> None:
+    """Single-message deliveries and the /healthz floor through this checkout's servers and through
+    `--compare-ref`'s (a git worktree of that commit, same database, same client), in alternating
+    rounds so that both see the same load on a shared machine."""
+    from django.db import connections
+
+    worktree = tmp / "compare-ref"
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(worktree), args.compare_ref],
+                   check=True, timeout=120)
+    try:
+        sides = {"ref": Servers("bench.server_settings", args.workers, env, tmp, root=worktree, tag="-ref"),
+                 "head": Servers("bench.server_settings", args.workers, env, tmp)}
+        hooks = {side: make_webhook_connector(f"cmp-{side}") for side in sides}
+        rounds, n, c = args.compare_rounds, args.messages, args.concurrency
+        msgs = {side: make_messages(n * rounds, f"cmp{side}", seed=21 + i) for i, side in enumerate(sides)}
+        warm = {side: make_messages(100, f"cmpw{side}", seed=31 + i) for i, side in enumerate(sides)}
+        warm_hooks = {side: make_webhook_connector(f"cmp-warm-{side}") for side in sides}
+        connections.close_all()
+        results: dict[str, dict[str, list[LoadResult]]] = {side: {"floor": [], "single": []} for side in sides}
+        for side, srv in sides.items():
+            servers.append(srv)
+            print(f"compare: starting {args.workers} daphne worker(s) for {side} "
+                  f"({args.compare_ref if side == 'ref' else 'this checkout'})", flush=True)
+            srv.start()
+            run_load(srv, f"/hooks/{warm_hooks[side].slug}/", bodies_single(warm[side]), 100, c, 60)
+        for r in range(rounds):
+            for side, srv in sides.items():
+                print(f"compare round {r + 1}/{rounds}, {side}: floor, then {n} single deliveries", flush=True)
+                results[side]["floor"].append(run_load(srv, "/healthz", [None] * args.floor_requests,
+                                                       args.floor_requests, c, 60))
+                part = msgs[side][r * n : (r + 1) * n]
+                result = run_load(srv, f"/hooks/{hooks[side].slug}/", bodies_single(part), n, c, max(60.0, n / 10))
+                check_load(result, n, 0, f"compare {side}")
+                results[side]["single"].append(result)
+        for side, srv in sides.items():
+            check_stored(hooks[side], [m["id"] for m in msgs[side]], f"compare {side}")
+            srv.stop()
+        out: dict[str, Any] = {"ref": args.compare_ref, "rounds": rounds, "load_avg": round(os.getloadavg()[0], 2)}
+        for side in sides:
+            floor = statistics.median(x.msgs_per_s for x in results[side]["floor"])
+            single = statistics.median(x.msgs_per_s for x in results[side]["single"])
+            cpu = statistics.median(x.cpu_servers * 1000 / x.deliveries for x in results[side]["single"])
+            floor_cpu = statistics.median(x.cpu_servers * 1000 / x.deliveries for x in results[side]["floor"])
+            p50 = statistics.median(x.pct(0.5) for x in results[side]["single"])
+            out[side] = {"http_floor_req_per_s": round(floor, 1), "webhook_msgs_per_s": round(single, 1),
+                         "ratio_webhook_vs_floor": round(single / floor, 3),
+                         "server_cpu_ms_per_delivery": round(cpu, 2), "webhook_p50_ms": round(p50, 1),
+                         "server_cpu_ms_per_floor_request": round(floor_cpu, 2),
+                         # What the servers' CPU allows, the way the floor is what HTTP alone allows.
+                         "cpu_ratio_webhook_vs_floor": round(floor_cpu / cpu, 3)}
+            label = f"compare, {args.compare_ref}" if side == "ref" else "compare, this checkout"
+            table.append((f"{label}: single / floor", f"{single / floor:.0%}",
+                          f"median of {rounds} rounds: {single:,.0f} msgs/s vs /healthz {floor:,.0f} req/s; "
+                          f"{cpu:.1f} ms daphne CPU per delivery vs {floor_cpu:.2f} per /healthz "
+                          f"({floor_cpu / cpu:.0%}); p50 {p50:.0f} ms"))
+        figures["compare"] = out
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(worktree)], timeout=120,
+                       check=False)
+
+
 def _probe_rows(probe: dict[str, Any]) -> list[tuple[str, str, str]]:
     rtt = probe["db_roundtrip_ms"]
     return [
@@ -1215,6 +1289,8 @@ def main(argv: list[str] | None = None) -> int:
                         "cores": os.cpu_count()})
         connections.close_all()
 
+        if args.compare_ref:
+            run_compare(args, env, tmp, servers, figures, table)
         if not args.skip_webhook:
             run_webhook(args, env, tmp, servers, probe, figures, table)
         table += _probe_rows(probe)

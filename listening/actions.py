@@ -61,9 +61,10 @@ def ingest_messages(connector: Connector, messages: Iterable[InboundMessage]) ->
         _count_on_connector(connector, result)
         return result
     with transaction.atomic():
+        tallies = _Tallies()
         for start in range(0, len(unique.messages), CHUNK):
-            result.merge(_ingest_chunk(connector, unique.messages[start : start + CHUNK]))
-        _count_on_connector(connector, result)
+            result.merge(_ingest_chunk(connector, unique.messages[start : start + CHUNK], tallies))
+        tallies.write(connector, result)
         if result.created_ids:
             ids, connector_id = list(result.created_ids), connector.pk
             transaction.on_commit(lambda: _announce(ids, connector_id))
@@ -131,7 +132,7 @@ def _check_id(value: str, what: str, *, optional: bool = False) -> None:
         raise PayloadInvalid(f"{what} contains a NUL or an invalid character")
 
 
-def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage]) -> IngestResult:
+def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage], tallies: _Tallies) -> IngestResult:
     existing = set(
         Message.objects.filter(
             connector=connector, external_id__in=[m.external_id for m in chunk]
@@ -174,6 +175,8 @@ def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage]) -> Inge
     rows.sort(key=lambda row: row.external_id)
     if connection.vendor == "postgresql" and len(rows) >= COPY_MIN_ROWS:
         created = _copy_insert(rows)
+    elif connection.vendor == "postgresql":
+        created = _insert_returning(rows)
     else:
         # ignore_conflicts: a concurrent delivery of the same message may commit between our
         # existence check and this insert; the constraint keeps one row and we skip ours.
@@ -187,10 +190,80 @@ def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage]) -> Inge
     result.created_ids = [row[0] for row in created]
     result.duplicates += len(rows) - len(created)
     store_attachments(fresh, created)
-    _link_parents(connector, created)
-    _bump_counters(Conversation, [(row[2], row[4]) for row in created], "last_message_at")
-    _bump_counters(Contact, [(row[3], row[4]) for row in created], "last_seen_at")
+    tallies.add(created)
+    if connection.vendor != "postgresql":  # PostgreSQL links them with the counters, in one statement
+        _link_parents(connector, created)
     return result
+
+
+class _Tallies:
+    """What the stored messages add to their conversations, authors and connector, and the
+    replies that were waiting for them. Written once per call, after the inserts: on PostgreSQL
+    in one statement (data-modifying CTEs), so a single-message delivery pays one round trip and
+    one statement's planning for what took four."""
+
+    def __init__(self) -> None:
+        self.created: list[tuple] = []
+
+    def add(self, created: list[tuple]) -> None:
+        self.created.extend(created)
+
+    def write(self, connector: Connector, result: IngestResult) -> None:
+        conversations = [(row[2], row[4]) for row in self.created]
+        authors = [(row[3], row[4]) for row in self.created]
+        if connection.vendor != "postgresql" or not self.created:
+            _bump_counters(Conversation, conversations, "last_message_at")
+            _bump_counters(Contact, authors, "last_seen_at")
+            _count_on_connector(connector, result)
+            return
+        parts, params = [], []
+        for name, (model, rows, column) in {
+            "conversations": (Conversation, conversations, "last_message_at"),
+            "authors": (Contact, authors, "last_seen_at"),
+        }.items():
+            sql, values = _bump_sql(model, rows, column)
+            if sql:
+                parts.append(f"{name} AS ({sql})")
+                params += values
+        message = connection.ops.quote_name(Message._meta.db_table)
+        # Replies stored before their parent (or in this call) now point at it; the predicate is
+        # the partial index message_orphan_reply_idx's.
+        parts.append(
+            f"linked AS (UPDATE {message} SET parent_id = v.id FROM unnest(%s::bigint[], %s::text[]) AS v(id, ext) "  # noqa: S608
+            f"WHERE {message}.connector_id = %s AND {message}.parent_id IS NULL "
+            f"AND {message}.parent_external_id <> '' AND {message}.parent_external_id = ANY(%s::text[]) "
+            f"AND {message}.parent_external_id = v.ext)"
+        )
+        # ANY(array) as well as the join: the planner then reads the index, where a join to unnest
+        # alone may be planned as a scan of the connector's messages.
+        external_ids = [row[1] for row in self.created]
+        params += [[row[0] for row in self.created], external_ids, connector.pk, external_ids]
+        table = connection.ops.quote_name(Connector._meta.db_table)
+        sql = (
+            f"WITH {', '.join(parts)} UPDATE {table} SET messages_received = messages_received + %s, "  # noqa: S608
+            "duplicates_received = duplicates_received + %s, last_success_at = %s WHERE id = %s"
+        )
+        params += [result.created, result.duplicates, timezone.now(), connector.pk]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+
+def _insert_returning(rows: list[Message]) -> list[tuple]:
+    """Small chunks on PostgreSQL: one INSERT ... ON CONFLICT DO NOTHING RETURNING, which returns
+    exactly the rows this call stored (a concurrent delivery's row is not ours)."""
+    fields = [field for field in Message._meta.concrete_fields if not field.primary_key]
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    params = [field.get_db_prep_save(getattr(row, field.attname), connection) for row in rows for field in fields]
+    table = connection.ops.quote_name(Message._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({columns}) VALUES {', '.join([one] * len(rows))} "  # noqa: S608
+            "ON CONFLICT (connector_id, external_id) DO NOTHING "
+            "RETURNING id, external_id, conversation_id, author_id, sent_at",
+            params,
+        )
+        return cursor.fetchall()
 
 
 COPY_MIN_ROWS = 50
@@ -235,14 +308,19 @@ def _upsert_contacts(messages: Sequence[InboundMessage]) -> dict[tuple[str, str]
     # Sorted, like every multi-row write here: concurrent batches then take row and index locks
     # in the same order and wait for each other instead of deadlocking.
     missing = sorted(key for key in latest if key not in existing)
+    fresh: set[tuple[str, str]] = set()
     if missing:
-        Contact.objects.bulk_create(
-            [_new_contact(key, *latest[key]) for key in missing], ignore_conflicts=True
-        )
-        existing = _contacts_by_key(latest)
+        # The no-op update (channel to itself) makes PostgreSQL and SQLite return the id of a row
+        # a concurrent delivery inserted first, as well as ours: no second SELECT.
+        for contact in Contact.objects.bulk_create(
+            [_new_contact(key, *latest[key]) for key in missing],
+            update_conflicts=True, unique_fields=["channel", "external_id"], update_fields=["channel"],
+        ):
+            existing[(contact.channel, contact.external_id)] = contact
+            fresh.add((contact.channel, contact.external_id))
     changed = []
     for key, contact in existing.items():
-        if _refresh_contact(contact, latest[key][0]):
+        if key not in fresh and _refresh_contact(contact, latest[key][0]):
             changed.append(contact)
     if changed:
         Contact.objects.bulk_update(sorted(changed, key=lambda contact: contact.pk), PROFILE_FIELDS)
@@ -351,7 +429,8 @@ def _upsert_conversations(
     existing = _conversations_by_key(connector, first)
     missing = sorted(key for key in first if key not in existing)
     if missing:
-        Conversation.objects.bulk_create(
+        # As for contacts: the ids come back from the insert, ours or a concurrent delivery's.
+        created = Conversation.objects.bulk_create(
             [
                 Conversation(
                     connector=connector,
@@ -364,9 +443,9 @@ def _upsert_conversations(
                 )
                 for key in missing
             ],
-            ignore_conflicts=True,
+            update_conflicts=True, unique_fields=["connector", "external_id"], update_fields=["connector"],
         )
-        existing = _conversations_by_key(connector, first)
+        existing.update({row.external_id: (row.pk, row.contact_id) for row in created})
     for key, (pk, contact_id) in existing.items():
         if contact_id is None and key in customer:
             Conversation.objects.filter(pk=pk, contact__isnull=True).update(contact_id=customer[key])
@@ -399,6 +478,13 @@ def _link_parents(connector: Connector, created: list[tuple]) -> None:
 def _bump_counters(model: type, rows: list[tuple[int, datetime]], latest_field: str) -> None:
     """Add to message_count and move the latest timestamp forward in one UPDATE ... FROM VALUES,
     in SQL so concurrent ingestions never lose an increment."""
+    sql, params = _bump_sql(model, rows, latest_field)
+    if sql:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+
+def _bump_sql(model: type, rows: list[tuple[int, datetime]], latest_field: str) -> tuple[str, list]:
     counts: dict[int, int] = defaultdict(int)
     latest: dict[int, datetime] = {}
     for pk, when in rows:
@@ -407,7 +493,7 @@ def _bump_counters(model: type, rows: list[tuple[int, datetime]], latest_field: 
         counts[pk] += 1
         latest[pk] = max(latest.get(pk, when), when)
     if not counts:
-        return
+        return "", []
     quote, adapt = connection.ops.quote_name, connection.ops.adapt_datetimefield_value
     table, column = quote(model._meta.db_table), quote(latest_field)
     # PostgreSQL needs the VALUES types spelled out; SQLite stores datetimes as text and must not
@@ -420,8 +506,7 @@ def _bump_counters(model: type, rows: list[tuple[int, datetime]], latest_field: 
         f"FROM (VALUES {', '.join([row] * len(counts))}) AS v WHERE {table}.id = v.column1"
     )
     params = [value for pk in sorted(counts) for value in (pk, counts[pk], adapt(latest[pk]))]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    return sql, params
 
 
 def _count_on_connector(connector: Connector, result: IngestResult) -> None:

@@ -27,3 +27,8 @@ def webhook(request: HttpRequest, ref: str) -> HttpResponse:
     if isinstance(outcome.body, dict):
         return JsonResponse(outcome.body, status=outcome.status)
     return HttpResponse(outcome.body, status=outcome.status, content_type=outcome.content_type)
+
+
+# Signed machine-to-machine POSTs: cxm.middleware.MachineRouteMiddleware calls this view before
+# the session, auth, CSRF and messages middleware, which such a request does not use.
+webhook.machine_to_machine = True  # type: ignore[attr-defined]
