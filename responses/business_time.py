@@ -19,7 +19,9 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-DAY_MINUTES = 24 * 60
+from responses.models import BusinessCalendar, Holiday
+from responses.weekly_hours import DAY_MINUTES, parse_weekly
+
 # A walk that finds no open minute within this many days gives up and counts wall-clock time: a
 # calendar closed for years (every day a holiday) must not hang a worker or an SLA forever.
 HORIZON_DAYS = 3 * 366
@@ -166,8 +168,6 @@ def minutes_between(schedule: Schedule | None, start: datetime, end: datetime) -
 
 def schedule_of(calendar) -> Schedule:
     """The Schedule of a BusinessCalendar row (its holidays included)."""
-    from responses.calendars import parse_weekly
-
     holidays = frozenset(calendar.holidays.values_list("date", flat=True))
     return Schedule(tz=ZoneInfo(calendar.time_zone), weekly=parse_weekly(calendar.hours), holidays=holidays)
 
@@ -175,16 +175,12 @@ def schedule_of(calendar) -> Schedule:
 def schedules_for(team_ids: Iterable[int]) -> dict[int, Schedule | None]:
     """Each team's schedule (None: open around the clock), in two queries for any number of
     teams: what a dashboard computing many cases' figures should call once."""
-    from responses.models import BusinessCalendar, Holiday
-
     ids = set(team_ids)
     result: dict[int, Schedule | None] = dict.fromkeys(ids)
     calendars = list(BusinessCalendar.objects.filter(team_id__in=ids))
     holidays: dict[int, set[date]] = {}
     for calendar_id, day in Holiday.objects.filter(calendar__in=calendars).values_list("calendar_id", "date"):
         holidays.setdefault(calendar_id, set()).add(day)
-    from responses.calendars import parse_weekly
-
     for calendar in calendars:
         result[calendar.team_id] = Schedule(tz=ZoneInfo(calendar.time_zone), weekly=parse_weekly(calendar.hours),
                                             holidays=frozenset(holidays.get(calendar.pk, ())))

@@ -525,11 +525,6 @@ class SignalRule(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def clean(self) -> None:
-        from responses.signal_rules import validate_signal_rule
-
-        validate_signal_rule(self)
-
 
 class SignalRuleState(models.Model):
     """A rule's memory for one key (customer or device): the newest timestamps inside the window
