@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, F, Lookup, Q, Value, When
 from django.utils import timezone
 
 from listening import times
@@ -25,13 +25,38 @@ from listening.attachments import store_attachments
 from listening.connectors.base import InboundAuthor, InboundMessage
 from listening.exceptions import PayloadInvalid
 from listening.models import Connector, Contact, Conversation, Customer, Direction, Message
-from listening.sanitize import capped_payload, clean_text
+from listening.sanitize import capped_payload, clean_json, clean_text
 from listening.signals import messages_ingested
 
 logger = logging.getLogger(__name__)
 
 EXTERNAL_ID_MAX = 255
-CHUNK = 500  # keeps IN (...) lists well under every backend's parameter limit
+CHUNK = 500  # keeps IN (...) lists well under SQLite's parameter limit
+# PostgreSQL takes 65,535 parameters: an import batch of 1,000 rows is one chunk, not two, and
+# pays the per-chunk statements (lookups, COPY staging, counters) once.
+CHUNK_POSTGRESQL = 2000
+
+
+class _Any(Lookup):
+    """`column = ANY(%s)` with the list as one array parameter. Django's `__in` prepares every
+    value and writes a placeholder each: the lookups of a 1,000-row import batch spent more
+    Python time on their IN lists than the database spent answering them."""
+
+    lookup_name = "any"
+    prepare_rhs = False
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list]:
+        lhs, params = self.process_lhs(compiler, connection)
+        return f"{lhs} = ANY(%s)", [*params, list(self.rhs)]
+
+
+for _model in (Message, Conversation):
+    _model._meta.get_field("external_id").register_lookup(_Any)
+
+
+def _in() -> str:
+    """`external_id__any` on PostgreSQL, `external_id__in` elsewhere (SQLite has no arrays)."""
+    return "external_id__any" if connection.vendor == "postgresql" else "external_id__in"
 
 
 @dataclass
@@ -62,8 +87,9 @@ def ingest_messages(connector: Connector, messages: Iterable[InboundMessage]) ->
         return result
     with transaction.atomic():
         tallies = _Tallies()
-        for start in range(0, len(unique.messages), CHUNK):
-            result.merge(_ingest_chunk(connector, unique.messages[start : start + CHUNK], tallies))
+        size = CHUNK_POSTGRESQL if connection.vendor == "postgresql" else CHUNK
+        for start in range(0, len(unique.messages), size):
+            result.merge(_ingest_chunk(connector, unique.messages[start : start + size], tallies))
         tallies.write(connector, result)
         if result.created_ids:
             ids, connector_id = list(result.created_ids), connector.pk
@@ -135,7 +161,7 @@ def _check_id(value: str, what: str, *, optional: bool = False) -> None:
 def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage], tallies: _Tallies) -> IngestResult:
     existing = set(
         Message.objects.filter(
-            connector=connector, external_id__in=[m.external_id for m in chunk]
+            connector=connector, **{_in(): [m.external_id for m in chunk]}
         ).values_list("external_id", flat=True)
     )
     fresh = [m for m in chunk if m.external_id not in existing]
@@ -149,30 +175,33 @@ def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage], tallies
 
     batch = uuid.uuid4()
     now = timezone.now()
+    # Rows as tuples in MESSAGE_COLUMNS order, not Message instances: a model instance per row was
+    # the largest Python cost of a file import, and COPY and INSERT ... RETURNING take tuples.
+    names = _message_columns()[1]
     rows = []
     for message in fresh:
-        raw, truncated = capped_payload(message.raw, settings.RAW_PAYLOAD_MAX_BYTES)
+        raw, truncated = _capped(message.raw)
         parent = parents.get(message.parent_external_id)
-        rows.append(
-            Message(
-                connector=connector,
-                external_id=message.external_id,
-                channel=message.channel,
-                direction=Direction.OUTBOUND if message.direction == "out" else Direction.INBOUND,
-                conversation_id=conversation_ids[thread_keys[message.external_id]],
-                author_id=contact_ids[(message.channel, message.author.external_id)],
-                text=clean_text(message.text, settings.MESSAGE_TEXT_MAX_CHARS),
-                url=_short(message.url, 1000),
-                sent_at=_aware(message.sent_at),
-                received_at=now,
-                parent_id=parent[0] if parent else None,
-                parent_external_id=message.parent_external_id,
-                raw=raw,
-                raw_truncated=truncated,
-                ingest_batch=batch,
-            )
-        )
-    rows.sort(key=lambda row: row.external_id)
+        values = {
+            "connector_id": connector.pk,
+            "external_id": message.external_id,
+            "channel": message.channel,
+            "direction": Direction.OUTBOUND if message.direction == "out" else Direction.INBOUND,
+            "conversation_id": conversation_ids[thread_keys[message.external_id]],
+            "author_id": contact_ids[(message.channel, message.author.external_id)],
+            "text": clean_text(message.text, settings.MESSAGE_TEXT_MAX_CHARS),
+            "url": _short(message.url, 1000),
+            "sent_at": _aware(message.sent_at),
+            "received_at": now,
+            "parent_id": parent[0] if parent else None,
+            "parent_external_id": message.parent_external_id,
+            "raw": raw,
+            "raw_truncated": truncated,
+            "ingest_batch": batch,
+        }
+        rows.append(tuple(values[name] if name in values else _default(name) for name in names))
+    at = names.index("external_id")
+    rows.sort(key=lambda row: row[at])
     if connection.vendor == "postgresql" and len(rows) >= COPY_MIN_ROWS:
         created = _copy_insert(rows)
     elif connection.vendor == "postgresql":
@@ -180,11 +209,12 @@ def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage], tallies
     else:
         # ignore_conflicts: a concurrent delivery of the same message may commit between our
         # existence check and this insert; the constraint keeps one row and we skip ours.
-        Message.objects.bulk_create(rows, ignore_conflicts=True)
+        Message.objects.bulk_create([Message(**dict(zip(names, row, strict=True))) for row in rows],
+                                    ignore_conflicts=True)
         # Looked up through the (connector, external_id) index; the batch marker tells our rows apart.
         created = list(
             Message.objects.filter(
-                connector=connector, external_id__in=[row.external_id for row in rows], ingest_batch=batch
+                connector=connector, external_id__in=[row[at] for row in rows], ingest_batch=batch
             ).values_list("id", "external_id", "conversation_id", "author_id", "sent_at")
         )
     result.created_ids = [row[0] for row in created]
@@ -248,20 +278,18 @@ class _Tallies:
             cursor.execute(sql, params)
 
 
-def _insert_returning(rows: list[Message]) -> list[tuple]:
+def _insert_returning(rows: list[tuple]) -> list[tuple]:
     """Small chunks on PostgreSQL: one INSERT ... ON CONFLICT DO NOTHING RETURNING, which returns
     exactly the rows this call stored (a concurrent delivery's row is not ours)."""
-    fields = [field for field in Message._meta.concrete_fields if not field.primary_key]
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    params = [field.get_db_prep_save(getattr(row, field.attname), connection) for row in rows for field in fields]
+    columns, names, json_at = _message_columns()
+    one = "(" + ", ".join(["%s"] * len(names)) + ")"
     table = connection.ops.quote_name(Message._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} ({columns}) VALUES {', '.join([one] * len(rows))} "  # noqa: S608
             "ON CONFLICT (connector_id, external_id) DO NOTHING "
             "RETURNING id, external_id, conversation_id, author_id, sent_at",
-            params,
+            [value for row in _jsonb_rows(rows, json_at) for value in row],
         )
         return cursor.fetchall()
 
@@ -269,15 +297,45 @@ def _insert_returning(rows: list[Message]) -> list[tuple]:
 COPY_MIN_ROWS = 50
 
 
-def _copy_insert(rows: list[Message]) -> list[tuple]:
-    """Large chunks: COPY into a session temp table, then one INSERT ... ON CONFLICT DO NOTHING
-    RETURNING, which returns exactly the rows this call stored."""
-    from psycopg.types.json import Jsonb
-
+def _message_columns() -> tuple[str, list[str], set[int]]:
+    """Message's columns (quoted, for SQL), their attribute names, and the positions of JSON ones."""
     fields = [field for field in Message._meta.concrete_fields if not field.primary_key]
     columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    json_fields = {field.attname for field in fields if field.get_internal_type() == "JSONField"}
-    attnames = [field.attname for field in fields]
+    json_at = {i for i, field in enumerate(fields) if field.get_internal_type() == "JSONField"}
+    return columns, [field.attname for field in fields], json_at
+
+
+def _default(attname: str) -> Any:
+    """The default of a column ingestion does not set (none today; a field added later)."""
+    return next(f for f in Message._meta.concrete_fields if f.attname == attname).get_default()
+
+
+def _jsonb_rows(rows: list[tuple], json_at: set[int]) -> list[tuple]:
+    from psycopg.types.json import Jsonb
+
+    return [tuple(Jsonb(value) if i in json_at else value for i, value in enumerate(row)) for row in rows]
+
+
+def _capped(raw: Any) -> tuple[Any, bool]:
+    """capped_payload, without encoding the JSON to measure it when it cannot be over the cap: a
+    flat object of strings (a CSV row, most webhook bodies' size class) is at most 6 bytes of
+    JSON per character (\\u00XX) plus quotes and separators."""
+    limit = settings.RAW_PAYLOAD_MAX_BYTES
+    if isinstance(raw, dict) and len(raw) < 1000:
+        size = 2
+        for key, value in raw.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                return capped_payload(raw, limit)
+            size += 6 * (len(key) + len(value)) + 8
+        if size <= limit:
+            return clean_json(raw), False
+    return capped_payload(raw, limit)
+
+
+def _copy_insert(rows: list[tuple]) -> list[tuple]:
+    """Large chunks: COPY into a session temp table, then one INSERT ... ON CONFLICT DO NOTHING
+    RETURNING, which returns exactly the rows this call stored."""
+    columns, _, json_at = _message_columns()
     table = connection.ops.quote_name(Message._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -285,10 +343,8 @@ def _copy_insert(rows: list[Message]) -> list[tuple]:
             f"SELECT {columns} FROM {table} WITH NO DATA"
         )
         with cursor.cursor.copy(f"COPY ingest_stage ({columns}) FROM STDIN") as copy:  # noqa: S608
-            for row in rows:
-                copy.write_row([
-                    Jsonb(getattr(row, name)) if name in json_fields else getattr(row, name) for name in attnames
-                ])
+            for row in _jsonb_rows(rows, json_at):
+                copy.write_row(row)
         cursor.execute(
             f"INSERT INTO {table} ({columns}) SELECT {columns} FROM ingest_stage "  # noqa: S608
             "ON CONFLICT (connector_id, external_id) DO NOTHING "
@@ -312,9 +368,8 @@ def _upsert_contacts(messages: Sequence[InboundMessage]) -> dict[tuple[str, str]
     if missing:
         # The no-op update (channel to itself) makes PostgreSQL and SQLite return the id of a row
         # a concurrent delivery inserted first, as well as ours: no second SELECT.
-        for contact in Contact.objects.bulk_create(
-            [_new_contact(key, *latest[key]) for key in missing],
-            update_conflicts=True, unique_fields=["channel", "external_id"], update_fields=["channel"],
+        for contact in _insert_or_get(
+            [_new_contact(key, *latest[key]) for key in missing], ["channel", "external_id"]
         ):
             existing[(contact.channel, contact.external_id)] = contact
             fresh.add((contact.channel, contact.external_id))
@@ -329,6 +384,40 @@ def _upsert_contacts(messages: Sequence[InboundMessage]) -> dict[tuple[str, str]
         if contact.customer_id is None:
             match_customer(contact)
     return {key: contact.pk for key, contact in existing.items()}
+
+
+def _insert_or_get(objs: list, unique: list[str]) -> list:
+    """Insert `objs` and set their ids; a row a concurrent call inserted first keeps its values
+    and gives its id. The no-op update (the first unique column to itself) is what makes
+    PostgreSQL and SQLite return the ids of such rows too. On PostgreSQL the statement is built
+    here from the instances' values: bulk_create's per-value preparation was a third of an
+    import batch's Python time."""
+    if not objs:
+        return objs
+    model = type(objs[0])
+    if connection.vendor != "postgresql":
+        names = [model._meta.get_field(name).name for name in unique]  # connector_id -> connector
+        return model.objects.bulk_create(objs, update_conflicts=True, unique_fields=names, update_fields=names[:1])
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in fields)
+    # One array per column, not a placeholder per value: the statement stays small whatever the
+    # row count (a 1,000-contact VALUES list was 15,000 placeholders to build, send and parse).
+    arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
+    params = [[getattr(obj, field.attname) for obj in objs] for field in fields]
+    keys = ", ".join(quote(model._meta.get_field(name).column) for name in unique)
+    first = quote(model._meta.get_field(unique[0]).column)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(model._meta.db_table)} ({columns}) SELECT * FROM unnest({arrays}) "  # noqa: S608
+            f"ON CONFLICT ({keys}) DO UPDATE SET {first} = EXCLUDED.{first} RETURNING id, {keys}",
+            params,
+        )
+        ids = {tuple(row[1:]): row[0] for row in cursor.fetchall()}
+    for obj in objs:
+        obj.pk = ids[tuple(getattr(obj, name) for name in unique)]
+        obj._state.adding = False
+    return objs
 
 
 PROFILE_FIELDS = [
@@ -386,7 +475,7 @@ def _known_parents(connector: Connector, messages: Sequence[InboundMessage]) -> 
     wanted = {m.parent_external_id for m in messages if m.parent_external_id}
     if not wanted:
         return {}
-    rows = Message.objects.filter(connector=connector, external_id__in=wanted).values_list(
+    rows = Message.objects.filter(connector=connector, **{_in(): list(wanted)}).values_list(
         "external_id", "id", "conversation__external_id"
     )
     return {external_id: (pk, thread) for external_id, pk, thread in rows}
@@ -430,7 +519,7 @@ def _upsert_conversations(
     missing = sorted(key for key in first if key not in existing)
     if missing:
         # As for contacts: the ids come back from the insert, ours or a concurrent delivery's.
-        created = Conversation.objects.bulk_create(
+        created = _insert_or_get(
             [
                 Conversation(
                     connector=connector,
@@ -443,7 +532,7 @@ def _upsert_conversations(
                 )
                 for key in missing
             ],
-            update_conflicts=True, unique_fields=["connector", "external_id"], update_fields=["connector"],
+            ["connector_id", "external_id"],
         )
         existing.update({row.external_id: (row.pk, row.contact_id) for row in created})
     for key, (pk, contact_id) in existing.items():
@@ -453,7 +542,7 @@ def _upsert_conversations(
 
 
 def _conversations_by_key(connector: Connector, keys: Iterable[str]) -> dict[str, tuple[int, int | None]]:
-    rows = Conversation.objects.filter(connector=connector, external_id__in=list(keys)).values_list(
+    rows = Conversation.objects.filter(connector=connector, **{_in(): list(keys)}).values_list(
         "external_id", "id", "contact_id"
     )
     return {key: (pk, contact_id) for key, pk, contact_id in rows}
@@ -496,17 +585,19 @@ def _bump_sql(model: type, rows: list[tuple[int, datetime]], latest_field: str) 
         return "", []
     quote, adapt = connection.ops.quote_name, connection.ops.adapt_datetimefield_value
     table, column = quote(model._meta.db_table), quote(latest_field)
-    # PostgreSQL needs the VALUES types spelled out; SQLite stores datetimes as text and must not
-    # cast them. Both name VALUES columns column1, column2, ...
-    row = "(CAST(%s AS bigint), %s, CAST(%s AS timestamptz))" if connection.vendor == "postgresql" else "(%s, %s, %s)"
+    ids = sorted(counts)
+    set_clause = (f"UPDATE {table} SET message_count = message_count + v.column2, "  # noqa: S608
+                  f"{column} = CASE WHEN {column} < v.column3 THEN v.column3 ELSE {column} END ")
+    if connection.vendor == "postgresql":
+        # Three arrays, not a VALUES row per id: a 1,000-row import batch was a 100 kB statement
+        # that PostgreSQL spent longer parsing than running.
+        sql = (set_clause + "FROM unnest(%s::bigint[], %s::int[], %s::timestamptz[]) AS v(column1, column2, column3) "
+               f"WHERE {table}.id = v.column1")
+        return sql, [ids, [counts[pk] for pk in ids], [latest[pk] for pk in ids]]
+    # SQLite stores datetimes as text and names VALUES columns column1, column2, ...
     # Identifiers come from model metadata and are quoted; values are parameters.
-    sql = (
-        f"UPDATE {table} SET message_count = message_count + v.column2, "  # noqa: S608
-        f"{column} = CASE WHEN {column} < v.column3 THEN v.column3 ELSE {column} END "
-        f"FROM (VALUES {', '.join([row] * len(counts))}) AS v WHERE {table}.id = v.column1"
-    )
-    params = [value for pk in sorted(counts) for value in (pk, counts[pk], adapt(latest[pk]))]
-    return sql, params
+    sql = set_clause + f"FROM (VALUES {', '.join(['(%s, %s, %s)'] * len(ids))}) AS v WHERE {table}.id = v.column1"
+    return sql, [value for pk in ids for value in (pk, counts[pk], adapt(latest[pk]))]
 
 
 def _count_on_connector(connector: Connector, result: IngestResult) -> None:
