@@ -17,15 +17,15 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, Lookup, Q, Value, When
+from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
-from listening import times
+from listening import ingest_sql, times
 from listening.attachments import store_attachments
 from listening.connectors.base import InboundAuthor, InboundMessage
 from listening.exceptions import PayloadInvalid
 from listening.models import Connector, Contact, Conversation, Customer, Direction, Message
-from listening.sanitize import capped_payload, clean_json, clean_text
+from listening.sanitize import clean_text
 from listening.signals import messages_ingested
 
 logger = logging.getLogger(__name__)
@@ -35,28 +35,6 @@ CHUNK = 500  # keeps IN (...) lists well under SQLite's parameter limit
 # PostgreSQL takes 65,535 parameters: an import batch of 1,000 rows is one chunk, not two, and
 # pays the per-chunk statements (lookups, COPY staging, counters) once.
 CHUNK_POSTGRESQL = 2000
-
-
-class _Any(Lookup):
-    """`column = ANY(%s)` with the list as one array parameter. Django's `__in` prepares every
-    value and writes a placeholder each: the lookups of a 1,000-row import batch spent more
-    Python time on their IN lists than the database spent answering them."""
-
-    lookup_name = "any"
-    prepare_rhs = False
-
-    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list]:
-        lhs, params = self.process_lhs(compiler, connection)
-        return f"{lhs} = ANY(%s)", [*params, list(self.rhs)]
-
-
-for _model in (Message, Conversation):
-    _model._meta.get_field("external_id").register_lookup(_Any)
-
-
-def _in() -> str:
-    """`external_id__any` on PostgreSQL, `external_id__in` elsewhere (SQLite has no arrays)."""
-    return "external_id__any" if connection.vendor == "postgresql" else "external_id__in"
 
 
 @dataclass
@@ -83,10 +61,10 @@ def ingest_messages(connector: Connector, messages: Iterable[InboundMessage]) ->
     unique = _dedupe_and_validate(messages)
     result = IngestResult(duplicates=unique.duplicates)
     if not unique.messages:
-        _count_on_connector(connector, result)
+        ingest_sql.count_on_connector(connector, result)
         return result
     with transaction.atomic():
-        tallies = _Tallies()
+        tallies = ingest_sql.Tallies()
         size = CHUNK_POSTGRESQL if connection.vendor == "postgresql" else CHUNK
         for start in range(0, len(unique.messages), size):
             result.merge(_ingest_chunk(connector, unique.messages[start : start + size], tallies))
@@ -158,10 +136,10 @@ def _check_id(value: str, what: str, *, optional: bool = False) -> None:
         raise PayloadInvalid(f"{what} contains a NUL or an invalid character")
 
 
-def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage], tallies: _Tallies) -> IngestResult:
+def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage], tallies: ingest_sql.Tallies) -> IngestResult:
     existing = set(
         Message.objects.filter(
-            connector=connector, **{_in(): [m.external_id for m in chunk]}
+            connector=connector, **{ingest_sql.in_lookup(): [m.external_id for m in chunk]}
         ).values_list("external_id", flat=True)
     )
     fresh = [m for m in chunk if m.external_id not in existing]
@@ -177,10 +155,10 @@ def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage], tallies
     now = timezone.now()
     # Rows as tuples in MESSAGE_COLUMNS order, not Message instances: a model instance per row was
     # the largest Python cost of a file import, and COPY and INSERT ... RETURNING take tuples.
-    names = _message_columns()[1]
+    names = ingest_sql.message_columns()[1]
     rows = []
     for message in fresh:
-        raw, truncated = _capped(message.raw)
+        raw, truncated = ingest_sql.capped(message.raw)
         parent = parents.get(message.parent_external_id)
         values = {
             "connector_id": connector.pk,
@@ -199,13 +177,13 @@ def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage], tallies
             "raw_truncated": truncated,
             "ingest_batch": batch,
         }
-        rows.append(tuple(values[name] if name in values else _default(name) for name in names))
+        rows.append(tuple(values[name] if name in values else ingest_sql.column_default(name) for name in names))
     at = names.index("external_id")
     rows.sort(key=lambda row: row[at])
-    if connection.vendor == "postgresql" and len(rows) >= COPY_MIN_ROWS:
-        created = _copy_insert(rows)
+    if connection.vendor == "postgresql" and len(rows) >= ingest_sql.COPY_MIN_ROWS:
+        created = ingest_sql.copy_insert(rows)
     elif connection.vendor == "postgresql":
-        created = _insert_returning(rows)
+        created = ingest_sql.insert_returning(rows)
     else:
         # ignore_conflicts: a concurrent delivery of the same message may commit between our
         # existence check and this insert; the constraint keeps one row and we skip ours.
@@ -226,135 +204,6 @@ def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage], tallies
     return result
 
 
-class _Tallies:
-    """What the stored messages add to their conversations, authors and connector, and the
-    replies that were waiting for them. Written once per call, after the inserts: on PostgreSQL
-    in one statement (data-modifying CTEs), so a single-message delivery pays one round trip and
-    one statement's planning for what took four."""
-
-    def __init__(self) -> None:
-        self.created: list[tuple] = []
-
-    def add(self, created: list[tuple]) -> None:
-        self.created.extend(created)
-
-    def write(self, connector: Connector, result: IngestResult) -> None:
-        conversations = [(row[2], row[4]) for row in self.created]
-        authors = [(row[3], row[4]) for row in self.created]
-        if connection.vendor != "postgresql" or not self.created:
-            _bump_counters(Conversation, conversations, "last_message_at")
-            _bump_counters(Contact, authors, "last_seen_at")
-            _count_on_connector(connector, result)
-            return
-        parts, params = [], []
-        for name, (model, rows, column) in {
-            "conversations": (Conversation, conversations, "last_message_at"),
-            "authors": (Contact, authors, "last_seen_at"),
-        }.items():
-            sql, values = _bump_sql(model, rows, column)
-            if sql:
-                parts.append(f"{name} AS ({sql})")
-                params += values
-        message = connection.ops.quote_name(Message._meta.db_table)
-        # Replies stored before their parent (or in this call) now point at it; the predicate is
-        # the partial index message_orphan_reply_idx's.
-        parts.append(
-            f"linked AS (UPDATE {message} SET parent_id = v.id FROM unnest(%s::bigint[], %s::text[]) AS v(id, ext) "  # noqa: S608
-            f"WHERE {message}.connector_id = %s AND {message}.parent_id IS NULL "
-            f"AND {message}.parent_external_id <> '' AND {message}.parent_external_id = ANY(%s::text[]) "
-            f"AND {message}.parent_external_id = v.ext)"
-        )
-        # ANY(array) as well as the join: the planner then reads the index, where a join to unnest
-        # alone may be planned as a scan of the connector's messages.
-        external_ids = [row[1] for row in self.created]
-        params += [[row[0] for row in self.created], external_ids, connector.pk, external_ids]
-        table = connection.ops.quote_name(Connector._meta.db_table)
-        sql = (
-            f"WITH {', '.join(parts)} UPDATE {table} SET messages_received = messages_received + %s, "  # noqa: S608
-            "duplicates_received = duplicates_received + %s, last_success_at = %s WHERE id = %s"
-        )
-        params += [result.created, result.duplicates, timezone.now(), connector.pk]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-
-
-def _insert_returning(rows: list[tuple]) -> list[tuple]:
-    """Small chunks on PostgreSQL: one INSERT ... ON CONFLICT DO NOTHING RETURNING, which returns
-    exactly the rows this call stored (a concurrent delivery's row is not ours)."""
-    columns, names, json_at = _message_columns()
-    one = "(" + ", ".join(["%s"] * len(names)) + ")"
-    table = connection.ops.quote_name(Message._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} ({columns}) VALUES {', '.join([one] * len(rows))} "  # noqa: S608
-            "ON CONFLICT (connector_id, external_id) DO NOTHING "
-            "RETURNING id, external_id, conversation_id, author_id, sent_at",
-            [value for row in _jsonb_rows(rows, json_at) for value in row],
-        )
-        return cursor.fetchall()
-
-
-COPY_MIN_ROWS = 50
-
-
-def _message_columns() -> tuple[str, list[str], set[int]]:
-    """Message's columns (quoted, for SQL), their attribute names, and the positions of JSON ones."""
-    fields = [field for field in Message._meta.concrete_fields if not field.primary_key]
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    json_at = {i for i, field in enumerate(fields) if field.get_internal_type() == "JSONField"}
-    return columns, [field.attname for field in fields], json_at
-
-
-def _default(attname: str) -> Any:
-    """The default of a column ingestion does not set (none today; a field added later)."""
-    return next(f for f in Message._meta.concrete_fields if f.attname == attname).get_default()
-
-
-def _jsonb_rows(rows: list[tuple], json_at: set[int]) -> list[tuple]:
-    from psycopg.types.json import Jsonb
-
-    return [tuple(Jsonb(value) if i in json_at else value for i, value in enumerate(row)) for row in rows]
-
-
-def _capped(raw: Any) -> tuple[Any, bool]:
-    """capped_payload, without encoding the JSON to measure it when it cannot be over the cap: a
-    flat object of strings (a CSV row, most webhook bodies' size class) is at most 6 bytes of
-    JSON per character (\\u00XX) plus quotes and separators."""
-    limit = settings.RAW_PAYLOAD_MAX_BYTES
-    if isinstance(raw, dict) and len(raw) < 1000:
-        size = 2
-        for key, value in raw.items():
-            if not isinstance(key, str) or not isinstance(value, str):
-                return capped_payload(raw, limit)
-            size += 6 * (len(key) + len(value)) + 8
-        if size <= limit:
-            return clean_json(raw), False
-    return capped_payload(raw, limit)
-
-
-def _copy_insert(rows: list[tuple]) -> list[tuple]:
-    """Large chunks: COPY into a session temp table, then one INSERT ... ON CONFLICT DO NOTHING
-    RETURNING, which returns exactly the rows this call stored."""
-    columns, _, json_at = _message_columns()
-    table = connection.ops.quote_name(Message._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS ingest_stage ON COMMIT DELETE ROWS AS "  # noqa: S608
-            f"SELECT {columns} FROM {table} WITH NO DATA"
-        )
-        with cursor.cursor.copy(f"COPY ingest_stage ({columns}) FROM STDIN") as copy:  # noqa: S608
-            for row in _jsonb_rows(rows, json_at):
-                copy.write_row(row)
-        cursor.execute(
-            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM ingest_stage "  # noqa: S608
-            "ON CONFLICT (connector_id, external_id) DO NOTHING "
-            "RETURNING id, external_id, conversation_id, author_id, sent_at"
-        )
-        created = cursor.fetchall()
-        cursor.execute("TRUNCATE ingest_stage")
-    return created
-
-
 def _upsert_contacts(messages: Sequence[InboundMessage]) -> dict[tuple[str, str], int]:
     """Create missing contacts, refresh changed profile fields; return (channel, id) -> pk."""
     latest: dict[tuple[str, str], tuple[InboundAuthor, datetime]] = {}
@@ -368,7 +217,7 @@ def _upsert_contacts(messages: Sequence[InboundMessage]) -> dict[tuple[str, str]
     if missing:
         # The no-op update (channel to itself) makes PostgreSQL and SQLite return the id of a row
         # a concurrent delivery inserted first, as well as ours: no second SELECT.
-        for contact in _insert_or_get(
+        for contact in ingest_sql.insert_or_get(
             [_new_contact(key, *latest[key]) for key in missing], ["channel", "external_id"]
         ):
             existing[(contact.channel, contact.external_id)] = contact
@@ -384,40 +233,6 @@ def _upsert_contacts(messages: Sequence[InboundMessage]) -> dict[tuple[str, str]
         if contact.customer_id is None:
             match_customer(contact)
     return {key: contact.pk for key, contact in existing.items()}
-
-
-def _insert_or_get(objs: list, unique: list[str]) -> list:
-    """Insert `objs` and set their ids; a row a concurrent call inserted first keeps its values
-    and gives its id. The no-op update (the first unique column to itself) is what makes
-    PostgreSQL and SQLite return the ids of such rows too. On PostgreSQL the statement is built
-    here from the instances' values: bulk_create's per-value preparation was a third of an
-    import batch's Python time."""
-    if not objs:
-        return objs
-    model = type(objs[0])
-    if connection.vendor != "postgresql":
-        names = [model._meta.get_field(name).name for name in unique]  # connector_id -> connector
-        return model.objects.bulk_create(objs, update_conflicts=True, unique_fields=names, update_fields=names[:1])
-    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(field.column) for field in fields)
-    # One array per column, not a placeholder per value: the statement stays small whatever the
-    # row count (a 1,000-contact VALUES list was 15,000 placeholders to build, send and parse).
-    arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
-    params = [[getattr(obj, field.attname) for obj in objs] for field in fields]
-    keys = ", ".join(quote(model._meta.get_field(name).column) for name in unique)
-    first = quote(model._meta.get_field(unique[0]).column)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {quote(model._meta.db_table)} ({columns}) SELECT * FROM unnest({arrays}) "  # noqa: S608
-            f"ON CONFLICT ({keys}) DO UPDATE SET {first} = EXCLUDED.{first} RETURNING id, {keys}",
-            params,
-        )
-        ids = {tuple(row[1:]): row[0] for row in cursor.fetchall()}
-    for obj in objs:
-        obj.pk = ids[tuple(getattr(obj, name) for name in unique)]
-        obj._state.adding = False
-    return objs
 
 
 PROFILE_FIELDS = [
@@ -475,7 +290,7 @@ def _known_parents(connector: Connector, messages: Sequence[InboundMessage]) -> 
     wanted = {m.parent_external_id for m in messages if m.parent_external_id}
     if not wanted:
         return {}
-    rows = Message.objects.filter(connector=connector, **{_in(): list(wanted)}).values_list(
+    rows = Message.objects.filter(connector=connector, **{ingest_sql.in_lookup(): list(wanted)}).values_list(
         "external_id", "id", "conversation__external_id"
     )
     return {external_id: (pk, thread) for external_id, pk, thread in rows}
@@ -519,7 +334,7 @@ def _upsert_conversations(
     missing = sorted(key for key in first if key not in existing)
     if missing:
         # As for contacts: the ids come back from the insert, ours or a concurrent delivery's.
-        created = _insert_or_get(
+        created = ingest_sql.insert_or_get(
             [
                 Conversation(
                     connector=connector,
@@ -542,7 +357,7 @@ def _upsert_conversations(
 
 
 def _conversations_by_key(connector: Connector, keys: Iterable[str]) -> dict[str, tuple[int, int | None]]:
-    rows = Conversation.objects.filter(connector=connector, **{_in(): list(keys)}).values_list(
+    rows = Conversation.objects.filter(connector=connector, **{ingest_sql.in_lookup(): list(keys)}).values_list(
         "external_id", "id", "contact_id"
     )
     return {key: (pk, contact_id) for key, pk, contact_id in rows}
@@ -562,54 +377,6 @@ def _link_parents(connector: Connector, created: list[tuple]) -> None:
         Message.objects.filter(id__in=[pk for pk, _ in orphans]).update(
             parent_id=Case(*[When(id=pk, then=Value(new_ids[parent])) for pk, parent in orphans])
         )
-
-
-def _bump_counters(model: type, rows: list[tuple[int, datetime]], latest_field: str) -> None:
-    """Add to message_count and move the latest timestamp forward in one UPDATE ... FROM VALUES,
-    in SQL so concurrent ingestions never lose an increment."""
-    sql, params = _bump_sql(model, rows, latest_field)
-    if sql:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-
-
-def _bump_sql(model: type, rows: list[tuple[int, datetime]], latest_field: str) -> tuple[str, list]:
-    counts: dict[int, int] = defaultdict(int)
-    latest: dict[int, datetime] = {}
-    for pk, when in rows:
-        if pk is None:
-            continue
-        counts[pk] += 1
-        latest[pk] = max(latest.get(pk, when), when)
-    if not counts:
-        return "", []
-    quote, adapt = connection.ops.quote_name, connection.ops.adapt_datetimefield_value
-    table, column = quote(model._meta.db_table), quote(latest_field)
-    ids = sorted(counts)
-    set_clause = (f"UPDATE {table} SET message_count = message_count + v.column2, "  # noqa: S608
-                  f"{column} = CASE WHEN {column} < v.column3 THEN v.column3 ELSE {column} END ")
-    if connection.vendor == "postgresql":
-        # Three arrays, not a VALUES row per id: a 1,000-row import batch was a 100 kB statement
-        # that PostgreSQL spent longer parsing than running.
-        sql = (set_clause + "FROM unnest(%s::bigint[], %s::int[], %s::timestamptz[]) AS v(column1, column2, column3) "
-               f"WHERE {table}.id = v.column1")
-        return sql, [ids, [counts[pk] for pk in ids], [latest[pk] for pk in ids]]
-    # SQLite stores datetimes as text and names VALUES columns column1, column2, ...
-    # Identifiers come from model metadata and are quoted; values are parameters.
-    sql = set_clause + f"FROM (VALUES {', '.join(['(%s, %s, %s)'] * len(ids))}) AS v WHERE {table}.id = v.column1"
-    return sql, [value for pk in ids for value in (pk, counts[pk], adapt(latest[pk]))]
-
-
-def _count_on_connector(connector: Connector, result: IngestResult) -> None:
-    if not result.created and not result.duplicates:
-        return
-    updates: dict[str, Any] = {
-        "messages_received": F("messages_received") + result.created,
-        "duplicates_received": F("duplicates_received") + result.duplicates,
-    }
-    if result.created:
-        updates["last_success_at"] = timezone.now()
-    Connector.objects.filter(pk=connector.pk).update(**updates)
 
 
 def match_customer(contact: Contact) -> Customer:
