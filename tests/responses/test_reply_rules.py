@@ -62,7 +62,7 @@ def test_the_case_page_shows_the_rules_and_the_window_countdown(client, make_con
     ends = channel_rules(case).window_ends
     assert abs((ends - (timezone.now() + timedelta(hours=4))).total_seconds()) < 60
     assert f'datetime="{ends.isoformat()}" data-relative="window"' in page
-    assert "whatsapp replies: up to 4096 characters" in page and 'maxlength="4096"' in page
+    assert "WhatsApp replies: up to 4096 characters" in page and 'maxlength="4096"' in page
     assert "approved WhatsApp template" in page
 
 
