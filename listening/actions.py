@@ -8,6 +8,7 @@ with `listening.signals.messages_ingested` for the learning app.
 from __future__ import annotations
 
 import logging
+import operator
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -136,6 +137,13 @@ def _check_id(value: str, what: str, *, optional: bool = False) -> None:
         raise PayloadInvalid(f"{what} contains a NUL or an invalid character")
 
 
+# The Message columns _ingest_chunk fills; any other (a field added later) gets its default.
+INGEST_SETS = frozenset({
+    "connector_id", "external_id", "channel", "direction", "conversation_id", "author_id", "text", "url",
+    "sent_at", "received_at", "parent_id", "parent_external_id", "raw", "raw_truncated", "ingest_batch",
+})
+
+
 def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage], tallies: ingest_sql.Tallies) -> IngestResult:
     existing = set(
         Message.objects.filter(
@@ -153,9 +161,13 @@ def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage], tallies
 
     batch = uuid.uuid4()
     now = timezone.now()
-    # Rows as tuples in MESSAGE_COLUMNS order, not Message instances: a model instance per row was
+    # Rows as tuples in message_columns() order, not Message instances: a model instance per row was
     # the largest Python cost of a file import, and COPY and INSERT ... RETURNING take tuples.
     names = ingest_sql.message_columns()[1]
+    # Once per chunk: a later field's default must not be one that differs per row (a uuid4).
+    unset = {name: ingest_sql.column_default(name) for name in names if name not in INGEST_SETS}
+    text_max = settings.MESSAGE_TEXT_MAX_CHARS
+    row_of = operator.itemgetter(*names)  # the dict below, in column order, in C
     rows = []
     for message in fresh:
         raw, truncated = ingest_sql.capped(message.raw)
@@ -167,7 +179,7 @@ def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage], tallies
             "direction": Direction.OUTBOUND if message.direction == "out" else Direction.INBOUND,
             "conversation_id": conversation_ids[thread_keys[message.external_id]],
             "author_id": contact_ids[(message.channel, message.author.external_id)],
-            "text": clean_text(message.text, settings.MESSAGE_TEXT_MAX_CHARS),
+            "text": clean_text(message.text, text_max),
             "url": _short(message.url, 1000),
             "sent_at": _aware(message.sent_at),
             "received_at": now,
@@ -177,7 +189,9 @@ def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage], tallies
             "raw_truncated": truncated,
             "ingest_batch": batch,
         }
-        rows.append(tuple(values[name] if name in values else ingest_sql.column_default(name) for name in names))
+        if unset:
+            values.update(unset)
+        rows.append(row_of(values))
     at = names.index("external_id")
     rows.sort(key=lambda row: row[at])
     if connection.vendor == "postgresql" and len(rows) >= ingest_sql.COPY_MIN_ROWS:
@@ -247,7 +261,7 @@ def _contacts_by_key(keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], C
         by_channel[channel].append(external_id)
     query = Q()
     for channel, ids in by_channel.items():
-        query |= Q(channel=channel, external_id__in=ids)
+        query |= Q(channel=channel, **{ingest_sql.in_lookup(): ids})
     return {(c.channel, c.external_id): c for c in Contact.objects.filter(query)}
 
 

@@ -50,6 +50,7 @@ from listening.connectors.base import InboundAuthor, InboundMessage
 from listening.connectors.fileimport import FIELDS, validate_channel, validate_mapping
 from listening.connectors.payload import from_iso, from_unix
 from listening.exceptions import ConfigInvalid, PayloadInvalid
+from listening.ingest_sql import in_lookup
 from listening.models import Connector, Contact, Conversation, Message
 
 MAX_ERRORS = 100  # row errors kept in the report; all are counted
@@ -538,7 +539,7 @@ class _ThreadIndex:
         stored: dict[str, str] = {}
         for start in range(0, len(wanted), 500):
             stored.update(
-                Message.objects.filter(connector=connector, external_id__in=wanted[start : start + 500])
+                Message.objects.filter(connector=connector, **{in_lookup(): wanted[start : start + 500]})
                 .values_list("external_id", "conversation__external_id")
             )
         threaded = []

@@ -37,7 +37,7 @@ class AnyLookup(Lookup):
         return f"{lhs} = ANY(%s)", [*params, list(self.rhs)]
 
 
-for _model in (Message, Conversation):
+for _model in (Message, Conversation, Contact):
     _model._meta.get_field("external_id").register_lookup(AnyLookup)
 
 
