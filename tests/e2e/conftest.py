@@ -207,3 +207,15 @@ def login(page, base_url: str, username: str, password: str, path: str = "/accou
     if urlsplit(page.url).path == path:
         errors = page.locator(".errornote, .errorlist, [role='alert']").all_inner_texts()
         raise AssertionError(f"login as {username!r} failed at {page.url}: {errors or page.title()!r}")
+
+
+def screenshot(target, name: str, **options) -> None:
+    """Save a screenshot of a page (or a locator) as <name>.png only when asked: CXM_SCREENSHOTS=<folder>
+    (or =1 for docs/screenshots). A test run leaves the tree alone; the README's screenshots are
+    refreshed on purpose, and looked at before they are committed."""
+    folder = os.environ.get("CXM_SCREENSHOTS")
+    if not folder:
+        return
+    path = Path("docs/screenshots" if folder == "1" else folder)
+    path.mkdir(parents=True, exist_ok=True)
+    target.screenshot(path=str(path / f"{name}.png"), **options)

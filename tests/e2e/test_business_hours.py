@@ -15,7 +15,7 @@ from listening.models import Message
 from responses.models import BusinessCalendar, CannedResponse, Case, Role, Team, TimedRule
 from responses.routing import route_messages
 from responses.teams import ensure_default_queues
-from tests.e2e.conftest import login
+from tests.e2e.conftest import login, screenshot
 from tests.responses.conftest import PASSWORD, classify, make_user, store_message
 
 try:
@@ -103,7 +103,7 @@ def test_supervisor_sets_business_hours_and_a_night_case_is_due_next_business_mo
         assert not BusinessCalendar.objects.exists()
         _no_sideways_scroll(page, "the calendar form with an error")
         if width == 1440:
-            page.screenshot(path="docs/screenshots/business-hours-1440.png", full_page=True)
+            screenshot(page, "business-hours-1440", full_page=True)
 
         for day in range(5):
             page.fill(f"#day_{day}", HOURS)
@@ -153,6 +153,6 @@ def test_supervisor_sets_business_hours_and_a_night_case_is_due_next_business_mo
             "Waiting on the customer for 48 business hours: close it with “Closing quiet cases”")
         _no_sideways_scroll(page, "the timed rules page")
         if width == 390:
-            page.screenshot(path="docs/screenshots/timed-rules-390.png", full_page=True)
+            screenshot(page, "timed-rules-390", full_page=True)
     finally:
         context.close()

@@ -10,7 +10,7 @@ from django.urls import NoReverseMatch, reverse
 from responses.models import Case, Macro, Role, Team
 from responses.routing import route_messages
 from responses.teams import ensure_default_queues
-from tests.e2e.conftest import login
+from tests.e2e.conftest import login, screenshot
 from tests.responses.conftest import PASSWORD, classify, make_user, store_message
 
 try:
@@ -84,7 +84,7 @@ def test_agent_snoozes_applies_a_macro_merges_and_undoes(browser, live_server_ur
         expect(page.get_by_text("And the invoice shows the wrong address")).to_be_visible()
         assert Case.objects.get(pk=second.pk).status == "closed"
         assert page.evaluate(SIDEWAYS) <= 0
-        page.screenshot(path=f"docs/screenshots/case-actions-{viewport['width']}.png", full_page=False)
+        screenshot(page, f"case-actions-{viewport['width']}")
 
         with page.expect_navigation():
             page.locator(f"button[data-undo-merge='{second.pk}']").click()

@@ -10,7 +10,6 @@ test posts one signed webhook delivery that the server classifies with the bundl
 from __future__ import annotations
 
 import io
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from insight.panels import PANELS
 from learning import rollups
 from responses.models import Role, Team
 from responses.teams import ensure_default_queues
-from tests.e2e.conftest import PAGE_TIMEOUT_MS, login
+from tests.e2e.conftest import PAGE_TIMEOUT_MS, login, screenshot
 from tests.e2e.test_console import FIRST_CLASSIFIED_MS, SECRET_A, post_message
 from tests.responses.conftest import PASSWORD, make_user, open_case
 
@@ -31,7 +30,6 @@ try:
 except ImportError:  # the browser fixture skips (or fails in CI) with the reason
     expect = None
 
-SHOTS = os.environ.get("CXM_SCREENSHOTS")  # a folder: where to save the screenshots
 # What the page shows (not inside a closed disclosure, tables and charts scroll in their own box)
 # past the right edge of the window.
 WIDER_THAN_THE_SCREEN = """() => [...document.querySelectorAll('main *')].filter((e) => {
@@ -228,8 +226,7 @@ def test_the_dashboard_fits_a_desktop_and_a_phone(browser, live_server_url, desk
             choice.locator("summary").click()
             assert not page.evaluate(WIDER_THAN_THE_SCREEN), choice.locator("summary").inner_text()
             choice.locator("summary").click()
-        if SHOTS:
-            page.screenshot(path=str(Path(SHOTS) / f"dashboard-{viewport['width']}.png"), full_page=False)
+        screenshot(page, f"dashboard-{viewport['width']}")
     finally:
         context.close()
     assert not problems, problems

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,7 +19,7 @@ from listening.connectors.base import InboundAuthor, InboundMessage
 from listening.connectors.webhook import sign
 from responses.models import Case, ProactiveMessage, Reply, Role, SignalRule, Team
 from responses.teams import ensure_default_queues
-from tests.e2e.conftest import login
+from tests.e2e.conftest import login, screenshot
 from tests.fakes.meta import FakeGraph
 from tests.responses.conftest import PASSWORD, make_user
 
@@ -30,7 +29,6 @@ except ImportError:  # the browser fixture skips (or fails in CI) with the reaso
     expect = None
 
 SIDEWAYS = "() => document.documentElement.scrollWidth - window.innerWidth"
-SCREENSHOTS = Path("/tmp")  # looked at, and the good ones copied to docs/screenshots by hand
 NUMBER_ID, WA_ID, TOKEN = "999000111222333", "15551234567", "EAAGtest-token"
 SIGNING_SECRET = "device-cloud-secret"
 LIVE_MS = 15_000
@@ -97,7 +95,7 @@ def test_burst_opens_a_proactive_case_live_and_the_agent_sends_a_template(
         case = Case.objects.get(conversation__external_id__startswith="proactive:")
         assert page.evaluate(SIDEWAYS) <= 0
         if name == "desktop":
-            page.screenshot(path=str(SCREENSHOTS / "proactive-inbox-desktop.png"))
+            screenshot(page, "proactive-inbox-desktop")
 
         page.goto(f"{live_server_url}/console/cases/{case.pk}/")
         reason = page.locator("#signals-reason")
@@ -110,14 +108,14 @@ def test_burst_opens_a_proactive_case_live_and_the_agent_sends_a_template(
         picker.locator("input[name=value_1]").fill("Ana")
         picker.locator("input[name=value_2]").fill("thermostat")
         assert page.evaluate(SIDEWAYS) <= 0
-        page.screenshot(path=str(SCREENSHOTS / f"proactive-picker-{name}.png"))
+        screenshot(page, f"proactive-picker-{name}")
         with page.expect_navigation():
             picker.locator("button[type=submit]").click()
         expect(page.locator(".proactive-sent")).to_contain_text("Sent the template “device_help”")
         expect(page.locator(".proactive-sent")).to_contain_text("delivered")
         expect(page.locator("#thread")).to_contain_text("Hi Ana, your thermostat reported errors.")
         assert page.evaluate(SIDEWAYS) <= 0
-        page.screenshot(path=str(SCREENSHOTS / f"proactive-case-{name}.png"), full_page=name == "desktop")
+        screenshot(page, f"proactive-case-{name}", full_page=name == "desktop")
 
         calls = graph.template_calls()
         assert len(calls) == 1, [c.json() for c in calls]

@@ -5,7 +5,6 @@ one of those customers, reads the profile in the side panel and sets an attribut
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -17,7 +16,7 @@ from listening.models import Customer, Segment, Signal
 from responses.models import Case, Role, Team
 from responses.routing import route_messages
 from responses.teams import ensure_default_queues
-from tests.e2e.conftest import login
+from tests.e2e.conftest import login, screenshot
 from tests.responses.conftest import PASSWORD, classify, make_user, store_message
 
 try:
@@ -26,8 +25,6 @@ except ImportError:  # the browser fixture skips (or fails in CI) with the reaso
     expect = None
 
 SIDEWAYS = "() => document.documentElement.scrollWidth - window.innerWidth"
-# Screenshots are written only when asked (CXM_SCREENSHOTS=1), so a test run leaves the tree alone.
-SHOTS = os.environ.get("CXM_SCREENSHOTS") == "1"
 
 
 def _no_sideways_scroll(page, where: str) -> None:
@@ -89,8 +86,7 @@ def test_profile_admin_saves_a_segment_and_an_agent_sets_an_attribute(
         expect(card.locator(".segment-count")).to_have_text("1 customer")
         expect(card).to_contain_text("tier Premium; 3+ device error in 7 days")
         _no_sideways_scroll(page, "the segments page")
-        if SHOTS:
-            page.screenshot(path=f"docs/screenshots/segments-{width}.png", full_page=True)
+        screenshot(page, f"segments-{width}", full_page=True)
 
         page.context.clear_cookies()
         login(page, live_server_url, "maria_agent", PASSWORD)
@@ -111,8 +107,7 @@ def test_profile_admin_saves_a_segment_and_an_agent_sets_an_attribute(
         page.locator("#customer-profile details.why summary").click()
         expect(page.locator("#customer-profile .why-text")).to_contain_text("Europe/Berlin, from the phone number")
         _no_sideways_scroll(page, "the case page with the profile")
-        if SHOTS:
-            page.locator("#customer").scroll_into_view_if_needed()
-            page.locator("#customer").screenshot(path=f"docs/screenshots/profile-{width}.png")
+        page.locator("#customer").scroll_into_view_if_needed()
+        screenshot(page.locator("#customer"), f"profile-{width}")
     finally:
         context.close()

@@ -10,7 +10,7 @@ from django.urls import reverse
 from responses.models import Case, CaseStatus, Role, SavedView, Team
 from responses.routing import route_messages
 from responses.teams import ensure_default_queues
-from tests.e2e.conftest import login
+from tests.e2e.conftest import login, screenshot
 from tests.responses.conftest import PASSWORD, classify, make_user, store_message
 
 try:
@@ -85,7 +85,7 @@ def test_search_agent_searches_filters_opens_and_saves_a_view(browser, live_serv
         expect(page.locator(f"[data-view-count='{view.pk}']")).to_have_text("1")
         expect(page.locator("#search-title")).to_have_text("Open refunds · 1 match")
         assert page.evaluate(SIDEWAYS) <= 0
-        page.screenshot(path=f"docs/screenshots/search-{viewport['width']}.png", full_page=False)
+        screenshot(page, f"search-{viewport['width']}")
 
         # The sidebar's count follows a new matching message once the page refreshes the counts.
         _case(connector, "A second refund question", "t-new", "Gus Hale")

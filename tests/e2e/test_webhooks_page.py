@@ -5,15 +5,12 @@ it back on, and sends one delivery again. No page scrolls sideways."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from responses import outbound
 from responses.models import Role, Team, WebhookDelivery, WebhookSubscription
 from responses.teams import ensure_default_queues
-from tests.e2e.conftest import login
+from tests.e2e.conftest import login, screenshot
 from tests.fakes.http import Reply
 from tests.responses.conftest import PASSWORD, make_user, open_case
 
@@ -23,13 +20,10 @@ except ImportError:  # the browser fixture skips (or fails in CI) with the reaso
     expect = None
 
 SIDEWAYS = "() => document.documentElement.scrollWidth - window.innerWidth"  # > 0: the page scrolls sideways
-SHOTS = os.environ.get("CXM_SCREENSHOTS")  # a folder: where to save this test's screenshots
 
 
 def _shot(page, name: str) -> None:
-    if SHOTS:
-        Path(SHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SHOTS) / name), full_page=True)
+    screenshot(page, name.removesuffix(".png"), full_page=True)
 
 
 @pytest.mark.parametrize("viewport", [{"width": 1440, "height": 900}, {"width": 390, "height": 844}],
