@@ -482,6 +482,12 @@ class LeanHTTP:
                 except (OSError, asyncio.IncompleteReadError, LeanHTTPError) as again:
                     conn[1].close()
                     raise LeanHTTPError(f"{type(again).__name__}: {again}") from None
+                except BaseException:  # cancelled (a timeout): the connection is mid-answer
+                    conn[1].close()
+                    raise
+            except BaseException:
+                conn[1].close()
+                raise
             if keep:
                 self.idle.append(conn)
             else:
@@ -589,7 +595,7 @@ async def _send_all(url: str, bodies: list[bytes | None], concurrency: int, time
                 t0 = time.perf_counter()
                 try:
                     status, content = await send(i)
-                except (httpx.HTTPError, LeanHTTPError, TimeoutError) as exc:
+                except (httpx.HTTPError, LeanHTTPError, OSError, TimeoutError) as exc:
                     last = f"{type(exc).__name__}: {exc}"
                     continue
                 latencies.append((time.perf_counter() - t0) * 1000)

@@ -231,11 +231,12 @@ def _upsert_contacts(messages: Sequence[InboundMessage]) -> dict[tuple[str, str]
     if missing:
         # The no-op update (channel to itself) makes PostgreSQL and SQLite return the id of a row
         # a concurrent delivery inserted first, as well as ours: no second SELECT.
-        for contact in ingest_sql.insert_or_get(
-            [_new_contact(key, *latest[key]) for key in missing], ["channel", "external_id"]
-        ):
-            existing[(contact.channel, contact.external_id)] = contact
-            fresh.add((contact.channel, contact.external_id))
+        built = {key: _new_contact(key, *latest[key]) for key in missing}
+        for contact in ingest_sql.insert_or_get(list(built.values()), ["channel", "external_id"]):
+            key = (contact.channel, contact.external_id)
+            existing[key] = contact
+            if contact is built[key]:  # ours; a concurrent delivery's row is refreshed like any other
+                fresh.add(key)
     changed = []
     for key, contact in existing.items():
         if key not in fresh and _refresh_contact(contact, latest[key][0]):

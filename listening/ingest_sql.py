@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Lookup
+from django.db.models import F, Lookup, Q
 from django.utils import timezone
 
 from listening.models import Connector, Contact, Conversation, Message
@@ -48,9 +48,11 @@ def in_lookup() -> str:
 
 class Tallies:
     """What the stored messages add to their conversations, authors and connector, and the
-    replies that were waiting for them. Written once per call, after the inserts: on PostgreSQL
-    in one statement (data-modifying CTEs), so a single-message delivery pays one round trip and
-    one statement's planning for what took four."""
+    replies that were waiting for them. Written once per call, after the inserts. The counter
+    UPDATEs stay statements of their own, conversations then contacts, each in sorted id order:
+    joined as CTEs into one statement, concurrent batched deliveries deadlocked on contact rows
+    (7-13 per batched phase of bench/ingest.py). On PostgreSQL the orphan link and the
+    connector's tally share one statement (3 round trips where there were 4 or 5)."""
 
     def __init__(self) -> None:
         self.created: list[tuple] = []
@@ -61,20 +63,12 @@ class Tallies:
     def write(self, connector: Connector, result: Counts) -> None:
         conversations = [(row[2], row[4]) for row in self.created]
         authors = [(row[3], row[4]) for row in self.created]
+        bump_counters(Conversation, conversations, "last_message_at")
+        bump_counters(Contact, authors, "last_seen_at")
         if connection.vendor != "postgresql" or not self.created:
-            bump_counters(Conversation, conversations, "last_message_at")
-            bump_counters(Contact, authors, "last_seen_at")
             count_on_connector(connector, result)
             return
-        parts, params = [], []
-        for name, (model, rows, column) in {
-            "conversations": (Conversation, conversations, "last_message_at"),
-            "authors": (Contact, authors, "last_seen_at"),
-        }.items():
-            sql, values = bump_sql(model, rows, column)
-            if sql:
-                parts.append(f"{name} AS ({sql})")
-                params += values
+        parts: list[str] = []
         message = connection.ops.quote_name(Message._meta.db_table)
         # Replies stored before their parent (or in this call) now point at it; the predicate is
         # the partial index message_orphan_reply_idx's.
@@ -87,7 +81,7 @@ class Tallies:
         # ANY(array) as well as the join: the planner then reads the index, where a join to unnest
         # alone may be planned as a scan of the connector's messages.
         external_ids = [row[1] for row in self.created]
-        params += [[row[0] for row in self.created], external_ids, connector.pk, external_ids]
+        params = [[row[0] for row in self.created], external_ids, connector.pk, external_ids]
         table = connection.ops.quote_name(Connector._meta.db_table)
         sql = (
             f"WITH {', '.join(parts)} UPDATE {table} SET messages_received = messages_received + %s, "  # noqa: S608
@@ -177,10 +171,10 @@ def copy_insert(rows: list[tuple]) -> list[tuple]:
 
 def insert_or_get(objs: list, unique: list[str]) -> list:
     """Insert `objs` and set their ids; a row a concurrent call inserted first keeps its values
-    and gives its id. The no-op update (the first unique column to itself) is what makes
-    PostgreSQL and SQLite return the ids of such rows too. On PostgreSQL the statement is built
-    here from the instances' values: bulk_create's per-value preparation was a third of an
-    import batch's Python time."""
+    and gives its id (read back, on PostgreSQL, only when that happened). On SQLite, which locks
+    the whole database, bulk_create's no-op update returns those ids. On PostgreSQL the statement
+    is built here from the instances' values: bulk_create's per-value preparation was a third of
+    an import batch's Python time."""
     if not objs:
         return objs
     model = type(objs[0])
@@ -195,18 +189,31 @@ def insert_or_get(objs: list, unique: list[str]) -> list:
     arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
     params = [[getattr(obj, field.attname) for obj in objs] for field in fields]
     keys = ", ".join(quote(model._meta.get_field(name).column) for name in unique)
-    first = quote(model._meta.get_field(unique[0]).column)
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {quote(model._meta.db_table)} ({columns}) SELECT * FROM unnest({arrays}) "  # noqa: S608
-            f"ON CONFLICT ({keys}) DO UPDATE SET {first} = EXCLUDED.{first} RETURNING id, {keys}",
+            f"ON CONFLICT ({keys}) DO NOTHING RETURNING id, {keys}",
             params,
         )
         ids = {tuple(row[1:]): row[0] for row in cursor.fetchall()}
-    for obj in objs:
-        obj.pk = ids[tuple(getattr(obj, name) for name in unique)]
-        obj._state.adding = False
-    return objs
+        inserted, raced = [], []
+        for obj in objs:
+            key = tuple(getattr(obj, name) for name in unique)
+            if key in ids:
+                obj.pk = ids[key]
+                obj._state.adding = False
+                inserted.append(obj)
+            else:
+                raced.append(key)
+    if raced:
+        # Rows a concurrent call inserted first: read back as they are (its customer link, its
+        # thread's contact), not locked. DO UPDATE would lock them here, before this delivery's
+        # counter UPDATE locks others, and concurrent batches deadlocked on the two orders.
+        query = Q()
+        for key in raced:
+            query |= Q(**dict(zip(unique, key, strict=True)))
+        inserted += list(model.objects.filter(query))
+    return inserted
 
 
 def bump_counters(model: type, rows: list[tuple[int, datetime]], latest_field: str) -> None:
@@ -234,11 +241,12 @@ def bump_sql(model: type, rows: list[tuple[int, datetime]], latest_field: str) -
     set_clause = (f"UPDATE {table} SET message_count = message_count + v.column2, "  # noqa: S608
                   f"{column} = CASE WHEN {column} < v.column3 THEN v.column3 ELSE {column} END ")
     if connection.vendor == "postgresql":
-        # Three arrays, not a VALUES row per id: a 1,000-row import batch was a 100 kB statement
-        # that PostgreSQL spent longer parsing than running.
-        sql = (set_clause + "FROM unnest(%s::bigint[], %s::int[], %s::timestamptz[]) AS v(column1, column2, column3) "
-               f"WHERE {table}.id = v.column1")
-        return sql, [ids, [counts[pk] for pk in ids], [latest[pk] for pk in ids]]
+        # A VALUES row per id in sorted order, as before: the join then drives from the sorted
+        # list and concurrent deliveries lock the same rows in the same order. (unnest arrays let
+        # the planner hash the other side: 27 deadlocks in one batched-delivery phase.)
+        row = "(CAST(%s AS bigint), %s, CAST(%s AS timestamptz))"
+        sql = set_clause + f"FROM (VALUES {', '.join([row] * len(ids))}) AS v WHERE {table}.id = v.column1"
+        return sql, [value for pk in ids for value in (pk, counts[pk], adapt(latest[pk]))]
     # SQLite stores datetimes as text and names VALUES columns column1, column2, ...
     # Identifiers come from model metadata and are quoted; values are parameters.
     sql = set_clause + f"FROM (VALUES {', '.join(['(%s, %s, %s)'] * len(ids))}) AS v WHERE {table}.id = v.column1"

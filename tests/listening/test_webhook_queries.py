@@ -12,9 +12,10 @@ from tests.listening.helpers import signed_webhook_post
 
 # Without SAVEPOINT/RELEASE (the test's transaction turns the delivery's BEGIN/COMMIT into them).
 # PostgreSQL, the deployment: connector lookup, duplicate check, author, thread, one INSERT ...
-# RETURNING for the message, one statement for every counter and orphan link; a new author and a
-# new thread add one INSERT ... RETURNING each. (It was 14 and 11 before, 10 for the naive path.)
-BOUNDS = {"postgresql": {"new": 8, "follow-up": 6, "replay": 3},
+# RETURNING for the message, the thread's and the author's counters, one statement for the
+# orphan links and the connector's tally; a new author and a new thread add one INSERT ...
+# RETURNING each. (It was 14 and 11 before, 10 for the naive path.)
+BOUNDS = {"postgresql": {"new": 10, "follow-up": 8, "replay": 3},
           "sqlite": {"new": 12, "follow-up": 10, "replay": 3}}
 
 
