@@ -28,6 +28,7 @@ from django.db import connection
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Func, IntegerField, Q, Value
 from django.db.models.functions import TruncDay, TruncWeek
 
+from insight.panels.messages import distribution_items
 from learning.models import Classification, Intent, Term
 from learning.rollups import day_start, reporting_tz
 from listening.models import Direction
@@ -147,20 +148,7 @@ def _distribution(f, field: str, labels: dict, leave_out: frozenset = frozenset(
     now = Counter({k: v for k, v in _counts(current(f), field).items() if k not in leave_out})
     before = (Counter({k: v for k, v in _counts(current(f.previous()), field).items() if k not in leave_out})
               if f.compare else Counter())
-    total, previous_total = sum(now.values()), sum(before.values())
-    items = []
-    for value in sorted(set(now) | set(before), key=lambda v: (-now.get(v, 0), v)):
-        share = now.get(value, 0) / total if total else 0.0
-        previous_share = before.get(value, 0) / previous_total if previous_total else None
-        items.append({
-            "value": value, "label": labels.get(value) or value.replace("_", " ").capitalize() or "(none)",
-            "count": now.get(value, 0), "share": round(share, 4),
-            "previous_count": before.get(value, 0) if f.compare else None,
-            "previous_share": round(previous_share, 4) if previous_share is not None else None,
-            "change": round(share - previous_share, 4) if previous_share is not None else None,
-        })
-    return {"items": items, "total": total, "previous_total": previous_total if f.compare else None, "ignored": [],
-            "left_out": sorted(labels.get(v, v) for v in leave_out)}
+    return distribution_items(now, before, labels, leave_out, compare=f.compare)
 
 
 def intents(f) -> dict:

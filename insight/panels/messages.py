@@ -108,6 +108,12 @@ def _distribution(f: Filters, dim: str, labels: dict, leave_out: frozenset = fro
     now = {row["value"]: row["n"] for row in _rows(f, dim, "value") if row["value"] not in leave_out}
     before = ({row["value"]: row["n"] for row in _rows(f.previous(), dim, "value") if row["value"] not in leave_out}
               if f.compare else {})
+    return distribution_items(now, before, labels, leave_out, compare=f.compare)
+
+
+def distribution_items(now: dict, before: dict, labels: dict, leave_out: frozenset, *, compare: bool) -> dict:
+    """Counts now and in the previous period -> the panel's shares and changes (shared with the raw
+    reference in bench/insight_raw.py, which counts its own way and must shape alike)."""
     total, previous_total = sum(now.values()), sum(before.values())
     items = []
     for value in sorted(set(now) | set(before), key=lambda v: (-now.get(v, 0), v)):
@@ -116,11 +122,11 @@ def _distribution(f: Filters, dim: str, labels: dict, leave_out: frozenset = fro
         items.append({
             "value": value, "label": labels.get(value) or value.replace("_", " ").capitalize() or "(none)",
             "count": now.get(value, 0), "share": round(share, 4),
-            "previous_count": before.get(value, 0) if f.compare else None,
+            "previous_count": before.get(value, 0) if compare else None,
             "previous_share": round(previous_share, 4) if previous_share is not None else None,
             "change": round(share - previous_share, 4) if previous_share is not None else None,
         })
-    return {"items": items, "total": total, "previous_total": previous_total if f.compare else None, "ignored": [],
+    return {"items": items, "total": total, "previous_total": previous_total if compare else None, "ignored": [],
             "left_out": sorted(labels.get(v, v) for v in leave_out)}
 
 
