@@ -326,9 +326,47 @@
     const action = target.dataset.action;
     if (action === "help") toggleHelp();
     else if (action === "close-help") toggleHelp(false);
+    else if (action === "nav-menu") toggleNav(target);
   });
+
+  // --- Top bar menus ---------------------------------------------------------------------------
+  // On a phone the pages sit behind "Menu"; opened there, the Setup group shows its pages at once.
+  function toggleNav(button) {
+    const bar = button.closest(".topbar");
+    const open = !bar.classList.contains("nav-open");
+    bar.classList.toggle("nav-open", open);
+    button.setAttribute("aria-expanded", String(open));
+    const setup = $("#setup-menu");
+    if (setup) setup.open = open;
+  }
+  // The Setup menu closes like any menu: a click elsewhere or Escape (not on a phone, where it is a list).
+  function closeSetupMenu(event) {
+    const setup = $("#setup-menu");
+    if (!setup || !setup.open || setup.closest(".topbar.nav-open")) return;
+    if (event.type === "keydown" ? event.key === "Escape" : !setup.contains(event.target)) setup.open = false;
+  }
+  document.addEventListener("click", closeSetupMenu);
+  document.addEventListener("keydown", closeSetupMenu);
   const helpOverlay = $("#help");
   if (helpOverlay) helpOverlay.addEventListener("click", (event) => { if (event.target === helpOverlay) toggleHelp(false); });
+
+  // Lists on a phone become cards (console.css): each cell carries its column's heading as a label,
+  // rows added later (live pages) included.
+  function labelCells(table) {
+    const heads = $$("thead th", table).map((th) => th.textContent.trim());
+    for (const row of $$("tbody tr", table)) {
+      let column = 0;
+      for (const cell of row.cells) {
+        // A cell across several columns (an empty list's note) speaks for itself.
+        if (!cell.hasAttribute("data-label") && cell.colSpan === 1 && heads[column]) cell.dataset.label = heads[column];
+        column += cell.colSpan || 1;
+      }
+    }
+  }
+  for (const table of $$("table.list")) {
+    labelCells(table);
+    new MutationObserver(() => labelCells(table)).observe(table, { childList: true, subtree: true });
+  }
 
   // Forms that ask before they act (delete).
   for (const form of $$("form[data-confirm]")) {

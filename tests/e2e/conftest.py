@@ -219,3 +219,16 @@ def screenshot(target, name: str, **options) -> None:
     path = Path("docs/screenshots" if folder == "1" else folder)
     path.mkdir(parents=True, exist_ok=True)
     target.screenshot(path=str(path / f"{name}.png"), **options)
+
+
+def nav_link(page, link_id: str):
+    """The top bar's link `#link_id`, reached as a user reaches it: through "Menu" on a phone, and
+    through the Setup menu for the setup pages. Returns the link's locator, ready to click."""
+    toggle = page.locator(".nav-toggle")
+    if toggle.is_visible() and toggle.get_attribute("aria-expanded") != "true":
+        toggle.click()
+    link = page.locator(f"#{link_id}")
+    setup = page.locator("#setup-menu")
+    if not link.is_visible() and setup.count() and setup.locator(f"#{link_id}").count():
+        setup.locator("summary").click()
+    return link

@@ -15,7 +15,7 @@ from listening.models import Message
 from responses.models import BusinessCalendar, CannedResponse, Case, Role, Team, TimedRule
 from responses.routing import route_messages
 from responses.teams import ensure_default_queues
-from tests.e2e.conftest import login, screenshot
+from tests.e2e.conftest import login, nav_link, screenshot
 from tests.responses.conftest import PASSWORD, classify, make_user, store_message
 
 try:
@@ -88,7 +88,7 @@ def test_supervisor_sets_business_hours_and_a_night_case_is_due_next_business_mo
         login(page, live_server_url, "sam_supervisor", PASSWORD)
         page.goto(f"{live_server_url}/console/")
         with page.expect_navigation():
-            page.locator("#hours-link").click()
+            nav_link(page, "hours-link").click()
         expect(page.locator(f"#calendar-{team.pk}")).to_contain_text("Open around the clock")
         _no_sideways_scroll(page, "the calendars page (no hours yet)")
         with page.expect_navigation():
@@ -135,7 +135,7 @@ def test_supervisor_sets_business_hours_and_a_night_case_is_due_next_business_mo
 
         # A timed rule, through the page.
         with page.expect_navigation():
-            page.locator("#timed-rules-link").click()
+            nav_link(page, "timed-rules-link").click()
         expect(page.locator(".empty")).to_contain_text("No timed rules yet")
         with page.expect_navigation():
             page.locator("a", has_text="New rule").click()

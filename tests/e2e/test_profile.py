@@ -16,7 +16,7 @@ from listening.models import Customer, Segment, Signal
 from responses.models import Case, Role, Team
 from responses.routing import route_messages
 from responses.teams import ensure_default_queues
-from tests.e2e.conftest import login, screenshot
+from tests.e2e.conftest import login, nav_link, screenshot
 from tests.responses.conftest import PASSWORD, classify, make_user, store_message
 
 try:
@@ -66,7 +66,7 @@ def test_profile_admin_saves_a_segment_and_an_agent_sets_an_attribute(
         login(page, live_server_url, "ines_admin", PASSWORD)
         page.goto(f"{live_server_url}/console/sources/")
         with page.expect_navigation():
-            page.locator("#segments-link").click()
+            nav_link(page, "segments-link").click()
         _no_sideways_scroll(page, "the empty segments page")
         form = page.locator("#segment-form")
         form.locator("#segment-name").fill("Premium with device trouble")

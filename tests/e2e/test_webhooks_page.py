@@ -10,7 +10,7 @@ import pytest
 from responses import outbound
 from responses.models import Role, Team, WebhookDelivery, WebhookSubscription
 from responses.teams import ensure_default_queues
-from tests.e2e.conftest import login, screenshot
+from tests.e2e.conftest import login, nav_link, screenshot
 from tests.fakes.http import Reply
 from tests.responses.conftest import PASSWORD, make_user, open_case
 
@@ -48,7 +48,7 @@ def test_admin_adds_watches_and_revives_a_webhook(browser, live_server_url, djan
     try:
         login(page, live_server_url, "olga_admin", PASSWORD)
         page.goto(f"{live_server_url}/console/")
-        page.locator("#webhooks-link").click()
+        nav_link(page, "webhooks-link").click()
         page.wait_for_url("**/console/webhooks/")
         page.get_by_label("Name", exact=True).fill("CRM sync <b>bold</b>")
         page.get_by_label("URL", exact=True).fill(f"{fake_provider.url}/hook")
