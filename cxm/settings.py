@@ -160,6 +160,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_throttle": 1,
 }
 CELERY_TASK_DEFAULT_QUEUE = env_str("CXM_DEFAULT_QUEUE", "default")
+# The routing sweep leaves messages classified less than this long ago to their own task.
+CXM_ROUTING_SWEEP_GRACE_SECONDS = env_int("CXM_ROUTING_SWEEP_GRACE_SECONDS", 120, minimum=0)
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "poll-due-connectors": {
@@ -170,6 +172,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "learning.sweep_unclassified",
         "schedule": float(env_int("CXM_CLASSIFY_SWEEP_SECONDS", 60, minimum=5)),
     },
+    # Classified messages whose routing task died with its worker (responses.tasks.sweep_unrouted).
+    "sweep-unrouted": {"task": "responses.sweep_unrouted", "schedule": 60.0},
     "check-slas": {"task": "responses.check_slas", "schedule": 30.0},
     "run-timed-rules": {"task": "responses.run_timed_rules", "schedule": 60.0},
     "wake-snoozed-cases": {"task": "responses.wake_snoozed_cases", "schedule": 30.0},
@@ -211,6 +215,11 @@ CXM_CLASSIFY_COALESCE = env_bool("CXM_CLASSIFY_COALESCE", True)
 CXM_TORCH_THREADS = env_int("CXM_TORCH_THREADS", 0, minimum=0)
 # int8 dynamic quantisation of the encoder's linear layers on CPU workers (see bench/classify.py).
 CXM_QUANTIZE = env_bool("CXM_QUANTIZE", True)
+# Where the encoder runs: "onnx" (ONNX Runtime, the model exported once per version into
+# VAR_DIR/onnx-cache; falls back to torch if it cannot) or "torch".
+CXM_ENCODER_RUNTIME = env_str("CXM_ENCODER_RUNTIME", "onnx").strip().lower()
+if CXM_ENCODER_RUNTIME not in ("onnx", "torch"):
+    raise ImproperlyConfigured(f"CXM_ENCODER_RUNTIME must be onnx or torch, not {CXM_ENCODER_RUNTIME!r}")
 CXM_TRAINING_DATA = env_str("CXM_TRAINING_DATA", str(BASE_DIR.parent / "shared" / "data"))
 
 # --- Love: routing, console, replies -----------------------------------------------------------

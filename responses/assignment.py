@@ -32,8 +32,8 @@ def can_hold_cases(user, team_id: int) -> bool:
         *ASSIGNABLE_ROLES, Role.ADMIN)
 
 
-def _candidates(case: Case):
-    language = _case_language(case)
+def _candidates(case: Case, language: str | None = None):
+    language = _case_language(case) if language is None else language
     channel = case.conversation.channel
     profiles = (AgentProfile.objects.filter(user__cxm_teams=case.team_id, user__is_active=True,
                                             role__in=ASSIGNABLE_ROLES, presence=Presence.AVAILABLE)
@@ -56,10 +56,12 @@ def _case_language(case: Case) -> str:
     return row.language if row else ""
 
 
-def auto_assign(case: Case) -> bool:
+def auto_assign(case: Case, *, announce: bool = True, language: str | None = None) -> bool:
     """Give the case to the next available agent with room, or put it on hold. Runs inside the
-    caller's transaction; True if assigned."""
-    candidates = _candidates(case)
+    caller's transaction; True if assigned. announce=False: the caller emits the case's event
+    itself, after this (routing: one case.created carrying the assignee); `language`, when the
+    caller knows the last message's, saves looking it up."""
+    candidates = _candidates(case, language)
     load = load_of([p.user_id for p in candidates])
     for profile in candidates:
         if load.get(profile.user_id, 0) >= profile.capacity:
@@ -67,16 +69,17 @@ def auto_assign(case: Case) -> bool:
         locked = AgentProfile.objects.select_for_update().get(pk=profile.pk)
         if load_of([locked.user_id]).get(locked.user_id, 0) >= locked.capacity or locked.presence != Presence.AVAILABLE:
             continue
-        _assign(case, profile.user, by=None)
+        _assign(case, profile.user, by=None, announce=announce)
         return True
     if not case.awaiting_assignment:
         Case.objects.filter(pk=case.pk).update(awaiting_assignment=True)
         case.awaiting_assignment = True
-        events.emit(event_types.CASE_UPDATED, {"case": case_summary(case)}, team_id=case.team_id, case_id=case.pk)
+        if announce:
+            events.emit(event_types.CASE_UPDATED, {"case": case_summary(case)}, team_id=case.team_id, case_id=case.pk)
     return False
 
 
-def _assign(case: Case, user, by) -> None:
+def _assign(case: Case, user, by, announce: bool = True) -> None:
     now = timezone.now()
     case.assignee = user
     case.awaiting_assignment = False
@@ -86,8 +89,9 @@ def _assign(case: Case, user, by) -> None:
                                            updated_at=now)
     if user is not None:
         AgentProfile.objects.filter(user=user).update(last_assigned_at=now)
-    payload = {"case": case_summary(case), "by": user_dict(by)}
-    events.emit(event_types.CASE_UPDATED, payload, team_id=case.team_id, case_id=case.pk)
+    if announce:
+        payload = {"case": case_summary(case), "by": user_dict(by)}
+        events.emit(event_types.CASE_UPDATED, payload, team_id=case.team_id, case_id=case.pk)
     if user is not None and (by is None or by.pk != user.pk):
         events.emit(event_types.CASE_ASSIGNED, {"case_id": case.pk, "by": user_dict(by)}, user_id=user.pk,
                     case_id=case.pk)

@@ -711,3 +711,17 @@ class ProactiveMessage(models.Model):
 
     def __str__(self) -> str:
         return f"proactive {self.key} to customer {self.customer_id}"
+
+
+class RoutingClaim(models.Model):
+    """A classification that routing has handled (responses.routing): written in the transaction
+    that routes its message, so a routing task run twice (redelivered after its worker died, or
+    re-enqueued by the sweep) routes each classification once, and the sweep finds the ones whose
+    task was lost (responses.tasks.sweep_unrouted). A re-classification is a new row: routed again."""
+
+    classification = models.OneToOneField("learning.Classification", primary_key=True, on_delete=models.CASCADE,
+                                          related_name="+")
+    routed_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"classification {self.classification_id} routed"

@@ -2,6 +2,7 @@
 and are idempotent: delivering a reply twice sends it once (see responses.replies)."""
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
@@ -10,6 +11,7 @@ from django.dispatch import receiver
 from responses import assignment, cases, replies, routing, signals, snooze
 
 log = logging.getLogger(__name__)
+SWEEP_TASK_SIZE = 100
 
 
 @shared_task(name="responses.route_messages", acks_late=True, max_retries=5, bind=True)
@@ -20,6 +22,20 @@ def route_messages(self, message_ids, **kwargs):
         if self.request.is_eager or self.request.retries >= self.max_retries:
             raise
         raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
+
+
+@shared_task(name="responses.sweep_unrouted", acks_late=True)
+def sweep_unrouted(**kwargs):
+    """Beat: route messages classified a while ago whose routing task was lost with a killed
+    worker (the broker would hand it back only after CXM_BROKER_VISIBILITY_TIMEOUT). Routing
+    claims each classification once, so a task that does come back later routes nothing twice."""
+    grace = timedelta(seconds=settings.CXM_ROUTING_SWEEP_GRACE_SECONDS)
+    ids = routing.unrouted_messages(grace)
+    for start in range(0, len(ids), SWEEP_TASK_SIZE):
+        route_messages.delay(ids[start:start + SWEEP_TASK_SIZE])
+    if ids:
+        log.info("routing sweep: %d classified messages not routed, re-enqueued", len(ids))
+    return len(ids)
 
 
 @shared_task(name="responses.deliver_reply", bind=True, acks_late=True, reject_on_worker_lost=True,
