@@ -21,11 +21,21 @@ from datetime import date, datetime
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.dispatch import receiver
 
 from listening import location
 from listening.exceptions import PayloadInvalid
-from listening.models import AttributeDefinition, AttributeKind, Customer, CustomerTier, Direction, Message, Signal
+from listening.models import (
+    AttributeDefinition,
+    AttributeKind,
+    AuditEvent,
+    Customer,
+    CustomerTier,
+    Direction,
+    Message,
+    Signal,
+)
 from listening.sanitize import clean_text
 from listening.signals import messages_ingested, signals_ingested
 
@@ -94,6 +104,48 @@ def save_definition(data: Mapping[str, Any], *, existing: AttributeDefinition | 
         setattr(existing, name, value)
     existing.save()
     return existing
+
+
+def customers_with_value(key: str) -> int:
+    """How many customers hold a value of the attribute (what deleting it would remove)."""
+    return Customer.objects.filter(attributes__has_key=key).count()
+
+
+def delete_definition(definition: AttributeDefinition, *, actor, ip: str | None = None) -> int:
+    """Remove a definition and every customer's value of it, in one transaction, and write the
+    audit line (who, when, from where, the definition as it was, how many values went). Returns
+    how many customers lost a value. What still reads the key (segments, routing rules, canned
+    replies, macros) is responses.attribute_usage's to refuse before this is called."""
+    with transaction.atomic():
+        definition = AttributeDefinition.objects.select_for_update().get(pk=definition.pk)
+        removed = _remove_values(definition.key)
+        was = {"key": definition.key, "name": definition.name, "kind": definition.kind,
+               "choices": definition.choices, "signal_type": definition.signal_type,
+               "signal_field": definition.signal_field}
+        definition.delete()
+        signed_in = getattr(actor, "pk", None) is not None
+        AuditEvent.objects.create(
+            actor=actor if signed_in else None, actor_name=actor.get_username() if signed_in else "system",
+            action="attribute_deleted", connector=None, connector_label=f"Attribute {was['name']} ({was['key']})"[:200],
+            changes={"attribute": was, "values_removed": removed}, ip=ip)
+    return removed
+
+
+def _remove_values(key: str) -> int:
+    """Drop `key` from every customer's attributes with one UPDATE (no row read into Python)."""
+    from django.db import connection
+
+    table = connection.ops.quote_name(Customer._meta.db_table)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            sql = f"UPDATE {table} SET attributes = attributes - %s, updated_at = now() WHERE attributes ? %s"  # noqa: S608
+            cursor.execute(sql, [key, key])
+        else:  # SQLite's JSON1; the key is [a-z0-9_], checked when the definition was made
+            path = f'$."{key}"'
+            sql = (f"UPDATE {table} SET attributes = json_remove(attributes, %s), "  # noqa: S608 (the table's name)
+                   "updated_at = CURRENT_TIMESTAMP WHERE json_type(attributes, %s) IS NOT NULL")
+            cursor.execute(sql, [path, path])
+        return cursor.rowcount
 
 
 def definitions() -> dict[str, AttributeDefinition]:
@@ -299,14 +351,50 @@ def record_location(customer: Customer, lat: Any, lon: Any, *, at: datetime, sou
     return customer
 
 
-def learn_from_messages(message_ids: Iterable[int]) -> None:
-    """Keep each writing customer's channel and last shared location current. Reads two narrow
-    queries (no raw payload decoded except for location messages)."""
+def record_channel_time_zone(customer: Customer, zone: str, *, at: datetime, source: str) -> Customer:
+    """Keep the zone a channel told (`source` is "<channel>:<who said it>"), unless a newer message
+    told one already. It ranks below a zone set by a person (listening.location.customer_zone)."""
+    zone = location.clean_time_zone(zone)
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().get(pk=customer.pk)
+        if customer.channel_time_zone_at and customer.channel_time_zone_at > at:
+            return customer
+        if (customer.channel_time_zone, customer.channel_time_zone_source) == (zone, source[:60]):
+            if customer.channel_time_zone_at != at:
+                Customer.objects.filter(pk=customer.pk).update(channel_time_zone_at=at)
+            return customer
+        customer.channel_time_zone, customer.channel_time_zone_source = zone, source[:60]
+        customer.channel_time_zone_at = at
+        customer.save(update_fields=["channel_time_zone", "channel_time_zone_source", "channel_time_zone_at",
+                                     "updated_at"])
+    return customer
+
+
+# Top-level keys of a message's raw payload that learn_from_messages reads (location, time zone).
+# Ingestion checks them as it stores a message and passes what it found as `profile`.
+RAW_PROFILE_KEYS = ("location", "time_zone")
+
+
+def learn_from_messages(message_ids: Iterable[int], profile: Iterable[tuple] | None = None) -> None:
+    """Keep each writing customer's channel, last shared location and channel-told time zone
+    current. Without `profile`, reads two narrow queries (no raw payload decoded except for
+    messages that carry a location or a time zone). Ingestion passes `profile`, what it knew as it
+    stored the messages (listening.actions.IngestResult.profile: message id, the author's customer
+    id, channel, sent_at, whether the raw has a RAW_PROFILE_KEYS key): then no read at all unless a
+    customer's channel changes or a message carries such a key, which most deliveries do not."""
     ids = list(message_ids)
     inbound = Message.objects.filter(pk__in=ids, direction=Direction.INBOUND, author__isnull=False)
     newest: dict[int, tuple[datetime, str]] = {}
-    for customer_id, channel, sent_at in inbound.filter(author__customer__isnull=False).values_list(
-            "author__customer_id", "channel", "sent_at"):
+    if profile is None:
+        customers = inbound.filter(author__customer__isnull=False).values_list(
+            "author__customer_id", "channel", "sent_at")
+        told_ids = None
+    else:
+        facts = list(profile)
+        customers = [(customer_id, channel, sent_at) for _, customer_id, channel, sent_at, _ in facts
+                     if customer_id is not None]
+        told_ids = [message_id for message_id, *_, told in facts if told]
+    for customer_id, channel, sent_at in customers:
         if customer_id not in newest or sent_at >= newest[customer_id][0]:
             newest[customer_id] = (sent_at, channel)
     by_channel: dict[str, list[int]] = {}
@@ -314,9 +402,15 @@ def learn_from_messages(message_ids: Iterable[int]) -> None:
         by_channel.setdefault(channel, []).append(customer_id)
     for channel, customer_ids in by_channel.items():
         Customer.objects.filter(pk__in=customer_ids).exclude(learned_channel=channel).update(learned_channel=channel)
-    for message in inbound.filter(raw__has_key="location").select_related("author__customer", "connector"):
-        found = location.message_location(message)
-        if found is None:
+    # One query for both: only messages whose connector put a location or a time zone on the raw.
+    if told_ids == []:
+        return
+    told = inbound.filter(Q(*[Q(raw__has_key=key) for key in RAW_PROFILE_KEYS], _connector=Q.OR))
+    if told_ids is not None:
+        told = told.filter(pk__in=told_ids)
+    for message in told.select_related("author__customer", "connector").order_by("sent_at", "id"):
+        found, zone = location.message_location(message), location.message_time_zone(message)
+        if found is None and zone is None:
             continue
         customer = message.author.customer
         if customer is None:
@@ -325,9 +419,12 @@ def learn_from_messages(message_ids: Iterable[int]) -> None:
             # A location is profile data: the contact gets a customer of its own (never merged
             # with anyone through the unverified number it may carry).
             customer = match_customer(message.author)
-        record_location(customer, *found, at=message.sent_at, source=message.channel)
+        if found is not None:
+            customer = record_location(customer, *found, at=message.sent_at, source=message.channel)
+        if zone is not None:
+            record_channel_time_zone(customer, zone[0], at=message.sent_at, source=f"{message.channel}:{zone[1]}")
 
 
 @receiver(messages_ingested, dispatch_uid="listening.location.learn")
-def _on_messages(sender, message_ids, **kwargs) -> None:
-    learn_from_messages(message_ids)
+def _on_messages(sender, message_ids, profile=None, **kwargs) -> None:
+    learn_from_messages(message_ids, profile)

@@ -141,6 +141,11 @@ class Customer(models.Model):
     tier = models.CharField(max_length=20, blank=True, default="", choices=CustomerTier.choices)
     time_zone = models.CharField(max_length=64, blank=True, default="", help_text="IANA name, e.g. Europe/Berlin.")
     time_zone_source = models.CharField(max_length=20, blank=True, default="")
+    # What a channel said (listening.location: below a zone set by a person, above the phone's
+    # prefix): the zone, "<channel>:<who said it>", and the message's time (the newest wins).
+    channel_time_zone = models.CharField(max_length=64, blank=True, default="")
+    channel_time_zone_source = models.CharField(max_length=60, blank=True, default="")
+    channel_time_zone_at = models.DateTimeField(null=True, blank=True)
     location_lat = models.FloatField(null=True, blank=True)
     location_lon = models.FloatField(null=True, blank=True)
     location_at = models.DateTimeField(null=True, blank=True)

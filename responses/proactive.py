@@ -20,6 +20,7 @@ timeline (CaseActivity "proactive").
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -33,13 +34,23 @@ from listening.connectors.base import OutboundReply, ReplyRules
 from listening.connectors.templates import MessageTemplate
 from listening.models import Contact, Conversation, Customer, Direction, Message
 from responses import access, event_types, events, signals
-from responses.exceptions import Conflict, InvalidRequest
-from responses.models import Case, CaseActivity, CaseStatus, ProactiveMessage, Reply, SignalRule, SlaState
+from responses.exceptions import CaseNotFound, Conflict, InvalidRequest
+from responses.models import (
+    ACTIVE_STATUSES,
+    Case,
+    CaseActivity,
+    CaseStatus,
+    ProactiveMessage,
+    Reply,
+    SignalRule,
+    SlaState,
+)
 from responses.summaries import case_summary, reply_dict
 
 log = logging.getLogger(__name__)
 
 PROACTIVE_THREAD_PREFIX = "proactive:"  # responses.signal_cases names a proactive case's conversation so
+PROACTIVE_TAG = "proactive"  # on every proactive case (responses.signal_cases tags its own so)
 
 
 class OptedOut(Conflict):
@@ -116,6 +127,87 @@ def send_proactive_message(user, case_id, *, text: str = "", template: str = "",
         return _send(case, text=text, template=template, values=values, key=key, by=user)
 
 
+def send_to_customer(user, customer_id: int, *, channel: str = "", case_id=None, text: str = "",
+                     template: str = "", values=None, key: str = "") -> ProactiveMessage:
+    """A proactive message to a customer the user's teams have heard from (the REST API): on
+    `case_id` if given (it must be the customer's), else on the customer's active case on the
+    chosen channel, else on a new proactive case there (Care queue, tagged "proactive"). The
+    channel is `channel` if given, else the customer's preferred one, else where they last wrote,
+    among the sources the user's teams serve. The same checks as from a case page, in the same
+    order; a refusal stores nothing, not even the case. Idempotent on `key`."""
+    access.require_reply(user)
+    key = _key(key)
+    with transaction.atomic():
+        existing = ProactiveMessage.objects.filter(key=key).select_related("reply").first()
+        if existing is not None:
+            if existing.customer_id != customer_id:
+                raise Conflict("this key was used for a proactive message to another customer")
+            return existing
+        # Only a customer who wrote to a source of the user's teams exists for them (as the API's
+        # customer routes): another team's customer is "no such customer", never their name.
+        connectors = access.connector_ids(user)
+        customer = (Customer.objects.filter(pk=customer_id, contacts__conversations__connector_id__in=connectors)
+                    .distinct().first())
+        if customer is None:
+            raise CaseNotFound("no such customer")
+        if case_id is not None:
+            case = access.get_case(user, case_id, for_update=True)
+            contact = case.conversation.contact
+            if contact is None or contact.customer_id != customer.pk:
+                raise InvalidRequest(f"case {case.pk} is not this customer's")
+            if channel and channel != case.channel:
+                raise InvalidRequest(f"case {case.pk} is on {presentation(case.channel).label}: a message on "
+                                     f"{presentation(channel).label} goes on a case of its own (leave case out)")
+        else:
+            case = _case_on_channel(user, customer, channel, connectors)
+        return _send(case, text=text, template=template, values=values, key=key, by=user)
+
+
+def _case_on_channel(user, customer: Customer, channel: str, connectors: set[int]) -> Case:
+    contacts = (Contact.objects.filter(customer=customer, conversations__connector_id__in=connectors)
+                .distinct().order_by("-last_seen_at", "-id"))
+    if channel:
+        contact = contacts.filter(channel=channel).first()
+        if contact is None:
+            raise InvalidRequest(f"{customer} has not written on {presentation(channel).label} to a source your "
+                                 f"teams serve: there is no {presentation(channel).label} address to write to")
+    else:
+        contact = ((contacts.filter(channel=customer.preferred_channel).first() if customer.preferred_channel else None)
+                   or contacts.first())
+        if contact is None:
+            raise InvalidRequest(f"{customer} has not written to a source your teams serve: no channel to write on")
+    active = (access.visible_cases(user).select_for_update()
+              .filter(status__in=ACTIVE_STATUSES, conversation__contact=contact).order_by("-opened_at", "-id").first())
+    if active is not None:
+        return active
+    latest = (Conversation.objects.filter(contact=contact, connector_id__in=connectors)
+              .exclude(external_id__startswith=PROACTIVE_THREAD_PREFIX).order_by("-last_message_at", "-id").first())
+    return _open_case(latest, user)
+
+
+def _open_case(latest: Conversation, user) -> Case:
+    """A proactive case of its own conversation on the connector where the customer wrote, in its
+    team's Care queue: where the customer's answer lands and the team sees what was sent."""
+    from responses import assignment
+    from responses.teams import queue_for, team_for_connector
+
+    now = timezone.now()
+    conversation = Conversation.objects.create(
+        connector_id=latest.connector_id, channel=latest.channel,
+        external_id=f"{PROACTIVE_THREAD_PREFIX}api-{uuid.uuid4().hex}", contact_id=latest.contact_id,
+        subject=f"Proactive message from {user.get_full_name() or user.get_username()}"[:300],
+        started_at=now, last_message_at=now)
+    team = team_for_connector(latest.connector_id)
+    queue = queue_for(team, "issue", "care")
+    case = Case.objects.create(conversation=conversation, connector_id=latest.connector_id, channel=latest.channel,
+                               team=team, queue=queue, status=CaseStatus.NEW, lane="issue", priority=0.5,
+                               tags=[PROACTIVE_TAG], opened_at=now, sla_minutes=queue.sla_minutes if queue else None)
+    events.emit(event_types.CASE_CREATED, {"case": case_summary(case)}, team_id=team.pk, case_id=case.pk)
+    if queue is not None and queue.auto_assign:
+        assignment.auto_assign(case)
+    return case
+
+
 def send_for_rule(case: Case, rule: SignalRule, firing_id: int, values: list[str]) -> ProactiveMessage:
     """A signal rule's "send a proactive template" action, inside the firing's transaction, with the
     template's values already filled in (responses.signal_cases)."""
@@ -176,9 +268,11 @@ def _check_customer(customer: Customer, now) -> None:
                   .order_by("created_at").values_list("created_at", flat=True))
     if len(recent) >= settings.CXM_PROACTIVE_CAP:
         allowed = recent[-settings.CXM_PROACTIVE_CAP] + timedelta(hours=hours)
-        raise Capped(f"{customer} already got {len(recent)} proactive message{'s' if len(recent) != 1 else ''} "
+        capped = Capped(f"{customer} already got {len(recent)} proactive message{'s' if len(recent) != 1 else ''} "
                      f"in the last {hours} hours (at most {settings.CXM_PROACTIVE_CAP}); the next may go after "
                      f"{timezone.localtime(allowed):%b %d, %H:%M}")
+        capped.retry_after = max(1, int((allowed - now).total_seconds()))  # the API's Retry-After
+        raise capped
 
 
 def _check_channel(target: Target, text: str, template: str, values, now):

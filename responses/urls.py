@@ -89,8 +89,10 @@ urlpatterns = [
     # The customer profile: attributes (admins), segments (admins, brand managers), an agent's edit.
     path("attributes/", attributes.attribute_list, name="attributes"),
     path("attributes/<str:attribute_id>/", attributes.attribute_edit, name="attribute"),
+    path("attributes/<str:attribute_id>/delete/", attributes.attribute_delete, name="attribute-delete"),
     path("cases/<str:case_id>/profile/", attributes.case_profile, name="case-profile"),
     path("segments/", segments.segment_list, name="segments"),
+    path("segments/preview/", segments.segment_preview, name="segment-preview"),
     path("segments/<str:segment_id>/", segments.segment_edit, name="segment"),
     path("segments/<str:segment_id>/delete/", segments.segment_delete, name="segment-delete"),
     path("timed-rules/", timed_rules.rule_list, name="timed-rules"),

@@ -29,8 +29,9 @@ from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
-from listening import times
+from listening import location, times
 from listening.connectors.base import InboundAttachment, InboundAuthor, InboundMessage
+from listening.exceptions import PayloadInvalid
 from listening.htmltext import html_to_text
 from listening.sanitize import clean_text
 
@@ -38,6 +39,7 @@ CHANNEL = "email"
 ID_MAX = 250
 MAX_ATTACHMENTS = 50
 RAW_BODY_CHARS = 20_000
+DATE_OFFSET_RE = re.compile(r"\s([+-])(\d{4})(?:\s*\(.*\))?\s*$")
 RAW_HEADERS = ("from", "to", "cc", "reply-to", "subject", "date", "message-id", "in-reply-to", "references")
 MSGID_RE = re.compile(r"<([^<>\s]{1,998})>")
 BARE_ID_RE = re.compile(r"[!-;=?-~]+@[!-;=?-~]+")  # printable ASCII without spaces or angle brackets
@@ -85,7 +87,8 @@ def parse_email(raw: bytes, *, uid: int, size: int, cut: bool, max_attachment_by
         parent_external_id=parent if parent != external_id else "",
         subject=clean_text(subject, 300),
         direction="out" if our_address and sender == our_address.lower() else "in",
-        raw=raw_record(message, uid=uid, size=size, cut=cut, body=text, attachments=attachments, dropped=dropped),
+        raw={**raw_record(message, uid=uid, size=size, cut=cut, body=text, attachments=attachments, dropped=dropped),
+             **sender_zone(message)},
         attachments=tuple(attachments),
     )
 
@@ -142,6 +145,21 @@ def sent_at(message: EmailMessage, received_at: datetime | None) -> datetime:
     except (TypeError, ValueError, IndexError, OverflowError):
         return fallback
     return times.source_time(stated, stated_text, received_at=fallback)
+
+
+def sender_zone(message: EmailMessage) -> dict[str, Any]:
+    """The offset of the Date header ("+0200") is the sender's clock: their time zone for the
+    profile (listening.location), as {"time_zone": ...} on the raw. "+0000" and "-0000" say
+    nothing (RFC 5322: -0000 is unknown, and +0000 is what servers and scripts stamp)."""
+    found = DATE_OFFSET_RE.search(header(message, "date"))
+    if not found or found.group(2) == "0000":
+        return {}
+    minutes = int(found.group(2)[:2]) * 60 + int(found.group(2)[2:])
+    try:
+        zone = location.offset_zone(-minutes if found.group(1) == "-" else minutes)
+    except PayloadInvalid:
+        return {}
+    return location.time_zone_raw(zone, "date_header")
 
 
 def fingerprint(message: EmailMessage, raw: bytes) -> str:

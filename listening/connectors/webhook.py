@@ -23,7 +23,7 @@ from urllib.parse import unquote
 from django.conf import settings
 from django.urls import reverse
 
-from listening import http, times
+from listening import http, location, times
 from listening.connectors import icons
 from listening.connectors.base import (
     BaseConnector,
@@ -112,6 +112,11 @@ class GenericWebhookConnector(BaseConnector):
         if not CHANNEL_RE.match(channel):
             raise PayloadInvalid(f"{path}.channel must be 1-40 of a-z, 0-9, _ and -")
         sent_at = item.get("sent_at") if isinstance(item, dict) else None
+        # The author's time zone, when the sender knows it (an IANA name or a UTC offset): kept
+        # on the raw for the customer's profile (listening.location), a bad one is a 400.
+        zone = author.get("timezone")
+        raw = item if zone in (None, "") else {
+            **item, **location.time_zone_raw(location.clean_channel_zone(zone, f"{path}.author.timezone"), "author")}
         return InboundMessage(
             external_id=require(item, "id", str, path),
             text=require(item, "text", str, path),
@@ -134,7 +139,7 @@ class GenericWebhookConnector(BaseConnector):
             parent_external_id=optional(item, "in_reply_to", str, "", path),
             subject=optional(item, "subject", str, "", path),
             url=optional(item, "url", str, "", path),
-            raw=item,
+            raw=raw,
         )
 
     def backfill(self, since: datetime, state: dict[str, Any]) -> PollResult:

@@ -69,7 +69,11 @@ def query_time(params, name: str) -> datetime | None:
 
 
 def idempotency_key(request) -> str:
-    key = request.headers.get("Idempotency-Key", "").strip()
+    return idempotency_key_value(request.headers.get("Idempotency-Key", ""))
+
+
+def idempotency_key_value(key: str) -> str:
+    key = key.strip()
     if key and (len(key) > 64 or not set(key) <= KEY_CHARS):
         raise InvalidRequest("Idempotency-Key: up to 64 letters, digits, '-', '_', ':' or '.'")
     return key

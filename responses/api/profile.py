@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from listening.attributes import set_profile
+from listening.connectors import presentation
 from listening.location import customer_zone, time_zone_origin
 from listening.models import Customer
 from responses import access
@@ -26,7 +27,9 @@ def profile_dict(customer: Customer) -> dict[str, Any]:
         "customer": customer.pk,
         "tier": customer.tier,
         "time_zone": zone.key if zone else "",
-        "time_zone_origin": time_zone_origin(customer),
+        "time_zone_origin": time_zone_origin(customer, lambda channel: presentation(channel).label),
+        "time_zone_set": customer.time_zone,
+        "channel_time_zone": customer.channel_time_zone,
         "preferred_channel": customer.preferred_channel,
         "learned_channel": customer.learned_channel,
         "channel_override": customer.channel_override,
@@ -49,7 +52,10 @@ class ProfileSerializer(serializers.Serializer):
     customer = serializers.IntegerField()
     tier = serializers.CharField()
     time_zone = serializers.CharField()
-    time_zone_origin = serializers.CharField()
+    time_zone_origin = serializers.CharField(help_text="Where the zone comes from, in words: set by a person, "
+                                             "the channel, or the phone number's prefix (in that order).")
+    time_zone_set = serializers.CharField(help_text="The zone a person or a system set (wins); blank: none.")
+    channel_time_zone = serializers.CharField(help_text="The zone the customer's channel last told; blank: none.")
     preferred_channel = serializers.CharField()
     learned_channel = serializers.CharField()
     channel_override = serializers.CharField()

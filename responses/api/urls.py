@@ -6,7 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 from rest_framework.routers import SimpleRouter
 
-from responses.api import admin, cases, messages, profile, search, signals, webhooks
+from responses.api import admin, cases, messages, proactive, profile, search, signals, webhooks
 from responses.api.errors import no_such_route
 
 router = SimpleRouter(trailing_slash=False)
@@ -16,6 +16,7 @@ router.register("conversations", messages.ConversationViewSet, basename="convers
 router.register("corrections", messages.CorrectionViewSet, basename="correction")
 router.register("customers", messages.CustomerViewSet, basename="customer")
 router.register("contacts", messages.ContactViewSet, basename="contact")
+router.register("proactive-messages", proactive.ProactiveMessageViewSet, basename="proactive-message")
 router.register("admin/connectors", admin.ConnectorViewSet, basename="admin-connector")
 router.register("admin/teams", admin.TeamViewSet, basename="admin-team")
 router.register("admin/queues", admin.QueueViewSet, basename="admin-queue")

@@ -8,10 +8,14 @@ from django import template
 from django.utils import timezone
 
 from listening.connectors import channel_presentations, presentation
-from listening.location import customer_zone, time_zone_origin
+from listening.location import customer_zone, time_zone_origin, zones_set_aside
 from listening.models import AttributeDefinition, AttributeKind, CustomerTier
 
 register = template.Library()
+
+
+def _label(channel: str) -> str:
+    return presentation(channel).label
 
 
 @register.inclusion_tag("console/includes/profile.html", takes_context=True)
@@ -25,7 +29,8 @@ def customer_profile(context) -> dict:
         "case": case, "customer": customer, "can_edit": bool(context.get("can_reply")) and case is not None,
         "csrf_token": context.get("csrf_token"),
         "tier": customer.get_tier_display() if customer and customer.tier else "",
-        "zone": zone.key if zone else "", "zone_origin": time_zone_origin(customer) if customer else "",
+        "zone": zone.key if zone else "", "zone_origin": time_zone_origin(customer, _label) if customer else "",
+        "zones_aside": zones_set_aside(customer, _label) if customer else [],
         # Formatted here: the template's date filters would turn it back into the server's zone.
         "local_time": timezone.now().astimezone(zone).strftime("%H:%M") if zone else "",
         "local_day": timezone.now().astimezone(zone).strftime("%a") if zone else "",

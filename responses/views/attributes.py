@@ -9,13 +9,14 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from listening.actions import match_customer
-from listening.attributes import save_definition, set_profile
+from listening.attributes import customers_with_value, delete_definition, save_definition, set_profile
 from listening.exceptions import PayloadInvalid
-from listening.models import AttributeDefinition, AttributeKind, Customer
+from listening.models import AttributeDefinition, AttributeKind, AuditEvent, Customer
 from listening.signal_types import SIGNAL_TYPES
-from responses import access
-from responses.exceptions import CaseNotFound
+from responses import access, attribute_usage
+from responses.exceptions import CaseNotFound, Conflict
 from responses.views.base import body, console_context, console_view, done, object_id, wants_json
+from responses.views.connectors import client_ip
 
 
 def _definition_dict(d: AttributeDefinition) -> dict:
@@ -47,7 +48,9 @@ def attribute_list(request: HttpRequest) -> HttpResponse:
     items = list(AttributeDefinition.objects.all())
     if wants_json(request):
         return JsonResponse({"attributes": [_definition_dict(d) for d in items]})
-    return render(request, "console/attribute_list.html", _form_context(request, items=items, error=error, data=data),
+    deleted = list(AuditEvent.objects.filter(action="attribute_deleted")[:10])
+    return render(request, "console/attribute_list.html",
+                  _form_context(request, items=items, error=error, data=data, deleted=deleted),
                   status=400 if error else 200)
 
 
@@ -73,6 +76,36 @@ def attribute_edit(request: HttpRequest, attribute_id: str) -> HttpResponse:
         return JsonResponse({"attribute": _definition_dict(definition)})
     return render(request, "console/attribute_form.html", _form_context(request, definition=definition, error=error),
                   status=400 if error else 200)
+
+
+@console_view("GET", "POST")
+def attribute_delete(request: HttpRequest, attribute_id: str) -> HttpResponse:
+    """GET: the confirmation, saying how many customers hold a value (they lose it) or, while
+    segments, routing rules, canned replies, macros or signal rules read the attribute, which ones
+    (deleting is refused until they no longer do: responses.attribute_usage says why). POST:
+    delete, values included, audited; a 409 naming the readers if any appeared meanwhile."""
+    access.require_admin(request.user)
+    definition = AttributeDefinition.objects.filter(pk=object_id(attribute_id, "attribute")).first()
+    if definition is None:
+        raise CaseNotFound("no such attribute")
+    found = attribute_usage.references(definition.key)
+    error = ""
+    if request.method == "POST":
+        if not found:
+            removed = delete_definition(definition, actor=request.user, ip=client_ip(request))
+            return done(request, {"deleted": definition.key, "values_removed": removed},
+                        reverse("console:attributes"))
+        error = (f"{definition.name} is still read by {attribute_usage.in_words(found)}: change or remove them "
+                 f"first, then delete the attribute")
+        if wants_json(request):
+            raise Conflict(error)
+    holders = customers_with_value(definition.key)
+    if wants_json(request):
+        return JsonResponse({"attribute": _definition_dict(definition), "customers_with_value": holders,
+                             "references": [r.as_dict() for r in found]})
+    return render(request, "console/attribute_delete.html", {
+        **console_context(request), "definition": definition, "holders": holders, "references": found,
+        "error": error}, status=409 if error else 200)
 
 
 @console_view("POST")

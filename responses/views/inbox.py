@@ -13,7 +13,19 @@ from learning.models import Classification, Intent, Lane
 from listening.connectors import presentation
 from responses import access, assignment, cases as case_actions, noise
 from responses.exceptions import InvalidRequest
-from responses.models import ACTIVE_STATUSES, Case, CaseStatus, Presence, Queue, Role, SlaState, Team
+from responses.models import (
+    ACTIVE_STATUSES,
+    Case,
+    CaseStatus,
+    Presence,
+    ProactiveMessage,
+    Queue,
+    Role,
+    SignalRuleFiring,
+    SlaState,
+    Team,
+)
+from responses.proactive import PROACTIVE_TAG
 from responses.summaries import chips
 from responses.views.base import body, console_context, console_view, done, object_id, text
 
@@ -122,7 +134,39 @@ def with_rows(cases) -> list[Case]:
         # The last message's reason explains the case's lane only when it decided that lane.
         case.lane_reason = case.chips.get("lane_reason", "") if case.chips.get("lane") == case.lane else ""
         case.sort_key = sort_key(case)
+    proactive_reasons(cases)
     return cases
+
+
+def proactive_reasons(cases: list[Case]) -> None:
+    """Why each proactive case of the page is in the inbox, in words, on `case.proactive_reason`:
+    the rule that opened it and what fired it ("Rule “Device in trouble”: 10 × Device error within
+    1 hour"), or who wrote first ("Proactive WhatsApp message sent by Ana Agent"). Two queries for
+    the whole page, and none when it holds no proactive case."""
+    wanted = [c.pk for c in cases if PROACTIVE_TAG in (c.tags or [])]
+    for case in cases:
+        case.proactive_reason = ""
+    if not wanted:
+        return
+    fired: dict[int, str] = {}
+    firings = SignalRuleFiring.objects.filter(case_id__in=wanted).order_by("case_id", "-fired_at", "-id")
+    for case_id, rule, reason in firings.values_list("case_id", "rule__name", "reason"):
+        fired.setdefault(case_id, f"Rule “{rule}”: {reason}")
+    sent: dict[int, str] = {}
+    for row in (ProactiveMessage.objects.filter(case_id__in=wanted).order_by("case_id", "-created_at", "-id")
+                .values("case_id", "channel", "template_name", "rule__name", "sent_by__first_name",
+                        "sent_by__last_name", "sent_by__username")):
+        if row["case_id"] in sent:
+            continue
+        who = (f"{row['sent_by__first_name']} {row['sent_by__last_name']}".strip() or row["sent_by__username"]
+               or (f"the rule “{row['rule__name']}”" if row["rule__name"] else "a rule"))
+        what = f"template “{row['template_name']}”" if row["template_name"] else "message"
+        sent[row["case_id"]] = f"Proactive {presentation(row['channel']).label} {what} sent by {who}"
+    for case in cases:
+        if case.pk in fired and case.pk in sent:
+            case.proactive_reason = f"{fired[case.pk]}; {sent[case.pk][0].lower()}{sent[case.pk][1:]}"
+        else:
+            case.proactive_reason = fired.get(case.pk) or sent.get(case.pk, "")
 
 
 def row_queryset(cases: QuerySet[Case]) -> QuerySet[Case]:

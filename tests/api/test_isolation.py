@@ -21,7 +21,7 @@ from insight.models import Alert
 from learning import rollups
 from learning.models import Correction, Intent
 from listening.models import Connector, Customer, Message
-from responses import outbound
+from responses import outbound, proactive
 from responses.cases import add_note
 from responses.models import (
     Case,
@@ -63,6 +63,9 @@ MATRIX: dict[str, dict] = {
     "customer-profile": {"who": "agent", "path": "/customers/{customer}/profile", "GET": 200,
                          "PATCH": ({"tier": "premium", "time_zone": "Europe/Berlin"}, 200)},
     "contact-list": {"who": "agent", "path": "/contacts", "GET": 200},
+    "proactive-message-list": {"who": "agent", "path": "/proactive-messages", "GET": 200,
+                               "POST": ({"customer": "{customer2}", "text": "Hello first", "key": "iso-p2"}, 201)},
+    "proactive-message-detail": {"who": "agent", "path": "/proactive-messages/{proactive-message}", "GET": 200},
     "search": {"who": "agent", "path": "/search?q=order+5521", "GET": 200},
     "contact-detail": {"who": "agent", "path": "/contacts/{contact}", "GET": 200},
     "panels": {"who": "viewer", "path": "/insight/panels", "GET": 200},
@@ -144,6 +147,8 @@ def world(db, team_a, team_b, connector_a, connector_b, agent_a, supervisor_a, a
         "rule": RoutingRule.objects.create(name=SECRET, conditions=[], actions={}).pk,
         "intent": (Intent.objects.first() or Intent.objects.create(slug="x-intent", name="X")).pk,
         "supervisor_b": make_user(django_user_model, "supervisor_b", Role.SUPERVISOR, [team_b]),
+        "proactive-message": proactive.send_proactive_message(agent_a, case.pk, text=f"First {SECRET}",
+                                                              key="iso-p1").pk,
     }
 
 

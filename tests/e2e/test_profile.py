@@ -77,8 +77,8 @@ def test_profile_admin_saves_a_segment_and_an_agent_sets_an_attribute(
         form = page.locator("#segment-form")
         expect(form.locator("#segment-name")).to_have_value("Premium with device trouble")
         form.locator("input[name=tier][value=premium]").check()
-        form.locator("#segment-signal-type").select_option("device_error")
-        form.locator("#segment-signal-count").fill("3")
+        form.locator("select[name=signal_type_0]").select_option("device_error")
+        form.locator("input[name=signal_count_0]").fill("3")
         with page.expect_navigation():
             form.locator("button[type=submit]").click()
         segment = Segment.objects.get()

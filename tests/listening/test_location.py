@@ -96,7 +96,7 @@ def test_location_a_set_time_zone_wins_over_the_phone(db):
     customer = Customer.objects.create(phone="+4915123456789")
     customer = attributes.set_profile(customer, {"time_zone": "Asia/Tokyo"}, source="agent")
     assert location.customer_zone(customer).key == "Asia/Tokyo"
-    assert location.time_zone_origin(customer) == "set by agent"
+    assert location.time_zone_origin(customer) == "set by an agent"
 
 
 @pytest.mark.parametrize("bad", ["Mars/Olympus", "Berlin", "../../etc/passwd", 7, "Europe/" + "x" * 80])

@@ -199,9 +199,66 @@ def test_segments_agent_edits_the_profile_on_the_case_page(client, connector_a, 
     ada = Customer.objects.get(pk=people["ada"].pk)
     assert (ada.tier, ada.time_zone, ada.attributes) == ("business", "Europe/Lisbon", {"plan": "basic"})
     page = client.get(reverse("console:case", kwargs={"case_id": case.pk})).content.decode()
-    assert "Time zone Europe/Lisbon, set by agent" in page
+    assert "Time zone Europe/Lisbon, set by an agent" in page
     bad = client.post(url, data='{"attributes": {"plan": "diamond"}}', content_type=JSON)
     assert bad.status_code == 400 and "attribute plan must be one of basic, gold" in bad.json()["reason"]
     zone = client.post(url, data='{"time_zone": "Atlantis/Capital"}', content_type=JSON)
     assert zone.status_code == 400 and "not a known IANA time zone" in zone.json()["reason"]
     assert Customer.objects.get(pk=ada.pk).attributes == {"plan": "basic"}
+
+
+def test_segments_form_takes_several_tests_of_each_kind_and_shows_them_back(client, people, admin_user):
+    client.force_login(admin_user)
+    response = client.post(reverse("console:segments"), {
+        "name": "Gold and troubled", "tier": ["premium", "standard"],
+        "signal_type_0": "device_error", "signal_count_0": "3", "signal_days_0": "7",
+        "signal_type_1": "", "signal_count_1": "3", "signal_days_1": "7",  # a blank row is no test
+        "signal_type_2": "device_error", "signal_count_2": "2", "signal_days_2": "30",
+        "attr_key_0": "plan", "attr_op_0": "in", "attr_value_0": "gold",
+        "attr_key_1": "renewal", "attr_op_1": "lte", "attr_value_1": "2027-03-01"})
+    assert response.status_code == 302, response.content
+    segment = Segment.objects.get(name="Gold and troubled")
+    assert segment.definition == {
+        "tier": ["premium", "standard"],
+        "signals": [{"type": "device_error", "count": 3, "days": 7}, {"type": "device_error", "count": 2, "days": 30}],
+        "attributes": [{"key": "plan", "in": ["gold"]}, {"key": "renewal", "lte": "2027-03-01"}]}
+    assert names(segment.definition) == {"Ada"}  # Cy renews in June
+    page = client.get(reverse("console:segment", kwargs={"segment_id": segment.pk})).content.decode()
+    # Every saved test is a row of the form (so saving again keeps them), plus one blank row of each kind.
+    assert page.count('name="signal_type_') == 3 + 1  # two tests, one blank, and the template's
+    assert 'name="signal_count_1" min="1" value="2"' in page and 'name="signal_days_1" min="1" value="30"' in page
+    assert '<option value="lte" selected>' in page
+    assert 'name="attr_value_1" maxlength="200" placeholder="gold, platinum" value="2027-03-01"' in page
+    saved_again = client.post(reverse("console:segment", kwargs={"segment_id": segment.pk}), {
+        "name": "Gold and troubled", "tier": ["premium", "standard"],
+        "signal_type_0": "device_error", "signal_count_0": "3", "signal_days_0": "7",
+        "attr_key_0": "plan", "attr_op_0": "in", "attr_value_0": "gold",
+        "attr_key_1": "renewal", "attr_op_1": "lte", "attr_value_1": "2027-03-01"})
+    assert saved_again.status_code == 302
+    segment.refresh_from_db()
+    assert len(segment.definition["signals"]) == 1 and len(segment.definition["attributes"]) == 2
+    bad = client.post(reverse("console:segments"), {"name": "Bad", "signal_type_0": "device_error",
+                                                     "signal_count_0": "3", "signal_days_0": "7",
+                                                     "signal_type_1": "device_error", "signal_count_1": "many",
+                                                     "signal_days_1": "7"})
+    assert bad.status_code == 400 and "signal count must be a whole number (signal test 2)" in bad.content.decode()
+    assert 'name="signal_type_0"' in bad.content.decode()
+
+
+def test_segments_live_count_previews_the_forms_tests_without_saving(client, people, admin_user, manager_a,
+                                                                      connector_a):
+    client.force_login(admin_user)
+    url = reverse("console:segment-preview")
+    answer = client.post(url, {"tier": ["premium"], "signal_type_0": "device_error", "signal_count_0": "3",
+                               "signal_days_0": "7", "attr_key_0": "plan", "attr_op_0": "set"}).json()
+    assert answer == {"ok": True, "customers": 1, "description": "tier Premium; Plan set; 3+ device error in 7 days"}
+    assert client.post(url, {"attr_key_0": "plan", "attr_op_0": "in", "attr_value_0": "gold"}).json()["customers"] == 2
+    empty = client.post(url, {"name": "x"}).json()
+    assert empty["ok"] is False and empty["empty"] is True
+    wrong = client.post(url, {"signal_type_0": "device_error", "signal_count_0": "0", "signal_days_0": "7"}).json()
+    assert wrong["ok"] is False and "count must be a whole number from 1" in wrong["reason"]
+    assert not Segment.objects.exists()
+    open_case(connector_a, author="ada", email="ada@example.com", email_verified=True)
+    client.force_login(manager_a)  # a brand manager counts only customers who wrote to their teams
+    mine = client.post(url, {"attr_key_0": "plan", "attr_op_0": "in", "attr_value_0": "gold"}).json()
+    assert mine["customers"] == 1
