@@ -64,7 +64,7 @@ class TemplateUsedSerializer(serializers.Serializer):
 
 
 class ProactiveMessageSerializer(serializers.ModelSerializer):
-    status = serializers.SerializerMethodField(help_text="pending, sending, sent or failed: the delivery's state.")
+    status = serializers.SerializerMethodField(help_text="pending, delivered or failed: the delivery's state.")
     error = serializers.SerializerMethodField(help_text="Why the delivery failed; empty otherwise.")
     text = serializers.SerializerMethodField(help_text="What the customer reads (a template filled in).")
     template = serializers.SerializerMethodField()

@@ -95,7 +95,7 @@
         live.textContent = "Add a test: how many customers it selects shows here.";
       } else if (answer.ok) {
         const n = Number(answer.customers);
-        live.textContent = `${n.toLocaleString()} customer${n === 1 ? "" : "s"} match now: ${answer.description}`;
+        live.textContent = `${n.toLocaleString()} customer${n === 1 ? " matches" : "s match"} now: ${answer.description}`;
       } else {
         live.textContent = `Not counted: ${answer.reason}`;
       }
