@@ -25,6 +25,12 @@ STRONG = 0.6
 # no one of them may be sure while together they hold most of the probability. A majority of the
 # intent head's probability on intents that point to a lane says that lane.
 MAJORITY = 0.5
+# Intents that only open a conversation ("hi", "anyone there?"): they point to issue because an
+# opener wants attention, but a short opener that is clearly positive ("thanks, we did!", "sign me
+# up!") is a thank-you or a cheer when the intent head also sees some praise in it; a bare "hi 👋"
+# reads as positive too, but sees none, and stays an opener that wants an answer.
+OPENERS = frozenset({"greeting"})
+CHEER_PRAISE_MIN = 0.15
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,9 @@ def decide(sentiment: dict, emotion: dict, intent: str, intent_confidence: float
     asks = problem + context.lane_mass.get("", 0.0)  # ... and questions
     if intent_lane == "noise" and intent_confidence >= SPAM_MIN and neg < STRONG:
         return LaneDecision("noise", intent_confidence, f"spam ({intent})")
-    if sure_intent and intent_lane == "issue":
+    cheer = (intent in OPENERS and pos >= 0.5 and pos > neg
+             and context.lane_mass.get("praise", 0.0) >= CHEER_PRAISE_MIN)
+    if sure_intent and intent_lane == "issue" and not cheer:
         return LaneDecision("issue", intent_confidence, f"intent {intent}")
     if not sentiment:  # a language the sentiment models do not read: the intent alone decides
         if sure_intent and intent_lane in ("praise", "ambivalence"):
@@ -67,10 +75,14 @@ def decide(sentiment: dict, emotion: dict, intent: str, intent_confidence: float
         if (sure_intent and intent_lane not in ("follow", "noise")) or asks >= MAJORITY:
             return LaneDecision("issue", max(intent_confidence, asks), f"intent {intent}")
         return _unplaced(context, "language not scored")
-    if neg >= MIXED_MIN and pos >= MIXED_MIN:
-        return LaneDecision("ambivalence", min(neg, pos) * 2, "mixed sentiment")
+    # Praise the intent head is sure of reads through a little negative wording ("painless flight
+    # after last week's mess, the crew was fantastic"), as long as the positive side leads.
     if sure_intent and intent_lane == "praise" and pos >= neg:
         return LaneDecision("praise", min(intent_confidence, max(pos, 0.5)), f"intent {intent}")
+    if neg >= MIXED_MIN and pos >= MIXED_MIN:
+        return LaneDecision("ambivalence", min(neg, pos) * 2, "mixed sentiment")
+    if cheer:
+        return LaneDecision("praise", pos, f"positive {intent}")
     if sure_intent and intent_lane == "ambivalence":
         return LaneDecision("ambivalence", intent_confidence, f"intent {intent}")
     if neg >= STRONG:

@@ -118,3 +118,22 @@ def test_lanes_read_a_problem_spread_over_several_intents():
     assert decide(leaning, {}, "technical_problem", 0.3, "issue", ctx(lane_mass={"issue": 0.4})).lane == "ambivalence"
     assert decide(NEU, {}, "question", 0.3, "", ctx(lane_mass={"": 0.35, "issue": 0.2})).lane == "issue"
     assert decide({}, {}, "billing_problem", 0.3, "issue", ctx(lane_mass={"issue": 0.6})).lane == "issue"
+
+
+def test_lanes_find_praise_behind_an_opener_or_a_little_negative_wording():
+    decide = lanes.decide
+    cheer = {"negative": 0.05, "neutral": 0.3, "positive": 0.65}
+    # A short positive message the intent head reads as an opener is a thank-you, not a request ...
+    some_praise = lanes.Context(lane_mass={"issue": 0.6, "praise": 0.3, "": 0.1})
+    thanks = decide(cheer, {}, "greeting", 0.6, "issue", some_praise)
+    assert thanks.lane == "praise" and "greeting" in thanks.reason
+    # ... while a bare "hi 👋" (positive, but no praise in it) and a neutral opener want an answer,
+    # and so does a positive question.
+    assert decide(cheer, {}, "greeting", 0.9, "issue", lanes.Context(lane_mass={"issue": 0.95})).lane == "issue"
+    assert decide(NEU, {}, "greeting", 0.6, "issue", some_praise).lane == "issue"
+    assert decide(cheer, {}, "order_status", 0.6, "issue").lane == "issue"
+    # Sure praise with some negative wording is praise while the positive side leads; else mixed.
+    leading = {"negative": 0.3, "neutral": 0.1, "positive": 0.6}
+    assert decide(leading, {}, "praise", 0.7, "praise").lane == "praise"
+    assert decide({"negative": 0.5, "neutral": 0.1, "positive": 0.4}, {}, "praise", 0.7, "praise").lane == "ambivalence"
+    assert decide(leading, {}, "", 0.1, "").lane == "ambivalence"  # no sure praise: mixed stays mixed
