@@ -215,6 +215,11 @@ CXM_CLASSIFY_COALESCE = env_bool("CXM_CLASSIFY_COALESCE", True)
 CXM_TORCH_THREADS = env_int("CXM_TORCH_THREADS", 0, minimum=0)
 # int8 dynamic quantisation of the encoder's linear layers on CPU workers (see bench/classify.py).
 CXM_QUANTIZE = env_bool("CXM_QUANTIZE", True)
+# Where the encoder runs: "onnx" (ONNX Runtime, the model exported once per version into
+# VAR_DIR/onnx-cache; falls back to torch if it cannot) or "torch".
+CXM_ENCODER_RUNTIME = env_str("CXM_ENCODER_RUNTIME", "onnx").strip().lower()
+if CXM_ENCODER_RUNTIME not in ("onnx", "torch"):
+    raise ImproperlyConfigured(f"CXM_ENCODER_RUNTIME must be onnx or torch, not {CXM_ENCODER_RUNTIME!r}")
 CXM_TRAINING_DATA = env_str("CXM_TRAINING_DATA", str(BASE_DIR.parent / "shared" / "data"))
 
 # --- Love: routing, console, replies -----------------------------------------------------------

@@ -17,7 +17,7 @@ import torch
 from django.conf import settings
 
 from learning import language, terms
-from learning.ml import intents, multilingual, multitask
+from learning.ml import intents, multilingual, multitask, onnx_runtime
 from learning.ml.engine import Engine
 from learning.ml.multilingual import MULTILINGUAL_TAG
 from learning.ml.text import normalize, readable
@@ -105,6 +105,11 @@ def _quantized(encoder):
         return torch.ao.quantization.quantize_dynamic(encoder, {torch.nn.Linear}, dtype=torch.qint8)
 
 
+# Where the encoder runs (settings.CXM_ENCODER_RUNTIME): ONNX Runtime (learning/ml/onnx_runtime.py),
+# or torch, which is also the fallback when ONNX Runtime cannot run the model.
+ONNX, TORCH = "onnx", "torch"
+RUNTIMES = (ONNX, TORCH)
+
 ENGLISH_READER = "en"
 MULTILINGUAL_READER = "multilingual"
 
@@ -112,15 +117,29 @@ MULTILINGUAL_READER = "multilingual"
 class Classifier:
     def __init__(self, model_dir: str | os.PathLike | None = None, quantize: bool | None = None,
                  sentiment_model: str | None = None, emotion_model: str | None = None,
-                 multilingual_heads: str | os.PathLike | None = None):
+                 multilingual_heads: str | os.PathLike | None = None, runtime: str | None = None,
+                 onnx_cache: str | os.PathLike | None = None):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.model_dir = Path(model_dir or settings.CXM_BUNDLED_MODEL)
         model, tokenizer, self.meta = multitask.load(self.model_dir)
         quantize = settings.CXM_QUANTIZE if quantize is None else quantize
-        if quantize:
-            model.encoder = _quantized(model.encoder)
+        runtime = settings.CXM_ENCODER_RUNTIME if runtime is None else runtime
+        if runtime not in RUNTIMES:
+            raise ValueError(f"encoder runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
         self.quantized = bool(quantize)
-        self.engine = Engine(model, tokenizer, batch_size=32)
+        backend = None
+        if runtime == ONNX:
+            try:
+                backend = onnx_runtime.load(model, tokenizer, self.model_dir, self.name, "int8" if quantize else "fp32",
+                                            settings.CXM_TORCH_THREADS or None, onnx_cache)
+            except Exception as exc:  # a worker classifies on torch rather than not at all
+                log.warning("ONNX Runtime unavailable, the encoder runs on torch instead: %s: %s",
+                            type(exc).__name__, exc)
+                runtime = TORCH
+        if runtime == TORCH and quantize:
+            model.encoder = _quantized(model.encoder)
+        self.runtime = runtime
+        self.engine = Engine(model, tokenizer, batch_size=32, backend=backend)
         self.labels = model.labels
         sentiment_model = settings.CXM_SENTIMENT_MODEL if sentiment_model is None else sentiment_model
         emotion_model = settings.CXM_EMOTION_MODEL if emotion_model is None else emotion_model
@@ -136,15 +155,26 @@ class Classifier:
         return self.meta.get("name", self.model_dir.name)
 
     @property
+    def precision(self) -> str:
+        """What makes this encoder's embeddings differ from the model's fp32 ones: "" for fp32 (in
+        torch or ONNX Runtime, which agree to about 1e-6), "+int8" for torch's dynamic int8,
+        "+onnx-int8" for ONNX Runtime's per-channel int8."""
+        if not self.quantized:
+            return ""
+        return "+onnx-int8" if self.runtime == ONNX else "+int8"
+
+    @property
     def version(self) -> str:
-        return self.meta.get("version", "unversioned") + ("+int8" if self.quantized else "")
+        """The model version and how it runs (stored with every classification)."""
+        runtime = "+onnx" if self.runtime == ONNX and not self.quantized else ""
+        return self.meta.get("version", "unversioned") + (self.precision or runtime)
 
     @property
     def encoder_id(self) -> str:
-        """What an intent head must have been fitted on to be usable with this classifier: the int8
-        encoder's embeddings differ from the fp32 one's, so each gets its own head."""
+        """What an intent head must have been fitted on to be usable with this classifier: an int8
+        encoder's embeddings differ from the fp32 one's, so each precision gets its own head."""
         reader = f"{MULTILINGUAL_TAG}{self.reader.heads.version}" if self.reader else ""
-        return f"{self.name}@{self.version}{reader}"
+        return f"{self.name}@{self.meta.get('version', 'unversioned')}{self.precision}{reader}"
 
     def models_used(self, intent_head: IntentHead | None, reader: str = ENGLISH_READER) -> dict[str, str]:
         model = f"{self.name} {self.version}"

@@ -51,33 +51,36 @@ def test_hostile_input_gets_a_result_for_every_text(classifier):
         result.text.encode("utf-8")
 
 
-def test_one_encoder_pass_per_distinct_text(classifier):
+def _record_passes(classifier, monkeypatch) -> list[tuple[int, int]]:
+    """The shape of every batch the encoder runs, whichever runtime runs it (torch or ONNX)."""
+    shapes = []
+    backend = classifier.engine.backend
+    forward = backend.forward
+
+    def recording(input_ids, attention_mask, heads):
+        shapes.append(tuple(input_ids.shape))
+        return forward(input_ids, attention_mask, heads)
+
+    monkeypatch.setattr(backend, "forward", recording)
+    return shapes
+
+
+def test_one_encoder_pass_per_distinct_text(classifier, monkeypatch):
     """A flood of one message, and the three heads, cost one encoder row per distinct text."""
-    rows = []
-    hook = classifier.engine.model.encoder.register_forward_hook(
-        lambda module, args, kwargs, out: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True
-    )
+    shapes = _record_passes(classifier, monkeypatch)
     head = IntentHead("t", ["a", "b"], np.zeros((2, 385), dtype=np.float32))
-    try:
-        results = classifier.classify(["refund my order now"] * 200 + ["where is my parcel"], intent_head=head)
-    finally:
-        hook.remove()
+    results = classifier.classify(["refund my order now"] * 200 + ["where is my parcel"], intent_head=head)
+    rows = [n for n, _ in shapes]
     assert sum(rows) == 2
     assert len(results) == 201 and results[0].sentiment_scores == results[199].sentiment_scores
     assert set(results[0].intent_scores) == {"a", "b"}
 
 
-def test_batches_are_padded_per_batch_sorted_by_length(classifier):
-    widths = []
-    hook = classifier.engine.model.encoder.register_forward_hook(
-        lambda module, args, kwargs, out: widths.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
-    )
+def test_batches_are_padded_per_batch_sorted_by_length(classifier, monkeypatch):
+    widths = _record_passes(classifier, monkeypatch)
     # English (the bundled encoder's language) of 1 to 40 repeats, each text distinct.
     texts = [f"my order {i} is " + "very " * (i % 40) + "late" for i in range(80)]
-    try:
-        classifier.classify(texts)
-    finally:
-        hook.remove()
+    classifier.classify(texts)
     assert [rows for rows, _ in widths] == [32, 32, 16]
     assert widths[0][1] < widths[1][1] < widths[2][1]  # short texts are not padded to the longest
 

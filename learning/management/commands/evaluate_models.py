@@ -14,7 +14,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--data", default=settings.CXM_TRAINING_DATA)
         parser.add_argument("--model", default=str(settings.CXM_BUNDLED_MODEL))
-        parser.add_argument("--quantize", action="store_true", help="measure the int8 encoder workers use")
+        parser.add_argument("--quantize", action="store_true", help="measure the int8 encoder (default fp32)")
+        parser.add_argument("--runtime", choices=["onnx", "torch"], default="torch",
+                            help="where the encoder runs (default torch)")
+        parser.add_argument("--as-workers", action="store_true",
+                            help="measure the encoder as workers run it: CXM_ENCODER_RUNTIME and CXM_QUANTIZE")
         parser.add_argument("--skip-intent-eval", action="store_true")
         parser.add_argument("--skip-care-eval", action="store_true")
         parser.add_argument("--care-set", default="", help="a care set in JSONL (default: the shipped one)")
@@ -24,7 +28,10 @@ class Command(BaseCommand):
         from learning.ml import evaluation
         from learning.ml.classifier import Classifier
 
-        classifier = Classifier(opts["model"], quantize=opts["quantize"], sentiment_model="", emotion_model="")
+        runtime, quantize = opts["runtime"], opts["quantize"]
+        if opts["as_workers"]:
+            runtime, quantize = settings.CXM_ENCODER_RUNTIME, settings.CXM_QUANTIZE
+        classifier = Classifier(opts["model"], quantize=quantize, runtime=runtime, sentiment_model="", emotion_model="")
         metrics = evaluation.head_metrics(classifier.engine, opts["data"])
         if not opts["skip_intent_eval"]:
             metrics.update(evaluation.intent_metrics(classifier.engine, opts["data"], seed=opts["seed"]))
