@@ -282,6 +282,7 @@ class Servers:
     port: int = 0
     root: Path = REPO  # the checkout it serves (--compare-ref: another commit's worktree)
     tag: str = ""
+    server: str = "daphne"  # or uvicorn (--compare-server: httptools and uvloop)
 
     def start(self, deadline_s: float = 60) -> None:
         sockets = []
@@ -300,8 +301,13 @@ class Servers:
             for i, sock in enumerate(sockets):
                 tag = f"{self._prefix}-{i}"
                 log = open(self.log_dir / f"{tag}.log", "wb")  # noqa: SIM115 (closed with the process)
-                cmd = [sys.executable, "-m", "daphne", "--fd", str(sock.fileno()),
-                       "--access-log", str(self.log_dir / f"{tag}.access"), "cxm.asgi:application"]
+                if self.server == "uvicorn":
+                    # Its access log goes to the process log (stdout), as Daphne's goes to its file.
+                    cmd = [sys.executable, "-m", "uvicorn", "--fd", str(sock.fileno()), "--http", "httptools",
+                           "--loop", "uvloop", "--lifespan", "off", "cxm.asgi:application"]
+                else:
+                    cmd = [sys.executable, "-m", "daphne", "--fd", str(sock.fileno()),
+                           "--access-log", str(self.log_dir / f"{tag}.access"), "cxm.asgi:application"]
                 proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
                                         pass_fds=[sock.fileno()], start_new_session=True)
                 log.close()
@@ -321,7 +327,7 @@ class Servers:
         while time.monotonic() < deadline:
             for proc in self.procs:
                 if proc.poll() is not None:
-                    raise BenchFailure(f"daphne exited with {proc.returncode} at start:\n{self.log_tail()}")
+                    raise BenchFailure(f"{self.server} exited with {proc.returncode} at start:\n{self.log_tail()}")
             try:
                 # Fresh connections, several times: each worker must answer.
                 ok = all(httpx.get(url, timeout=2).status_code == 200 for _ in range(4 * self.workers))
@@ -330,7 +336,7 @@ class Servers:
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
-        raise BenchFailure(f"daphne not healthy after {deadline_s}s:\n{self.log_tail()}")
+        raise BenchFailure(f"{self.server} not healthy after {deadline_s}s:\n{self.log_tail()}")
 
     @property
     def _prefix(self) -> str:
@@ -987,7 +993,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compare-ref", default="",
                         help="also serve this git commit (a worktree, same database and client) and compare its "
                         "single-message deliveries and /healthz floor with this checkout's, in alternating rounds")
-    parser.add_argument("--compare-rounds", type=int, default=3, help="rounds of --compare-ref (default 3)")
+    parser.add_argument("--compare-server", choices=["", "uvicorn"], default="",
+                        help="instead of another commit, serve this checkout with uvicorn (httptools, uvloop; "
+                        "installed, or on PYTHONPATH) next to Daphne, and compare them the same way")
+    parser.add_argument("--compare-rounds", type=int, default=3,
+                        help="rounds of --compare-ref or --compare-server (default 3)")
     parser.add_argument("--skip-import", action="store_true", help="webhook part only")
     parser.add_argument("--skip-webhook", action="store_true", help="import part only")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB_URL),
@@ -1168,11 +1178,17 @@ def run_compare(args, env: dict[str, str], tmp: Path, servers: list[Servers], fi
     from django.db import connections
 
     worktree = tmp / "compare-ref"
-    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(worktree), args.compare_ref],
-                   check=True, timeout=120)
-    try:
+    if args.compare_server:  # this checkout under two servers
+        sides = {"ref": Servers("bench.server_settings", args.workers, env, tmp),
+                 "head": Servers("bench.server_settings", args.workers, env, tmp, tag="-uvicorn", server="uvicorn")}
+        names = {"ref": "daphne", "head": args.compare_server}
+    else:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(worktree), args.compare_ref],
+                       check=True, timeout=120)
         sides = {"ref": Servers("bench.server_settings", args.workers, env, tmp, root=worktree, tag="-ref"),
                  "head": Servers("bench.server_settings", args.workers, env, tmp)}
+        names = {"ref": args.compare_ref, "head": "this checkout"}
+    try:
         hooks = {side: make_webhook_connector(f"cmp-{side}") for side in sides}
         rounds, n, c = args.compare_rounds, args.messages, args.concurrency
         msgs = {side: make_messages(n * rounds, f"cmp{side}", seed=21 + i) for i, side in enumerate(sides)}
@@ -1182,8 +1198,7 @@ def run_compare(args, env: dict[str, str], tmp: Path, servers: list[Servers], fi
         results: dict[str, dict[str, list[LoadResult]]] = {side: {"floor": [], "single": []} for side in sides}
         for side, srv in sides.items():
             servers.append(srv)
-            print(f"compare: starting {args.workers} daphne worker(s) for {side} "
-                  f"({args.compare_ref if side == 'ref' else 'this checkout'})", flush=True)
+            print(f"compare: starting {args.workers} {srv.server} worker(s) for {side} ({names[side]})", flush=True)
             srv.start()
             run_load(srv, f"/hooks/{warm_hooks[side].slug}/", bodies_single(warm[side]), 100, c, 60)
         for r in range(rounds):
@@ -1198,7 +1213,8 @@ def run_compare(args, env: dict[str, str], tmp: Path, servers: list[Servers], fi
         for side, srv in sides.items():
             check_stored(hooks[side], [m["id"] for m in msgs[side]], f"compare {side}")
             srv.stop()
-        out: dict[str, Any] = {"ref": args.compare_ref, "rounds": rounds, "load_avg": round(os.getloadavg()[0], 2)}
+        out: dict[str, Any] = {"ref_name": names["ref"], "head_name": names["head"], "rounds": rounds,
+                               "load_avg": round(os.getloadavg()[0], 2)}
         for side in sides:
             floor = statistics.median(x.msgs_per_s for x in results[side]["floor"])
             single = statistics.median(x.msgs_per_s for x in results[side]["single"])
@@ -1211,15 +1227,16 @@ def run_compare(args, env: dict[str, str], tmp: Path, servers: list[Servers], fi
                          "server_cpu_ms_per_floor_request": round(floor_cpu, 2),
                          # What the servers' CPU allows, the way the floor is what HTTP alone allows.
                          "cpu_ratio_webhook_vs_floor": round(floor_cpu / cpu, 3)}
-            label = f"compare, {args.compare_ref}" if side == "ref" else "compare, this checkout"
+            label = f"compare, {names[side]}"
             table.append((f"{label}: single / floor", f"{single / floor:.0%}",
                           f"median of {rounds} rounds: {single:,.0f} msgs/s vs /healthz {floor:,.0f} req/s; "
-                          f"{cpu:.1f} ms daphne CPU per delivery vs {floor_cpu:.2f} per /healthz "
+                          f"{cpu:.1f} ms {sides[side].server} CPU per delivery vs {floor_cpu:.2f} per /healthz "
                           f"({floor_cpu / cpu:.0%}); p50 {p50:.0f} ms"))
         figures["compare"] = out
     finally:
-        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(worktree)], timeout=120,
-                       check=False)
+        if not args.compare_server:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(worktree)], timeout=120,
+                           check=False)
 
 
 def _probe_rows(probe: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -1295,7 +1312,7 @@ def main(argv: list[str] | None = None) -> int:
                         "cores": os.cpu_count()})
         connections.close_all()
 
-        if args.compare_ref:
+        if args.compare_ref or args.compare_server:
             run_compare(args, env, tmp, servers, figures, table)
         if not args.skip_webhook:
             run_webhook(args, env, tmp, servers, probe, figures, table)

@@ -27,7 +27,7 @@ from listening.connectors.base import InboundAuthor, InboundMessage
 from listening.exceptions import PayloadInvalid
 from listening.models import Connector, Contact, Conversation, Customer, Direction, Message
 from listening.sanitize import clean_text
-from listening.signals import messages_ingested
+from listening.signals import RAW_PROFILE_KEYS, messages_ingested
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,10 @@ CHUNK_POSTGRESQL = 2000
 class IngestResult:
     created_ids: list[int] = field(default_factory=list)
     duplicates: int = 0
+    # What the profile receiver (listening.attributes.learn_from_messages) would otherwise read
+    # back after the commit: (message id, author's customer id or None, channel, sent_at, whether
+    # the raw carries a profile key), for inbound messages with a customer or such a key only.
+    profile: list[tuple[int, int | None, str, datetime, bool]] = field(default_factory=list)
 
     @property
     def created(self) -> int:
@@ -50,6 +54,7 @@ class IngestResult:
     def merge(self, other: IngestResult) -> None:
         self.created_ids.extend(other.created_ids)
         self.duplicates += other.duplicates
+        self.profile.extend(other.profile)
 
 
 def ingest_messages(connector: Connector, messages: Iterable[InboundMessage]) -> IngestResult:
@@ -71,16 +76,19 @@ def ingest_messages(connector: Connector, messages: Iterable[InboundMessage]) ->
             result.merge(_ingest_chunk(connector, unique.messages[start : start + size], tallies))
         tallies.write(connector, result)
         if result.created_ids:
-            ids, connector_id = list(result.created_ids), connector.pk
-            transaction.on_commit(lambda: _announce(ids, connector_id))
+            ids, connector_id, profile = list(result.created_ids), connector.pk, list(result.profile)
+            transaction.on_commit(lambda: _announce(ids, connector_id, profile))
     return result
 
 
-def _announce(ids: list[int], connector_id: int) -> None:
+def _announce(ids: list[int], connector_id: int, profile: list[tuple] | None = None) -> None:
     """Tell receivers (classification) about stored messages. The messages are committed, so a
     receiver's failure (say, the broker is down) is logged, not raised into the delivery: the
-    learning app's periodic sweep picks up whatever was not enqueued."""
-    for receiver, outcome in messages_ingested.send_robust(sender=Message, message_ids=ids, connector_id=connector_id):
+    learning app's periodic sweep picks up whatever was not enqueued. `profile` carries what
+    ingestion knew of each message's author (IngestResult.profile), so the profile receiver does
+    not read it back."""
+    for receiver, outcome in messages_ingested.send_robust(sender=Message, message_ids=ids, connector_id=connector_id,
+                                                           profile=profile):
         if isinstance(outcome, Exception):
             logger.error("messages_ingested receiver %r failed: %r", receiver, outcome, exc_info=outcome)
 
@@ -154,7 +162,7 @@ def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage], tallies
     result = IngestResult(duplicates=len(chunk) - len(fresh))
     if not fresh:
         return result
-    contact_ids = _upsert_contacts(fresh)
+    contact_ids, customer_ids = _upsert_contacts(fresh)
     parents = _known_parents(connector, fresh)
     thread_keys = _thread_keys(fresh, parents)
     conversation_ids = _upsert_conversations(connector, fresh, thread_keys, contact_ids)
@@ -169,14 +177,22 @@ def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage], tallies
     text_max = settings.MESSAGE_TEXT_MAX_CHARS
     row_of = operator.itemgetter(*names)  # the dict below, in column order, in C
     rows = []
+    learned: dict[str, tuple[int | None, str, bool]] = {}  # external id -> profile facts (IngestResult.profile)
     for message in fresh:
         raw, truncated = ingest_sql.capped(message.raw)
+        inbound = message.direction != "out"
+        if inbound:
+            author_key = (message.channel, message.author.external_id)
+            told = isinstance(raw, dict) and any(key in raw for key in RAW_PROFILE_KEYS)
+            customer_id = customer_ids.get(author_key)
+            if customer_id is not None or told:
+                learned[message.external_id] = (customer_id, message.channel, told)
         parent = parents.get(message.parent_external_id)
         values = {
             "connector_id": connector.pk,
             "external_id": message.external_id,
             "channel": message.channel,
-            "direction": Direction.OUTBOUND if message.direction == "out" else Direction.INBOUND,
+            "direction": Direction.INBOUND if inbound else Direction.OUTBOUND,
             "conversation_id": conversation_ids[thread_keys[message.external_id]],
             "author_id": contact_ids[(message.channel, message.author.external_id)],
             "text": clean_text(message.text, text_max),
@@ -210,6 +226,10 @@ def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage], tallies
             ).values_list("id", "external_id", "conversation_id", "author_id", "sent_at")
         )
     result.created_ids = [row[0] for row in created]
+    for row in created:  # (id, external_id, conversation_id, author_id, sent_at)
+        facts = learned.get(row[1])
+        if facts is not None:
+            result.profile.append((row[0], facts[0], facts[1], row[4], facts[2]))
     result.duplicates += len(rows) - len(created)
     store_attachments(fresh, created)
     tallies.add(created)
@@ -218,8 +238,11 @@ def _ingest_chunk(connector: Connector, chunk: Sequence[InboundMessage], tallies
     return result
 
 
-def _upsert_contacts(messages: Sequence[InboundMessage]) -> dict[tuple[str, str], int]:
-    """Create missing contacts, refresh changed profile fields; return (channel, id) -> pk."""
+def _upsert_contacts(
+    messages: Sequence[InboundMessage],
+) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+    """Create missing contacts, refresh changed profile fields; return (channel, id) -> pk, and
+    (channel, id) -> customer pk for the contacts that have a customer."""
     latest: dict[tuple[str, str], tuple[InboundAuthor, datetime]] = {}
     for message in messages:
         latest[(message.channel, message.author.external_id)] = (message.author, _aware(message.sent_at))
@@ -247,7 +270,8 @@ def _upsert_contacts(messages: Sequence[InboundMessage]) -> dict[tuple[str, str]
     for contact in verified:
         if contact.customer_id is None:
             match_customer(contact)
-    return {key: contact.pk for key, contact in existing.items()}
+    return ({key: contact.pk for key, contact in existing.items()},
+            {key: contact.customer_id for key, contact in existing.items() if contact.customer_id is not None})
 
 
 PROFILE_FIELDS = [

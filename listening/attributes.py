@@ -37,7 +37,7 @@ from listening.models import (
     Signal,
 )
 from listening.sanitize import clean_text
-from listening.signals import messages_ingested, signals_ingested
+from listening.signals import RAW_PROFILE_KEYS, messages_ingested, signals_ingested
 
 KEY_RE = re.compile(r"[a-z][a-z0-9_]{0,39}")
 TEXT_MAX = 500
@@ -368,11 +368,6 @@ def record_channel_time_zone(customer: Customer, zone: str, *, at: datetime, sou
         customer.save(update_fields=["channel_time_zone", "channel_time_zone_source", "channel_time_zone_at",
                                      "updated_at"])
     return customer
-
-
-# Top-level keys of a message's raw payload that learn_from_messages reads (location, time zone).
-# Ingestion checks them as it stores a message and passes what it found as `profile`.
-RAW_PROFILE_KEYS = ("location", "time_zone")
 
 
 def learn_from_messages(message_ids: Iterable[int], profile: Iterable[tuple] | None = None) -> None:

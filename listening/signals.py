@@ -2,8 +2,15 @@ from django.dispatch import Signal
 
 # Sent on commit after new messages are stored, with `message_ids` (list[int]) and
 # `connector_id` (int). The learning app subscribes to classify them. Receivers get ids, never
-# ORM objects, and must be quick: enqueue work, do not do it.
+# ORM objects, and must be quick: enqueue work, do not do it. `profile` (list of tuples, or None
+# from a sender that does not know) is what ingestion knew of the inbound ones, so the profile
+# receiver (listening.attributes.learn_from_messages) need not read them back: (message id, the
+# author's customer id or None, channel, sent_at, whether the raw has a RAW_PROFILE_KEYS key), for
+# messages with a customer or such a key only.
 messages_ingested = Signal()
+
+# Top-level keys of a message's raw payload that the profile receiver reads (location, time zone).
+RAW_PROFILE_KEYS = ("location", "time_zone")
 
 # Sent when a verified webhook reports on messages we sent, with `connector_id` (int) and
 # `statuses` (list[listening.connectors.base.DeliveryStatus]). The responses app applies them to

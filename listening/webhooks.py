@@ -3,12 +3,17 @@ announce the delivery reports on sent replies that some deliveries carry."""
 
 from __future__ import annotations
 
+import copy
 import logging
+import threading
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import DataError
 from django.db.models import F
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 
 from listening import signal_webhook
 from listening.actions import IngestResult, ingest_messages
@@ -41,16 +46,52 @@ class WebhookOutcome:
 ID_MAX_DIGITS = 18  # ids are bigints; a longer number is no id (and would overflow the query)
 
 
+# Connectors by the id or slug deliveries name, kept per process for CONNECTOR_TTL_S seconds: one
+# query less per delivery. Saving or deleting a connector in this process forgets them all; in
+# another process (a second web host) a change (paused, new secret, deleted) takes effect within
+# CONNECTOR_TTL_S, so for up to that long a delivery may still be verified with the previous
+# secret, or stored for a connector just paused. Refused refs are not kept.
+CONNECTOR_TTL_S = 2.0
+CONNECTOR_CACHE_MAX = 1000
+_connectors: dict[str, tuple[float, Connector]] = {}
+_connectors_lock = threading.Lock()
+_connectors_generation = [0]
+
+
 def find_connector(ref: str) -> Connector:
+    now = time.monotonic()
+    kept = _connectors.get(ref)
+    if kept is not None and now < kept[0]:
+        connector = copy.copy(kept[1])  # callers may set attributes; the kept row stays as read
+    else:
+        generation = _connectors_generation[0]
+        connector = _read_connector(ref)
+        with _connectors_lock:
+            if _connectors_generation[0] == generation:  # not saved or deleted while we read
+                if len(_connectors) >= CONNECTOR_CACHE_MAX:
+                    _connectors.clear()
+                _connectors[ref] = (now + CONNECTOR_TTL_S, copy.copy(connector))
+    if not connector.enabled:
+        raise ConnectorDisabled("this connector is paused")
+    return connector
+
+
+def _read_connector(ref: str) -> Connector:
     # isdigit() is true for "²" and "٣" too, which int() refuses or reads as another number.
     is_id = ref.isascii() and ref.isdigit() and len(ref) <= ID_MAX_DIGITS
     query = Connector.objects.filter(pk=int(ref)) if is_id else Connector.objects.filter(slug=ref)
     connector = query.first()
     if connector is None:
         raise ConnectorNotFound("no connector with this id or slug")
-    if not connector.enabled:
-        raise ConnectorDisabled("this connector is paused")
     return connector
+
+
+@receiver(post_save, sender=Connector, dispatch_uid="listening.webhooks.connector_saved")
+@receiver(post_delete, sender=Connector, dispatch_uid="listening.webhooks.connector_deleted")
+def _connectors_changed(sender, **kwargs) -> None:
+    with _connectors_lock:
+        _connectors.clear()
+        _connectors_generation[0] += 1
 
 
 def receive_webhook(ref: str, request: WebhookRequest) -> WebhookOutcome:

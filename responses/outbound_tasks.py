@@ -3,9 +3,12 @@ commit): the request or worker that caused an event never waits for a subscriber
 
 from __future__ import annotations
 
+import threading
+import time
+
 from celery import shared_task
 from django.db import transaction
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from learning.models import Classification
@@ -18,8 +21,34 @@ from responses.models import ConsoleEvent, WebhookSubscription
 RESOLVED = {"resolved", "closed"}
 
 
+# Whether any subscription is enabled, asked after every delivery, classified batch and case
+# event: one query each time, for an answer that rarely changes (most deployments subscribe
+# nothing). Kept per process for LISTENING_TTL_S seconds and forgotten when this process saves or
+# deletes a subscription. Another process (a second web host, a worker) sees a new subscription
+# within LISTENING_TTL_S: the events of those first seconds are not sent to it. A stale "yes" only
+# costs a fan-out that finds no subscriber.
+LISTENING_TTL_S = 2.0
+_listening: list = [0.0, False, 0]  # [monotonic time it holds until, the answer, generation]
+_listening_lock = threading.Lock()
+
+
 def _anyone_listening() -> bool:
-    return WebhookSubscription.objects.filter(enabled=True).exists()
+    held_until, answer, generation = _listening
+    now = time.monotonic()
+    if now < held_until:
+        return answer
+    answer = WebhookSubscription.objects.filter(enabled=True).exists()
+    with _listening_lock:
+        if _listening[2] == generation:  # no save or delete while we asked: keep the answer
+            _listening[:2] = [now + LISTENING_TTL_S, answer]
+    return answer
+
+
+@receiver(post_save, sender=WebhookSubscription, dispatch_uid="responses.outbound.subscription_saved")
+@receiver(post_delete, sender=WebhookSubscription, dispatch_uid="responses.outbound.subscription_deleted")
+def _subscriptions_changed(sender, **kwargs) -> None:
+    with _listening_lock:
+        _listening[:] = [0.0, False, _listening[2] + 1]
 
 
 @shared_task(name="responses.deliver_webhook", ignore_result=True)

@@ -92,3 +92,70 @@ def test_webhook_queries_lean_route_keeps_domain_errors(client, connector):
     assert unsigned.status_code == 401
     assert "reason" in unsigned.json()
     assert not Message.objects.filter(connector=connector).exists()
+
+
+def _run_on_commit(callbacks) -> list[str]:
+    with CaptureQueriesContext(connection) as ctx:
+        for callback in callbacks:
+            callback()
+    return [q["sql"] for q in ctx.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+
+
+def test_webhook_queries_profile_receiver_reads_no_message_back(client, connector, settings,
+                                                               django_capture_on_commit_callbacks):
+    """learn_from_messages works from what ingestion knew (IngestResult.profile): the customer's
+    channel is learned without reading the message back, and a delivery without a location or a
+    time zone and without a customer costs the receivers nothing but the subscription check."""
+    settings.CXM_CLASSIFY_ON_INGEST = False  # the classifier's own reads are not the receivers'
+    verified = {**_message("p1", author="cust-v"),
+                "author": {"id": "cust-v", "name": "Vera", "email": "vera@example.com", "email_verified": True}}
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert signed_webhook_post(client, connector, verified).status_code == 200
+    sql = _run_on_commit(callbacks)
+    assert not [q for q in sql if 'FROM "listening_message"' in q], sql
+    customer = Contact.objects.get(channel="web", external_id="cust-v").customer
+    assert customer is not None and customer.learned_channel == "web"
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert signed_webhook_post(client, connector, _message("p2", author="cust-plain")).status_code == 200
+    sql = _run_on_commit(callbacks)
+    assert len(sql) <= 1, sql  # at most the subscriptions check (kept for a moment per process)
+
+
+def test_webhook_queries_location_still_learned_from_the_hint(client, connector, django_capture_on_commit_callbacks):
+    located = {**_message("loc-1", author="cust-l"), "location": {"lat": 48.8566, "lon": 2.3522}}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert signed_webhook_post(client, connector, located).status_code == 200
+    customer = Contact.objects.get(channel="web", external_id="cust-l").customer
+    assert (customer.location_lat, customer.location_lon, customer.location_source) == (48.8566, 2.3522, "web")
+
+
+def test_webhook_queries_connector_lookup_kept_and_forgotten_on_save(client, connector):
+    _, first = _deliver(client, connector, _message("c1"))
+    _, second = _deliver(client, connector, _message("c2"))
+    assert second < first  # the connector row is kept for a moment: no lookup
+    connector.enabled = False
+    connector.save()  # forgets the kept rows: paused at once in this process
+    paused = signed_webhook_post(client, connector, _message("c3"))
+    assert paused.status_code in (403, 409, 423), paused.content
+    assert not Message.objects.filter(connector=connector, external_id="c3").exists()
+    connector.enabled = True
+    connector.save()
+    assert signed_webhook_post(client, connector, _message("c3")).status_code == 200
+
+
+@pytest.mark.django_db(transaction=False)
+def test_webhook_queries_new_subscription_gets_the_next_delivery(client, connector, django_capture_on_commit_callbacks):
+    from listening import crypto
+    from responses.models import WebhookDelivery, WebhookSubscription
+
+    with django_capture_on_commit_callbacks(execute=True):
+        signed_webhook_post(client, connector, _message("s1"))  # nobody listens: the answer is kept
+    # Saved in this process: the kept "nobody listens" is forgotten at once (another process
+    # sees it within responses.outbound_tasks.LISTENING_TTL_S).
+    WebhookSubscription.objects.create(name="listener", url="http://127.0.0.1:9/", events=["message.received"],
+                                       secret_encrypted=crypto.encrypt_text("unused"))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert signed_webhook_post(client, connector, _message("s2")).status_code == 200
+    events = list(WebhookDelivery.objects.values_list("event_type", flat=True))
+    assert events == ["message.received"]
