@@ -147,3 +147,21 @@ def test_channel_zone_why_on_the_case_page(client, make_connector, django_captur
     client.force_login(admin)
     page = client.get(reverse("console:case", kwargs={"case_id": case.pk})).content.decode()
     assert "Time zone Etc/GMT+5, from Website (the sender&#x27;s time zone)" in page
+
+
+def test_channel_zone_in_the_profile_api(client, admin_user, settings, make_connector,
+                                        django_capture_on_commit_callbacks):
+    from tests.api.conftest import Api, token_for
+
+    settings.CXM_API_RATE = "10000/min"
+    connector = make_connector("webhook", slug="hook", credentials={"signing_secret": "s3cret"})
+    with django_capture_on_commit_callbacks(execute=True):
+        signed_webhook_post(client, connector, _delivery("m1", "America/Chicago"))
+    customer = Customer.objects.get()
+    api = Api(token_for(admin_user))
+    read = api.get(f"/customers/{customer.pk}/profile").json()
+    assert (read["time_zone"], read["time_zone_origin"]) == ("America/Chicago", "from Website (the sender's time zone)")
+    assert (read["time_zone_set"], read["channel_time_zone"]) == ("", "America/Chicago")
+    read = api.patch(f"/customers/{customer.pk}/profile", {"time_zone": "Asia/Tokyo"}).json()
+    assert (read["time_zone"], read["time_zone_origin"], read["time_zone_set"]) == ("Asia/Tokyo", "set by the API",
+                                                                                    "Asia/Tokyo")
