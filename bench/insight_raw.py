@@ -28,6 +28,7 @@ from django.db import connection
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Func, IntegerField, Q, Value
 from django.db.models.functions import TruncDay, TruncWeek
 
+from insight import care_rollup
 from insight.panels.messages import distribution_items
 from learning.models import Classification, Intent, Term
 from learning.rollups import day_start, reporting_tz
@@ -389,13 +390,22 @@ def reference(panel):
     return globals()[panel.raw_name]
 
 
-def first_difference(a, b, path: str = "") -> str:
-    """Where two panel answers differ ("" if nowhere); floats to 1e-9, dicts whatever their order."""
+# Answers whose times are read from histograms (insight.care_rollup) say `"approximate": true`:
+# their medians and p90s must lie within one histogram bin of the exact raw figure.
+_APPROXIMATE_FIELDS = ("median_seconds", "p90_seconds")
+
+
+def first_difference(a, b, path: str = "", approximate: bool = False) -> str:
+    """Where two panel answers differ ("" if nowhere); floats to 1e-9, dicts whatever their order.
+    Under an answer marked approximate, medians and p90s to within one bin (care_rollup.tolerance)."""
     if isinstance(a, dict) and isinstance(b, dict):
+        approximate = approximate or a.get("approximate") is True
         for key in sorted(set(a) | set(b), key=str):
+            if key == "approximate" and key not in b:
+                continue  # the raw reference is exact: only the panel says how it counted
             if key not in a or key not in b:
                 return f"{path}.{key}: only in {'rollup' if key in a else 'raw'}"
-            found = first_difference(a[key], b[key], f"{path}.{key}")
+            found = first_difference(a[key], b[key], f"{path}.{key}", approximate)
             if found:
                 return found
         return ""
@@ -403,10 +413,13 @@ def first_difference(a, b, path: str = "") -> str:
         if len(a) != len(b):
             return f"{path}: {len(a)} items against {len(b)}"
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            found = first_difference(x, y, f"{path}[{i}]")
+            found = first_difference(x, y, f"{path}[{i}]", approximate)
             if found:
                 return found
         return ""
+    if approximate and path.rsplit(".", 1)[-1] in _APPROXIMATE_FIELDS and a is not None and b is not None:
+        off = abs(float(a) - float(b))
+        return "" if off <= care_rollup.tolerance(b) else f"{path}: {a!r} against {b!r} (more than one bin off)"
     if isinstance(a, float) and isinstance(b, float | int) and not isinstance(b, bool):
         return "" if math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9) else f"{path}: {a!r} against {b!r}"
     return "" if a == b else f"{path}: {a!r} against {b!r}"

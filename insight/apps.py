@@ -9,4 +9,4 @@ class InsightConfig(AppConfig):
     name = "insight"
 
     def ready(self):
-        from insight import consumers, receivers  # noqa: F401 - connects the signal receivers
+        from insight import care_rollup, consumers, receivers  # noqa: F401 - connects the signal receivers

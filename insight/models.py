@@ -118,3 +118,52 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()}: {self.label}"
+
+
+class CareRollup(models.Model):
+    """The care panel's counts, kept by PostgreSQL triggers on cases and replies (insight.care_rollup).
+
+    One row per (grain, bucket, detail, team, connector, channel, lane, metric, user, bin). Grain "d"
+    rows start at midnight of the reporting time zone, grain "m" rows at the first of its month. A
+    `detail` row keeps the case's connector, channel and lane; the others sum over them (connector
+    0, channel and lane ""), for the unnarrowed panel. Metrics: "cases" (user: the assignee, 0 for
+    none), "replies" (not automatic; user: the author), "met"/"late" (first response within or past
+    the SLA), "frs"/"rs" (first-response and resolution times, wall clock: `bin` is a log-spaced
+    bucket of the seconds, see insight.care_rollup.bounds). Counts are exact; percentiles read from
+    the bins are approximate."""
+
+    grain = models.CharField(max_length=1)
+    bucket = models.DateTimeField()
+    detail = models.BooleanField()
+    team_id = models.IntegerField()
+    connector_id = models.IntegerField()
+    channel = models.CharField(max_length=40)
+    lane = models.CharField(max_length=12)
+    metric = models.CharField(max_length=8)
+    user_id = models.IntegerField()
+    bin = models.SmallIntegerField()
+    n = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["grain", "detail", "team_id", "bucket", "connector_id", "channel", "lane", "metric",
+                        "user_id", "bin"],
+                name="care_rollup_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.grain} {self.bucket:%Y-%m-%d} team {self.team_id} {self.metric}/{self.bin}: {self.n}"
+
+
+class CareRollupState(models.Model):
+    """One row (id 1) while the care rollup is kept: the reporting time zone its day and month
+    buckets were cut in. The triggers read it; no row, no rollup kept. A different zone than
+    CXM_REPORT_TIME_ZONE makes the care panel read raw cases until `rebuild_rollups` runs."""
+
+    time_zone = models.CharField(max_length=64)
+    built_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"Care rollup in {self.time_zone}"

@@ -4,7 +4,10 @@
 every classification that stops being current is subtracted from its rows and every new current
 one is added, so a re-classification moves a message between rows and a retried batch never
 counts it twice. `rebuild()` recomputes everything from the raw tables (after an upgrade, or as a
-repair); `manage.py rebuild_rollups` runs it.
+repair); `manage.py rebuild_rollups` runs it. On PostgreSQL it is set-based: a few INSERT ...
+SELECT statements, no row read into Python (1M messages: see bench/README.md, dashboards). It
+sends `rollups_rebuilt` inside its transaction, so the apps above (insight's care rollup) rebuild
+theirs in the same one.
 
 Buckets: hourly rows start at UTC hours; daily rows start at midnight in the reporting time zone
 (`CXM_REPORT_TIME_ZONE`, default `TIME_ZONE`), stored as that instant in UTC.
@@ -19,6 +22,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, Max, Min
+from django.dispatch import Signal
 
 from learning.models import Classification, ConversationMood, Rollup
 from listening.models import Conversation, Direction, Message
@@ -28,6 +32,9 @@ DIMS_BY_GRAIN = {HOUR: ("sentiment",), DAY: ("sentiment", "intent", "emotion")}
 ALL_TERMS = 0
 _KEY_FIELDS = ("grain", "dim", "term_id", "bucket", "connector_id", "channel", "lane", "language", "value")
 _CHUNK = 500
+
+# Sent by rebuild() inside its transaction, after the learning rollups are rebuilt (no arguments).
+rollups_rebuilt = Signal()
 
 
 def reporting_tz() -> ZoneInfo:
@@ -172,24 +179,115 @@ def lock_conversations(message_ids) -> list[int]:
 def rebuild(chunk: int = 20_000) -> dict:
     """Recompute every rollup and conversation mood from the raw tables."""
     with transaction.atomic():
-        Rollup.objects.all().delete()
-        ConversationMood.objects.all().delete()
-        current = Classification.objects.filter(
-            is_current=True, status=Classification.Status.OK, message__direction=Direction.INBOUND)
-        totals: Counter = Counter()
-        last_pk = 0
-        while True:
-            rows = list(current.filter(pk__gt=last_pk).order_by("pk").values_list("pk", *_FIELDS)[:chunk])
-            if not rows:
-                break
-            last_pk = rows[-1][0]
-            for row in rows:
-                totals.update(keys(*row[1:]))
-        apply({key: n for key, n in totals.items() if n})
-        conversations = list(current.values_list("message__conversation_id", flat=True).distinct())
-        for start in range(0, len(conversations), chunk):
-            refresh_moods(conversations[start:start + chunk])
-    return {"rows": Rollup.objects.count(), "moods": ConversationMood.objects.count()}
+        if connection.vendor == "postgresql":
+            _rebuild_in_sql()
+        else:
+            _rebuild_in_python(chunk)
+        counts = {"rows": Rollup.objects.count(), "moods": ConversationMood.objects.count()}
+        for _receiver, answer in rollups_rebuilt.send(sender=rebuild):
+            counts.update(answer or {})
+    return counts
+
+
+def _rebuild_in_python(chunk: int) -> None:
+    """Row by row (SQLite): every classification through `keys`, moods per chunk of conversations."""
+    Rollup.objects.all().delete()
+    ConversationMood.objects.all().delete()
+    current = Classification.objects.filter(
+        is_current=True, status=Classification.Status.OK, message__direction=Direction.INBOUND)
+    totals: Counter = Counter()
+    last_pk = 0
+    while True:
+        rows = list(current.filter(pk__gt=last_pk).order_by("pk").values_list("pk", *_FIELDS)[:chunk])
+        if not rows:
+            break
+        last_pk = rows[-1][0]
+        for row in rows:
+            totals.update(keys(*row[1:]))
+    apply({key: n for key, n in totals.items() if n})
+    conversations = list(current.values_list("message__conversation_id", flat=True).distinct())
+    for start in range(0, len(conversations), chunk):
+        refresh_moods(conversations[start:start + chunk])
+
+
+# --- The set-based rebuild (PostgreSQL) ---------------------------------------------------------
+# The current classifications are read once: the first statement counts messages per (hour,
+# reporting day, connector, channel, lane, language, sentiment, intent, emotion, term) into a
+# temporary table, the rollup rows are sums over it. `keys` and `term_ids` say the same in Python.
+_REBUILD_BASE = """
+CREATE TEMPORARY TABLE rollup_rebuild ON COMMIT DROP AS
+SELECT date_trunc('hour', m.sent_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS hour,
+       date_trunc('day', m.sent_at AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s AS day,
+       m.connector_id, m.channel, coalesce(c.lane, '') AS lane, coalesce(c.language, '') AS language,
+       coalesce(c.sentiment, '') AS sentiment, coalesce(c.intent, '') AS intent,
+       coalesce(c.emotion, '') AS emotion, t.term_id, count(*) AS n
+FROM {classification} c
+JOIN {message} m ON m.id = c.message_id
+CROSS JOIN LATERAL (
+  SELECT 0 AS term_id
+  UNION
+  -- term_ids(): the distinct positive integer term_ids of a list's topic objects
+  SELECT (topic ->> 'term_id')::bigint
+  FROM jsonb_array_elements(CASE WHEN jsonb_typeof(c.topics) = 'array' THEN c.topics ELSE '[]'::jsonb END) AS topic
+  WHERE jsonb_typeof(topic) = 'object' AND jsonb_typeof(topic -> 'term_id') = 'number'
+    AND (topic ->> 'term_id') ~ '^[1-9][0-9]{{0,8}}$'
+) AS t
+WHERE c.is_current AND c.status = %(ok)s AND m.direction = %(inbound)s
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
+"""
+
+_REBUILD_ROLLUPS = """
+INSERT INTO {rollup} (grain, dim, term_id, bucket, connector_id, channel, lane, language, value, count)
+SELECT %(hour)s, 'sentiment', term_id, hour, connector_id, channel, lane, language, sentiment, sum(n)
+  FROM rollup_rebuild GROUP BY term_id, hour, connector_id, channel, lane, language, sentiment
+UNION ALL
+SELECT %(day)s, 'sentiment', term_id, day, connector_id, channel, lane, language, sentiment, sum(n)
+  FROM rollup_rebuild GROUP BY term_id, day, connector_id, channel, lane, language, sentiment
+UNION ALL
+SELECT %(day)s, 'intent', term_id, day, connector_id, channel, lane, language, intent, sum(n)
+  FROM rollup_rebuild GROUP BY term_id, day, connector_id, channel, lane, language, intent
+UNION ALL
+SELECT %(day)s, 'emotion', term_id, day, connector_id, channel, lane, language, emotion, sum(n)
+  FROM rollup_rebuild GROUP BY term_id, day, connector_id, channel, lane, language, emotion
+"""
+
+# refresh_moods for every conversation at once: the first and the latest inbound message with a
+# current classification, ties to the lowest message id.
+_REBUILD_MOODS = """
+INSERT INTO {mood} (conversation_id, connector_id, channel, language, first_at, first_sentiment, last_at,
+                    last_sentiment, inbound_count)
+SELECT s.conversation_id, v.connector_id, v.channel, s.first_language, s.first_at, s.first_sentiment,
+       s.last_at, s.last_sentiment, s.n
+FROM (
+  SELECT m.conversation_id, count(*) AS n, min(m.sent_at) AS first_at, max(m.sent_at) AS last_at,
+         (array_agg(coalesce(c.sentiment, '') ORDER BY m.sent_at, m.id))[1] AS first_sentiment,
+         (array_agg(coalesce(c.language, '') ORDER BY m.sent_at, m.id))[1] AS first_language,
+         (array_agg(coalesce(c.sentiment, '') ORDER BY m.sent_at DESC, m.id))[1] AS last_sentiment
+  FROM {classification} c JOIN {message} m ON m.id = c.message_id
+  WHERE c.is_current AND c.status = %(ok)s AND m.direction = %(inbound)s
+  GROUP BY m.conversation_id
+) AS s
+JOIN {conversation} v ON v.id = s.conversation_id
+"""
+
+
+def _rebuild_in_sql() -> None:
+    tables = {"classification": Classification._meta.db_table, "message": Message._meta.db_table,
+              "rollup": Rollup._meta.db_table, "mood": ConversationMood._meta.db_table,
+              "conversation": Conversation._meta.db_table}
+    params = {"tz": reporting_tz().key, "ok": Classification.Status.OK, "inbound": Direction.INBOUND,
+              "hour": HOUR, "day": DAY}
+    with connection.cursor() as cursor:
+        # Emptied in the transaction (not TRUNCATE): the dashboards read the old rows until it commits.
+        cursor.execute(f"DELETE FROM {tables['rollup']}")  # noqa: S608 - table names are constants
+        cursor.execute(f"DELETE FROM {tables['mood']}")  # noqa: S608
+        cursor.execute("SET LOCAL work_mem = '256MB'")  # the sums and sorts stay in memory
+        # Dropped here too: inside an outer transaction ON COMMIT comes later, after a second rebuild.
+        cursor.execute("DROP TABLE IF EXISTS pg_temp.rollup_rebuild")
+        cursor.execute(_REBUILD_BASE.format(**tables), params)
+        cursor.execute(_REBUILD_ROLLUPS.format(**tables), params)
+        cursor.execute(_REBUILD_MOODS.format(**tables), params)
+        cursor.execute("DROP TABLE pg_temp.rollup_rebuild")
 
 
 def verify_window(start: datetime, end: datetime) -> dict:

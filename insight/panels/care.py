@@ -1,5 +1,12 @@
-"""Care performance: response and resolution times, SLA, backlog and workload. Reads cases and
-replies through their indexes, not rollups.
+"""Care performance: response and resolution times, SLA, backlog and workload.
+
+On PostgreSQL the counts and times come from the care rollup (insight.care_rollup, kept by
+triggers on cases and replies): counts of cases, replies and SLAs met or late are exact; medians
+and p90s are read from histograms of log-spaced bins, so they are approximate (within one bin,
+5%), and the answer says so (`approximate`). What depends on the moment asked (unanswered cases
+whose SLA ran out, the backlog) is counted from the cases themselves, through small indexes. When
+the rollup is not kept for the reporting time zone (SQLite, or the zone changed since the last
+`rebuild_rollups`) the panel reads raw cases and its times are exact.
 
 Times are business time for a team with a calendar (responses.business_time: its open hours,
 holidays off), so a case opened on Friday evening and answered on Monday at opening took
@@ -16,6 +23,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection, connections
 from django.db.models import Count, Q
 
+from insight import care_rollup
 from insight.filters import Filters
 from insight.panels.registry import Panel, register
 from responses import business_time
@@ -147,6 +155,12 @@ def _volumes(f: Filters) -> tuple[list[dict], list[dict]]:
         team_replies[team_id] += n
         if author_id:
             replied[author_id] += n
+    return _shaped(f, by_agent, by_team, replied, team_replies)
+
+
+def _shaped(f: Filters, by_agent: Counter, by_team: Counter, replied: Counter, team_replies: Counter):
+    by_agent, by_team = +by_agent, +by_team  # no rows for counts that fell to zero
+    replied, team_replies = +replied, +team_replies
     users = get_user_model().objects.in_bulk(set(by_agent) | set(replied))
     agents = [{"user_id": uid, "name": _name(users.get(uid)), "cases": by_agent[uid], "replies": replied[uid]}
               for uid in set(by_agent) | set(replied)]
@@ -162,7 +176,14 @@ def _name(user) -> str:
 
 
 def care(f: Filters) -> dict:
-    """Care reads cases, not rollups: its exact medians sort every case in range. The three
+    """From the care rollup where it is kept (approximate times), else from raw cases (exact)."""
+    if care_rollup.kept():
+        return _care_from_rollup(f)
+    return _care_raw(f)
+
+
+def _care_raw(f: Filters) -> dict:
+    """Care from cases and replies: its exact medians sort every case in range. The three
     independent reads run side by side on PostgreSQL (each on its own pooled connection), so the
     panel takes about as long as the slowest of them rather than their sum."""
     calls = {"now": (_care_times, f), "volumes": (_volumes, f)}
@@ -171,7 +192,120 @@ def care(f: Filters) -> dict:
     done = _side_by_side(calls)
     agents, teams = done["volumes"]
     return {**done["now"], "backlog": _backlog(f), "agents": agents, "teams": teams,
-            "previous": done.get("before"), "ignored": ["language", "term"]}
+            "previous": done.get("before"), "ignored": ["language", "term"], "approximate": False}
+
+
+def _rollup_where(f: Filters, periods: list[Filters]) -> tuple[str, list]:
+    """The WHERE clause of the rollup rows counted for these periods, with a CASE giving each
+    row's period (0 the first)."""
+    params: list = []
+    ranges, labels = [], []
+    for index, period in enumerate(periods):
+        for grain, since, until in care_rollup.slots(period.start, period.end):
+            ranges.append("(grain = %s AND bucket >= %s AND bucket < %s)")
+            params += [grain, since, until]
+        labels.append(index)
+    detail = bool(f.connectors_chosen or f.channels or f.lanes)
+    where = ["detail = %s", "team_id = ANY(%s)", "(" + " OR ".join(ranges) + ")"]
+    params = [detail, list(f.team_ids), *params]
+    if f.connectors_chosen:
+        where.append("connector_id = ANY(%s)")
+        params.append(list(f.connector_ids))
+    if f.channels:
+        where.append("channel = ANY(%s)")
+        params.append(list(f.channels))
+    if f.lanes:
+        where.append("lane = ANY(%s)")
+        params.append(list(f.lanes))
+    return " AND ".join(where), params
+
+
+def _rollup_sums(f: Filters, periods: list[Filters]) -> list[Counter]:
+    """Per period: (metric, team, user, bin) -> count, summed over the period's rows."""
+    where, params = _rollup_where(f, periods)
+    period_of = " ".join(f"WHEN bucket >= %s THEN {i}" for i in range(len(periods) - 1))
+    # Periods follow one another backwards in time: a row at or after a period's start is in it.
+    case = f"CASE {period_of} ELSE {len(periods) - 1} END" if len(periods) > 1 else "0"
+    starts = [p.start_at for p in periods[:-1]]
+    sql = (f"SELECT {case} AS period, metric, team_id, user_id, bin, sum(n) FROM insight_carerollup "  # noqa: S608
+           f"WHERE {where} GROUP BY 1, 2, 3, 4, 5")
+    out = [Counter() for _ in periods]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*starts, *params])
+        for period, metric, team_id, user_id, bin_, n in cursor.fetchall():
+            if n:
+                out[period][(metric, team_id, user_id, bin_)] += n
+    return out
+
+
+def _ran_out(f: Filters, periods: list[Filters]) -> list[int]:
+    """Per period: cases not answered yet whose SLA ran out by `f.now` (from the cases: it
+    depends on the moment; the partial index insight_care_unanswered_idx holds them)."""
+    late = Q(sla_state=SlaState.BREACHED) | Q(sla_due_at__lt=f.now)
+    counts = {}
+    for index, period in enumerate(periods):
+        counts[f"p{index}"] = Count("id", filter=Q(opened_at__gte=period.start_at, opened_at__lt=period.end_at))
+    rows = _narrowed(Case.objects.filter(
+        team_id__in=f.team_ids, opened_at__gte=periods[-1].start_at, opened_at__lt=f.end_at,
+        first_response_at__isnull=True, sla_minutes__isnull=False).filter(late), f)
+    found = rows.aggregate(**counts)
+    return [found[f"p{index}"] for index in range(len(periods))]
+
+
+def _times_from(sums: Counter, ran_out: int) -> dict:
+    """First-response and resolution times and SLA compliance from one period's rollup sums."""
+    histograms: dict[str, Counter] = {"frs": Counter(), "rs": Counter()}
+    met = late = 0
+    for (metric, _team, _user, bin_), n in sums.items():
+        if metric in histograms:
+            histograms[metric][bin_] += n
+        elif metric == "met":
+            met += n
+        elif metric == "late":
+            late += n
+
+    def times(metric):
+        hist = histograms[metric]
+        median, p90 = care_rollup.percentile(hist, 0.5), care_rollup.percentile(hist, 0.9)
+        return {"count": sum(hist.values()), "median_seconds": round(median, 1) if median is not None else None,
+                "p90_seconds": round(p90, 1) if p90 is not None else None}
+
+    breached = late + ran_out
+    return {"first_response": times("frs"), "resolution": times("rs"),
+            "sla": {"met": met, "breached": breached,
+                    "compliance": round(met / (met + breached), 4) if met + breached else None}}
+
+
+def _care_from_rollup(f: Filters) -> dict:
+    periods = [f, f.previous()] if f.compare else [f]
+    sums = _rollup_sums(f, periods)
+    schedules = calendars(f)
+    if schedules:
+        # Business time is the team calendar's, case by case: those times come from the cases.
+        now, before = _care_times(f), _care_times(f.previous()) if f.compare else None
+    else:
+        ran_out = _ran_out(f, periods)
+        now = _times_from(sums[0], ran_out[0])
+        before = _times_from(sums[1], ran_out[1]) if f.compare else None
+    agents, teams = _volumes_from(f, sums[0])
+    return {**now, "backlog": _backlog(f), "agents": agents, "teams": teams, "previous": before,
+            "ignored": ["language", "term"], "approximate": not schedules}
+
+
+def _volumes_from(f: Filters, sums: Counter) -> tuple[list[dict], list[dict]]:
+    """Cases opened in the range and the agents' replies on them, per agent and per team, from
+    the rollup (exact counts)."""
+    by_agent, by_team, replied, team_replies = Counter(), Counter(), Counter(), Counter()
+    for (metric, team_id, user_id, _bin), n in sums.items():
+        if metric == "cases":
+            by_team[team_id] += n
+            if user_id:
+                by_agent[user_id] += n
+        elif metric == "replies":
+            team_replies[team_id] += n
+            if user_id:
+                replied[user_id] += n
+    return _shaped(f, by_agent, by_team, replied, team_replies)
 
 
 def _side_by_side(calls: dict) -> dict:

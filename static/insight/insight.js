@@ -368,8 +368,10 @@
 
     care(section, data) {
       const prev = data.previous;
+      // Read from the care rollup's histograms: within 5% (insight.care_rollup); counts stay exact.
+      const approx = data.approximate ? " (approx.)" : "";
       const times = (key, label, field) => ({
-        label, value: duration(data[key][field]),
+        label: label + approx, value: duration(data[key][field]),
         compare: prev ? `previous ${duration(prev[key][field])}` : "",
         deltaClass: prev ? deltaClass(prev[key][field], data[key][field]) : "",  // faster is better
       });
@@ -415,7 +417,8 @@
       table(section, "backlog", "Backlog by queue", ["Queue", "New", "Open", "Pending", "Total"],
         data.backlog.map((q) => [`${q.team} / ${q.queue}`, fmt(q.new), fmt(q.open), fmt(q.pending),
           q.queue_id ? link(fmt(q.total), `${INBOX_URL}?queue=${encodeURIComponent(q.queue_id)}`) : fmt(q.total)]));
-      table(section, "times", "Response times (seconds)", ["Measure", "Cases", "Median", "p90"],
+      table(section, "times", data.approximate ? "Response times (seconds; medians and p90s approximate, within 5%)"
+        : "Response times (seconds)", ["Measure", "Cases", "Median", "p90"],
         [["First response", data.first_response], ["Resolution", data.resolution]].map(([name, t]) =>
           [name, fmt(t.count), fmt(t.median_seconds), fmt(t.p90_seconds)]));
     },

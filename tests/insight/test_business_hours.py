@@ -12,7 +12,7 @@ from django.db import connection
 from django.http import QueryDict
 from django.utils import timezone
 
-from insight import filters
+from insight import care_rollup, filters
 from insight.panels import PANELS
 from responses.models import BusinessCalendar, Case, Holiday
 from tests.responses.conftest import open_case
@@ -75,8 +75,13 @@ def test_a_team_without_a_calendar_keeps_wall_clock_time(week, admin_user, team_
     query = week["query"].copy()
     query["team"] = str(team_b.pk)
     f = filters.parse_filters(query, admin_user)
-    assert PANELS["care"].query(f)["first_response"]["median_seconds"] == 65 * 3600.0
-    assert PANELS["care"].query(f)["sla"]["breached"] == 1
+    care = PANELS["care"].query(f)
+    # Wall clock: from the care rollup on PostgreSQL, whose medians are read from histogram bins
+    # (approximate, within one bin); exact from the cases elsewhere.
+    assert care["approximate"] is (connection.vendor == "postgresql")
+    tolerance = care_rollup.tolerance(65 * 3600.0) if care["approximate"] else 0
+    assert abs(care["first_response"]["median_seconds"] - 65 * 3600.0) <= tolerance
+    assert care["sla"]["breached"] == 1
     assert PANELS["first_response_by_channel"].query(f)["rows"][0]["value"] == 65 * 3600.0
     # Both teams at once: each case by its own team's clock.
     both = PANELS["care"].query(filters.parse_filters(week["query"], admin_user))

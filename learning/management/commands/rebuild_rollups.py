@@ -4,6 +4,7 @@ Run once after upgrading to a release that adds rollups (existing messages are n
 then), and whenever `--verify` reports a difference.
 """
 
+import time
 from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
@@ -30,6 +31,9 @@ class Command(BaseCommand):
                 raise CommandError(f"{len(differences)} rollup rows differ from a recount; run rebuild_rollups")
             self.stdout.write(self.style.SUCCESS(f"Rollups of the last {verify} days match a recount."))
             return
+        started = time.perf_counter()
         counts = rollups.rebuild()
-        self.stdout.write(self.style.SUCCESS(f"Rebuilt {counts['rows']} rollup rows and {counts['moods']} "
-                                             "conversation moods."))
+        took = time.perf_counter() - started
+        care = f", {counts['care_rows']} care rollup rows" if "care_rows" in counts else ""
+        self.stdout.write(self.style.SUCCESS(f"Rebuilt {counts['rows']} rollup rows{care} and {counts['moods']} "
+                                             f"conversation moods in {took:.1f} s."))
