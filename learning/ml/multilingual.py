@@ -8,6 +8,11 @@ costs what it did. Which languages count as *scored* is decided by measurement: 
 (`cxm.json`) lists the languages with their validation figures, and a text in any other language
 is flagged `not_scored` and shown as such, never as a fake neutral.
 
+The sentiment head reads two things: the encoder's sentence embedding, and the text's character and
+word n-grams (hashed, so no vocabulary is shipped). The n-grams carry what a frozen sentence embedding
+blurs: romanised Hindi, slang, hashtags, emoji runs. The two heads' log-probabilities are averaged
+with the weight in `cxm.json` (one encoder pass still; the n-grams cost microseconds a text).
+
 Heads are stored in safetensors (never pickle), with the labels, figures and recipe in `cxm.json`.
 """
 
@@ -78,8 +83,35 @@ class Encoder:
             return np.asarray(model.query(safe), dtype=np.float32)
 
 
+class NgramFeatures:
+    """Hashed character (within word boundaries) and word n-grams of a text, each block L2-normalised,
+    as scikit-learn's HashingVectorizer computes them (MurmurHash3, stable across versions)."""
+
+    def __init__(self, spec: dict):
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        self.spec = spec
+        n = int(spec["features"])
+        self.chars = HashingVectorizer(analyzer="char_wb", ngram_range=tuple(spec["char_ngrams"]), n_features=n,
+                                       alternate_sign=False, norm="l2")
+        self.words = HashingVectorizer(analyzer="word", ngram_range=tuple(spec["word_ngrams"]), n_features=n,
+                                       alternate_sign=False, norm="l2", token_pattern=r"(?u)\b\w+\b")
+        self.size = 2 * n
+
+    def transform(self, texts: list[str]):
+        from scipy.sparse import hstack
+
+        return hstack([self.chars.transform(texts), self.words.transform(texts)]).tocsr()
+
+
+def ngram_spec(features: int = 2**18) -> dict:
+    return {"char_ngrams": [2, 5], "word_ngrams": [1, 2], "features": features}
+
+
 class Heads:
-    """Linear heads over the encoder's L2-normalised embedding: weight rows per label, bias last."""
+    """Linear heads over the encoder's L2-normalised embedding: weight rows per label, bias last.
+    With an n-gram head for a label set (`ngrams` in the card), that head's log-probabilities are
+    averaged in with `weight`."""
 
     def __init__(self, path: str | os.PathLike | None = None):
         from safetensors.numpy import load_file
@@ -90,14 +122,34 @@ class Heads:
         self.weights = {name: tensors[name].astype(np.float32) for name in self.meta["heads"]}
         self.labels = {name: list(labels) for name, labels in self.meta["heads"].items()}
         self.scored = set(self.meta.get("scored_languages", []))
+        self.ngrams = None
+        spec = self.meta.get("ngrams")
+        if spec:
+            self.ngrams = NgramFeatures(spec)
+            self.ngram_head = spec["head"]
+            self.ngram_weight = float(spec["weight"])
+            self.ngram_weights = tensors[f"{spec['head']}_ngrams"].astype(np.float32)
 
     @property
     def version(self) -> str:
         return self.meta.get("version", "unversioned")
 
-    def probabilities(self, embeddings: np.ndarray, head: str) -> np.ndarray:
+    def probabilities(self, embeddings: np.ndarray, head: str, texts: list[str] | None = None) -> np.ndarray:
         w = self.weights[head]
-        return _softmax(embeddings @ w[:, :-1].T + w[:, -1])
+        probs = _softmax(embeddings @ w[:, :-1].T + w[:, -1])
+        if self.ngrams is None or head != self.ngram_head or texts is None:
+            return probs
+        return fuse(probs, self.ngram_probabilities(texts), self.ngram_weight)
+
+    def ngram_probabilities(self, texts: list[str]) -> np.ndarray:
+        w = self.ngram_weights
+        return _softmax(np.asarray(self.ngrams.transform(texts) @ w[:, :-1].T) + w[:, -1])
+
+
+def fuse(a: np.ndarray, b: np.ndarray, weight: float) -> np.ndarray:
+    """Weighted geometric mean of two heads' probabilities (b with `weight`), renormalised."""
+    logits = (1 - weight) * np.log(np.clip(a, 1e-9, 1)) + weight * np.log(np.clip(b, 1e-9, 1))
+    return _softmax(logits)
 
 
 def text_key(text: str) -> bytes:
@@ -152,4 +204,4 @@ class Reader:
 
     def read(self, texts: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         emb = self.encoder.embed(texts)
-        return emb, {head: self.heads.probabilities(emb, head) for head in self.heads.labels}
+        return emb, {head: self.heads.probabilities(emb, head, texts) for head in self.heads.labels}

@@ -15,6 +15,8 @@ class Command(BaseCommand):
         parser.add_argument("--cache", default=str(Path(settings.VAR_DIR) / "e5-cache"),
                             help="where embeddings are kept between runs ('' for none)")
         parser.add_argument("--seed", type=int, default=13)
+        parser.add_argument("--ngrams-only", action="store_true",
+                            help="refit only the n-gram sentiment head over the shipped embedding heads")
 
     def handle(self, *args, **opts):
         from learning.ml import multilingual_training
@@ -22,7 +24,7 @@ class Command(BaseCommand):
         if not Path(opts["data"], "umsab_sentiment").is_dir():
             raise CommandError(f"no UMSAB data in {opts['data']} (use --data)")
         meta = multilingual_training.train(opts["data"], opts["out"], opts["cache"] or None, opts["seed"],
-                                           progress=self.stdout.write)
+                                           progress=self.stdout.write, ngrams_only=opts["ngrams_only"])
         for key, value in sorted(meta["metrics"].items()):
             self.stdout.write(f"{key}: {value}")
         self.stdout.write(f"scored languages: {', '.join(meta['scored_languages'])}")
