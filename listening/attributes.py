@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -111,13 +111,17 @@ def customers_with_value(key: str) -> int:
     return Customer.objects.filter(attributes__has_key=key).count()
 
 
-def delete_definition(definition: AttributeDefinition, *, actor, ip: str | None = None) -> int:
+def delete_definition(definition: AttributeDefinition, *, actor, ip: str | None = None,
+                      check: Callable[[str], None] | None = None) -> int:
     """Remove a definition and every customer's value of it, in one transaction, and write the
     audit line (who, when, from where, the definition as it was, how many values went). Returns
-    how many customers lost a value. What still reads the key (segments, routing rules, canned
-    replies, macros) is responses.attribute_usage's to refuse before this is called."""
+    how many customers lost a value. `check(key)` runs with the definition's row locked and may
+    raise to refuse: responses.attribute_usage refuses while something still reads the key, and a
+    segment being saved meanwhile locks the same row (responses.segments), so none slips between."""
     with transaction.atomic():
         definition = AttributeDefinition.objects.select_for_update().get(pk=definition.pk)
+        if check is not None:
+            check(definition.key)
         removed = _remove_values(definition.key)
         was = {"key": definition.key, "name": definition.name, "kind": definition.kind,
                "choices": definition.choices, "signal_type": definition.signal_type,

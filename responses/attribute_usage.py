@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from django.urls import reverse
 
 from listening.models import Segment
+from responses.exceptions import Conflict
 from responses.models import CannedResponse, Macro, RoutingRule, SignalRule
 
 
@@ -65,6 +66,14 @@ def references(key: str) -> list[Reference]:
             found.append(Reference("Signal rule", rule.name, reverse("console:signal-rule",
                                                                      kwargs={"rule_id": rule.pk})))
     return found
+
+
+def refuse_if_read(name: str, key: str) -> None:
+    """Conflict (409) naming what still reads the attribute; nothing when nothing does."""
+    found = references(key)
+    if found:
+        raise Conflict(f"{name} is still read by {in_words(found)}: change or remove them first, then delete "
+                       f"the attribute")
 
 
 def in_words(found: list[Reference]) -> str:

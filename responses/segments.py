@@ -22,6 +22,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
@@ -187,6 +188,16 @@ def save_segment(user, name: str, definition: Any, *, segment: Segment | None = 
     name = (name or "").strip()
     if not name or len(name) > 120:
         raise InvalidRequest("a segment needs a name of at most 120 characters")
+    with transaction.atomic():
+        # The attributes it tests are locked until it is saved: deleting one of them
+        # (listening.attributes.delete_definition) waits, then sees this segment and refuses.
+        if isinstance(definition, dict) and isinstance(definition.get("attributes"), list):
+            keys = [t["key"] for t in definition["attributes"] if isinstance(t, dict) and isinstance(t.get("key"), str)]
+            list(AttributeDefinition.objects.select_for_update().filter(key__in=keys[:MAX_TESTS]).order_by("pk"))
+        return _save(user, name, definition, segment)
+
+
+def _save(user, name: str, definition: Any, segment: Segment | None) -> Segment:
     clean = clean_definition(definition)
     if Segment.objects.filter(name=name).exclude(pk=segment.pk if segment else None).exists():
         raise InvalidRequest(f"a segment named {name!r} exists")

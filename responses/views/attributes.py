@@ -91,14 +91,16 @@ def attribute_delete(request: HttpRequest, attribute_id: str) -> HttpResponse:
     found = attribute_usage.references(definition.key)
     error = ""
     if request.method == "POST":
-        if not found:
-            removed = delete_definition(definition, actor=request.user, ip=client_ip(request))
+        try:
+            removed = delete_definition(definition, actor=request.user, ip=client_ip(request),
+                                        check=lambda key: attribute_usage.refuse_if_read(definition.name, key))
+        except Conflict as refused:
+            if wants_json(request):
+                raise
+            error, found = refused.reason, attribute_usage.references(definition.key)
+        else:
             return done(request, {"deleted": definition.key, "values_removed": removed},
                         reverse("console:attributes"))
-        error = (f"{definition.name} is still read by {attribute_usage.in_words(found)}: change or remove them "
-                 f"first, then delete the attribute")
-        if wants_json(request):
-            raise Conflict(error)
     holders = customers_with_value(definition.key)
     if wants_json(request):
         return JsonResponse({"attribute": _definition_dict(definition), "customers_with_value": holders,

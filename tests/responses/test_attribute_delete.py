@@ -105,3 +105,29 @@ def test_attribute_delete_needs_an_admin(client, plan, django_user_model):
     assert client.get(reverse("console:attribute-delete", kwargs={"attribute_id": "999999"}),
                       HTTP_ACCEPT=JSON).status_code in (403, 404)
     assert AttributeDefinition.objects.filter(pk=plan.pk).exists()
+
+
+def test_attribute_delete_checks_readers_with_the_definition_locked_and_a_refusal_changes_nothing(
+        plan, admin_user):
+    from responses.attribute_usage import refuse_if_read
+    from responses.exceptions import Conflict
+    from responses.segments import save_segment
+
+    seen = []
+
+    def check(key):
+        seen.append(key)
+        refuse_if_read("Plan", key)
+
+    # A segment saved (it locks the definitions it tests while it saves) before the deletion's check...
+    save_segment(admin_user, "Gold", {"attributes": [{"key": "plan", "in": ["gold"]}]})
+    with pytest.raises(Conflict, match="Plan is still read by 1 segment"):
+        attributes.delete_definition(plan, actor=admin_user, check=check)
+    # ...is seen by it, inside the deletion's transaction, and nothing is removed.
+    assert seen == ["plan"] and AttributeDefinition.objects.filter(pk=plan.pk).exists()
+    assert Customer.objects.filter(attributes__has_key="plan").count() == 2 and not AuditEvent.objects.exists()
+    Segment.objects.all().delete()
+    assert attributes.delete_definition(plan, actor=admin_user, check=check) == 2
+    # A segment testing a deleted attribute is refused with the reason.
+    with pytest.raises(Exception, match="no attribute with key 'plan'"):
+        save_segment(admin_user, "Gold again", {"attributes": [{"key": "plan", "in": ["gold"]}]})
