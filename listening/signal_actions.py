@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -254,23 +254,50 @@ def _bind_devices(signals: Sequence[InboundSignal], matched: dict[str, tuple[int
 
 def _store_chunk(source: str, chunk: Sequence[InboundSignal], matched: dict[str, tuple[int, bool]],
                  result: SignalIngestResult) -> None:
-    ids = [s.external_id for s in chunk]
-    existing = set(Signal.objects.filter(source=source, external_id__in=ids).values_list("external_id", flat=True))
-    fresh = [s for s in chunk if s.external_id not in existing]
-    result.duplicates += len(chunk) - len(fresh)
-    if not fresh:
-        return
+    """Insert the chunk once per (source, external id) and keep the ids of the rows this call stored.
+    PostgreSQL: one INSERT ... SELECT FROM unnest(arrays) ... ON CONFLICT DO NOTHING RETURNING, which
+    returns exactly our rows whether an id was stored before or by a concurrent delivery (it was a
+    SELECT of existing ids, an INSERT and a SELECT of ours). Elsewhere: the same in three queries."""
+    rows = sorted(chunk, key=lambda s: s.external_id)  # the same lock order for concurrent deliveries
     batch, now = uuid.uuid4(), timezone.now()
-    rows = sorted((Signal(source=source, external_id=s.external_id, type=s.type, customer_id=matched[s.external_id][0],
-                          device_id=s.device_id, occurred_at=s.occurred_at, received_at=now, payload=s.payload,
-                          ingest_batch=batch) for s in fresh), key=lambda row: row.external_id)
-    # ignore_conflicts: a concurrent delivery of the same id may commit between the check and the
-    # insert; the constraint keeps one row and the batch marker tells which rows are ours.
-    Signal.objects.bulk_create(rows, ignore_conflicts=True)
-    created = list(Signal.objects.filter(source=source, external_id__in=[r.external_id for r in rows],
-                                         ingest_batch=batch).values_list("id", flat=True))
+    if connection.vendor == "postgresql":
+        created = _insert_returning(source, rows, matched, batch, now)
+    else:
+        created = _insert_portable(source, rows, matched, batch, now)
     result.created_ids.extend(created)
     result.duplicates += len(rows) - len(created)
+
+
+def _insert_returning(source: str, rows: Sequence[InboundSignal], matched: dict[str, tuple[int, bool]],
+                      batch: uuid.UUID, now: datetime) -> list[int]:
+    table = connection.ops.quote_name(Signal._meta.db_table)
+    sql = (f"INSERT INTO {table} (source, external_id, type, customer_id, device_id, occurred_at, received_at, "  # noqa: S608
+           "payload, ingest_batch) SELECT %s, v.ext, v.type, v.customer, v.device, v.at, %s, v.payload::jsonb, %s "
+           "FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::text[], %s::timestamptz[], %s::text[]) "
+           "AS v(ext, type, customer, device, at, payload) ORDER BY v.ext "
+           "ON CONFLICT (source, external_id) DO NOTHING RETURNING id")
+    params = [source, now, batch, [s.external_id for s in rows], [s.type for s in rows],
+              [matched[s.external_id][0] for s in rows], [s.device_id for s in rows], [s.occurred_at for s in rows],
+              [json.dumps(s.payload) for s in rows]]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return sorted(row[0] for row in cursor.fetchall())
+
+
+def _insert_portable(source: str, rows: Sequence[InboundSignal], matched: dict[str, tuple[int, bool]],
+                     batch: uuid.UUID, now: datetime) -> list[int]:
+    ids = [s.external_id for s in rows]
+    existing = set(Signal.objects.filter(source=source, external_id__in=ids).values_list("external_id", flat=True))
+    fresh = [Signal(source=source, external_id=s.external_id, type=s.type, customer_id=matched[s.external_id][0],
+                    device_id=s.device_id, occurred_at=s.occurred_at, received_at=now, payload=s.payload,
+                    ingest_batch=batch) for s in rows if s.external_id not in existing]
+    if not fresh:
+        return []
+    # ignore_conflicts: a concurrent delivery of the same id may commit between the check and the
+    # insert; the constraint keeps one row and the batch marker tells which rows are ours.
+    Signal.objects.bulk_create(fresh, ignore_conflicts=True)
+    return list(Signal.objects.filter(source=source, external_id__in=[r.external_id for r in fresh],
+                                      ingest_batch=batch).order_by("id").values_list("id", flat=True))
 
 
 def record_rejections(source: str, rejected: Iterable[tuple[str, str, Any]]) -> int:

@@ -161,8 +161,9 @@ def key_for(rule: SignalRule, customer_id: int, device_id: str) -> str:
 def evaluate_signals(signal_ids) -> list[int]:
     """Update every enabled rule's state with these stored signals; fire where a rule is met.
     Returns the ids of the firings."""
-    rows = list(Signal.objects.filter(pk__in=list(signal_ids)).order_by("occurred_at", "id")
-                .values("id", "type", "customer_id", "device_id", "occurred_at"))
+    fields = ("id", "type", "customer_id", "device_id", "occurred_at")
+    rows = [dict(zip(fields, row, strict=True)) for row in Signal.objects.filter(pk__in=list(signal_ids))
+            .order_by("occurred_at", "id").values_list(*fields)]
     if not rows:
         return []
     rules = list(SignalRule.objects.filter(enabled=True, signal_type__in={r["type"] for r in rows})
@@ -196,8 +197,10 @@ def _evaluate_rule(rule: SignalRule, rows: list[dict]) -> list[int]:
 
 
 def _lock_states(rule: SignalRule, customers: dict[str, int]) -> dict[str, SignalRuleState]:
-    """The states of these keys, created if missing and locked (in key order: no deadlocks)."""
+    """The states of these keys, created if missing and locked (existing ones in key order)."""
     keys = sorted(customers)
+    if connection.vendor == "postgresql":
+        return _lock_states_pg(rule, keys, customers)
     found = _select_locked(rule, keys)
     missing = [key for key in keys if key not in found]
     if missing:
@@ -206,6 +209,46 @@ def _lock_states(rule: SignalRule, customers: dict[str, int]) -> dict[str, Signa
             ignore_conflicts=True)
         found = _select_locked(rule, keys)
     return found
+
+
+STATE_COLUMNS = ("id", "key", "customer_id", "recent", "last_at", "last_signal_id", "fired_until", "fired_at")
+
+
+def _lock_states_pg(rule: SignalRule, keys: list[str], customers: dict[str, int]) -> dict[str, SignalRuleState]:
+    """One SELECT ... FOR UPDATE when every key has its state (the steady state), plus one INSERT
+    ... ON CONFLICT DO NOTHING RETURNING for new keys (the rows it returns are ours, hence locked);
+    only a key a concurrent batch created meanwhile takes a third statement. Rows become model
+    instances without the ORM's query building (it was a third of a batch's evaluation)."""
+    table = connection.ops.quote_name(SignalRuleState._meta.db_table)
+    columns = ", ".join(STATE_COLUMNS)
+    select = (f"SELECT {columns} FROM {table} WHERE rule_id = %s AND key = ANY(%s::text[]) "  # noqa: S608
+              "ORDER BY key FOR UPDATE")
+    found: dict[str, SignalRuleState] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(select, [rule.pk, keys])
+        _states_from(cursor.fetchall(), rule, found)
+        missing = [key for key in keys if key not in found]
+        if missing:
+            cursor.execute(
+                f"INSERT INTO {table} (rule_id, key, customer_id, recent) "  # noqa: S608
+                "SELECT %s, v.key, v.customer, '[]'::jsonb FROM unnest(%s::text[], %s::bigint[]) AS v(key, customer) "
+                f"ORDER BY v.key ON CONFLICT (rule_id, key) DO NOTHING RETURNING {columns}",
+                [rule.pk, missing, [customers[key] for key in missing]])
+            _states_from(cursor.fetchall(), rule, found)
+            raced = [key for key in missing if key not in found]
+            if raced:
+                cursor.execute(select, [rule.pk, raced])
+                _states_from(cursor.fetchall(), rule, found)
+    return found
+
+
+def _states_from(rows, rule: SignalRule, into: dict[str, SignalRuleState]) -> None:
+    for pk, key, customer_id, recent, last_at, last_signal_id, fired_until, fired_at in rows:
+        state = SignalRuleState(id=pk, rule=rule, key=key, customer_id=customer_id,
+                                recent=json.loads(recent) if isinstance(recent, str) else recent, last_at=last_at,
+                                last_signal_id=last_signal_id, fired_until=fired_until, fired_at=fired_at)
+        state._state.adding, state._state.db = False, connection.alias
+        into[key] = state
 
 
 def _write_states(states: list[SignalRuleState]) -> None:

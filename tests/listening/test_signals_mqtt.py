@@ -70,3 +70,35 @@ def test_signals_mqtt_resumes_session_and_skips_non_json(bound_device):
 def test_signals_mqtt_topic_needs_a_device_level():
     with pytest.raises(ValueError, match=r"\+ level"):
         MqttSignalSubscriber(f"mqtt://{BROKER}:1883", "devices/events", "x")
+
+
+class CrashingSubscriber(MqttSignalSubscriber):
+    """Stores the batch, then dies before its transaction commits (a killed worker): nothing of it
+    may be acknowledged to the broker."""
+
+    def _store(self, batch):
+        from django.db import transaction
+
+        with transaction.atomic():
+            super()._store(batch)
+            raise RuntimeError("killed mid-batch")
+
+
+def test_signals_mqtt_acknowledges_only_after_commit(bound_device):
+    """A batch that never committed is delivered again by the broker and stored once."""
+    require_mosquitto()
+    prefix = f"cxm-test-{uuid.uuid4().hex[:8]}"
+    client_id = f"cxm-test-{uuid.uuid4().hex[:8]}"
+    url, topic_filter = f"mqtt://{BROKER}:1883", f"{prefix}/devices/+/events"
+    assert MqttSignalSubscriber(url, topic_filter, client_id).run(seconds=1.0).received == 0  # session made
+    publish(f"{prefix}/devices/dev-7/events",
+            [json.dumps({"id": f"e{i}", "type": "device_error", "payload": {"code": "E1"}}).encode() for i in range(3)])
+    with pytest.raises(RuntimeError, match="killed mid-batch"):
+        CrashingSubscriber(url, topic_filter, client_id).run(seconds=15, max_messages=3)
+    assert not Signal.objects.exists()
+    stats = MqttSignalSubscriber(url, topic_filter, client_id).run(seconds=15, max_messages=3)
+    assert (stats.received, stats.stored) == (3, 3)
+    assert sorted(Signal.objects.values_list("external_id", flat=True)) == ["e0", "e1", "e2"]
+    # Committed, then acknowledged: nothing comes back.
+    assert MqttSignalSubscriber(url, topic_filter, client_id).run(seconds=1.5).received == 0
+
