@@ -195,6 +195,10 @@ def _care_raw(f: Filters) -> dict:
             "previous": done.get("before"), "ignored": ["language", "term"], "approximate": False}
 
 
+def _periods(f: Filters) -> list[Filters]:
+    return [f, f.previous()] if f.compare else [f]
+
+
 def _rollup_where(f: Filters, periods: list[Filters]) -> tuple[str, list]:
     """The WHERE clause of the rollup rows counted for these periods, with a CASE giving each
     row's period (0 the first)."""
@@ -220,8 +224,10 @@ def _rollup_where(f: Filters, periods: list[Filters]) -> tuple[str, list]:
     return " AND ".join(where), params
 
 
-def _rollup_sums(f: Filters, periods: list[Filters]) -> list[Counter]:
-    """Per period: (metric, team, user, bin) -> count, summed over the period's rows."""
+def _rollup_sums(f: Filters) -> list[Counter]:
+    """Per period (f, then f.previous() when compared): (metric, team, user, bin) -> count,
+    summed over the period's rows."""
+    periods = _periods(f)
     where, params = _rollup_where(f, periods)
     period_of = " ".join(f"WHEN bucket >= %s THEN {i}" for i in range(len(periods) - 1))
     # Periods follow one another backwards in time: a row at or after a period's start is in it.
@@ -238,9 +244,10 @@ def _rollup_sums(f: Filters, periods: list[Filters]) -> list[Counter]:
     return out
 
 
-def _ran_out(f: Filters, periods: list[Filters]) -> list[int]:
+def _ran_out(f: Filters) -> list[int]:
     """Per period: cases not answered yet whose SLA ran out by `f.now` (from the cases: it
     depends on the moment; the partial index insight_care_unanswered_idx holds them)."""
+    periods = _periods(f)
     late = Q(sla_state=SlaState.BREACHED) | Q(sla_due_at__lt=f.now)
     counts = {}
     for index, period in enumerate(periods):
@@ -277,18 +284,26 @@ def _times_from(sums: Counter, ran_out: int) -> dict:
 
 
 def _care_from_rollup(f: Filters) -> dict:
-    periods = [f, f.previous()] if f.compare else [f]
-    sums = _rollup_sums(f, periods)
+    """The rollup's sums, the unanswered cases whose SLA ran out and the backlog: three reads,
+    side by side on PostgreSQL outside a transaction (see _side_by_side)."""
     schedules = calendars(f)
+    calls = {"sums": (_rollup_sums, f), "backlog": (_backlog, f)}
     if schedules:
         # Business time is the team calendar's, case by case: those times come from the cases.
-        now, before = _care_times(f), _care_times(f.previous()) if f.compare else None
+        calls["now"] = (_care_times, f)
+        if f.compare:
+            calls["before"] = (_care_times, f.previous())
     else:
-        ran_out = _ran_out(f, periods)
-        now = _times_from(sums[0], ran_out[0])
-        before = _times_from(sums[1], ran_out[1]) if f.compare else None
+        calls["ran_out"] = (_ran_out, f)
+    done = _side_by_side(calls)
+    sums = done["sums"]
+    if schedules:
+        now, before = done["now"], done.get("before")
+    else:
+        now = _times_from(sums[0], done["ran_out"][0])
+        before = _times_from(sums[1], done["ran_out"][1]) if f.compare else None
     agents, teams = _volumes_from(f, sums[0])
-    return {**now, "backlog": _backlog(f), "agents": agents, "teams": teams, "previous": before,
+    return {**now, "backlog": done["backlog"], "agents": agents, "teams": teams, "previous": before,
             "ignored": ["language", "term"], "approximate": not schedules}
 
 
