@@ -8,10 +8,10 @@ costs what it did. Which languages count as *scored* is decided by measurement: 
 (`cxm.json`) lists the languages with their validation figures, and a text in any other language
 is flagged `not_scored` and shown as such, never as a fake neutral.
 
-The sentiment head reads two things: the encoder's sentence embedding, and the text's character and
-word n-grams (hashed, so no vocabulary is shipped). The n-grams carry what a frozen sentence embedding
-blurs: romanised Hindi, slang, hashtags, emoji runs. The two heads' log-probabilities are averaged
-with the weight in `cxm.json` (one encoder pass still; the n-grams cost microseconds a text).
+Heads may carry a second sentiment head over the text's hashed character and word n-grams (no
+vocabulary shipped), whose log-probabilities are averaged in with the weight in `cxm.json`: one
+encoder pass still, the n-grams cost microseconds a text. learning/pretrained/cxm-e5-heads-ngrams has
+one (UMSAB val higher, the care set's lane agreement lower: see its card); the default has none.
 
 Heads are stored in safetensors (never pickle), with the labels, figures and recipe in `cxm.json`.
 """

@@ -149,7 +149,7 @@ def train(data: str | Path, out: str | Path, cache: str | Path | None = None, se
     save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(out / HEADS_FILE))
     version = "e5h-" + hashlib.sha256(b"".join(tensors[k].tobytes() for k in sorted(tensors))).hexdigest()[:8]
     meta = {
-        "name": "cxm-e5-heads", "version": version, "encoder": f"{encoder.name}, {encoder.version}",
+        "name": out.name, "version": version, "encoder": f"{encoder.name}, {encoder.version}",
         "heads": heads, "scored_languages": scored, "metrics": metrics, "recipe": recipe,
         "ngrams": dict(spec, head="sentiment", weight=NGRAM_WEIGHT),
     }

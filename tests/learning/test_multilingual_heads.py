@@ -10,22 +10,26 @@ import pytest
 from learning.ml import datasets
 from learning.ml.multilingual import HEADS_FILE, META_FILE, Heads, NgramFeatures, default_heads_dir, fuse
 
+NGRAMS_DIR = default_heads_dir().parent / "cxm-e5-heads-ngrams"
 
-def test_the_shipped_card_scores_exactly_the_languages_it_measured_well():
-    heads = Heads()
+
+@pytest.mark.parametrize("path", [default_heads_dir(), NGRAMS_DIR])
+def test_the_shipped_cards_score_exactly_the_languages_they_measured_well(path):
+    heads = Heads(path)
     meta = heads.meta
-    assert heads.ngrams is not None and heads.ngram_head == "sentiment"
-    assert heads.ngram_weights.shape == (3, 2 * meta["ngrams"]["features"] + 1)
     for code in datasets.UMSAB_LANGUAGES.values():
         f1 = meta["metrics"][f"umsab_{code}_macro_f1"]
         assert (code in heads.scored) == (f1 >= meta["recipe"]["scored_min_macro_f1"])
-    card = (default_heads_dir() / "README.md").read_text()
+    card = (path / "README.md").read_text()
     assert f"{meta['metrics']['umsab_mean_macro_f1']:.3f}" in card
-    assert "n-gram" in card
+    assert (heads.ngrams is not None) == ("n-gram" in card) == (path == NGRAMS_DIR)
+    if heads.ngrams is not None:
+        assert heads.ngram_head == "sentiment"
+        assert heads.ngram_weights.shape == (3, 2 * meta["ngrams"]["features"] + 1)
 
 
 def test_sentiment_averages_the_embedding_and_ngram_heads():
-    heads = Heads()
+    heads = Heads(NGRAMS_DIR)
     texts = ["Llevo tres semanas sin internet, es una vergüenza", "Merci beaucoup, service super rapide !"]
     emb = np.random.default_rng(0).normal(size=(2, 384)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
@@ -71,10 +75,10 @@ def test_train_ngrams_only_refits_the_ngram_head_over_the_shipped_embedding_head
     out = tmp_path / "heads"
     out.mkdir()
     for name in (HEADS_FILE, META_FILE):
-        shutil.copy(default_heads_dir() / name, out / name)
-    shipped = Heads()
+        shutil.copy(NGRAMS_DIR / name, out / name)
+    shipped = Heads(NGRAMS_DIR)
     meta = multilingual_training.train(tmp_path / "data", out, cache=None, ngrams_only=True, progress=lambda _: None)
-    assert meta["version"] != shipped.version
+    assert meta["version"] != shipped.version and meta["name"] == "heads"
     written = json.loads((out / META_FILE).read_text())
     assert written == meta
     heads = Heads(out)

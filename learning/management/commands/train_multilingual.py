@@ -16,7 +16,8 @@ class Command(BaseCommand):
                             help="where embeddings are kept between runs ('' for none)")
         parser.add_argument("--seed", type=int, default=13)
         parser.add_argument("--ngrams-only", action="store_true",
-                            help="refit only the n-gram sentiment head over the shipped embedding heads")
+                            help="refit only the n-gram sentiment head over the embedding heads in --out "
+                                 "(learning/pretrained/cxm-e5-heads-ngrams is made so)")
 
     def handle(self, *args, **opts):
         from learning.ml import multilingual_training
