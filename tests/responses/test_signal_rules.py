@@ -190,3 +190,25 @@ def test_signal_rule_page_refuses_empty_or_bad_rules_with_the_reason(client, adm
                            HTTP_ACCEPT="application/json")
     assert response.status_code == 400 and words in response.json()["reason"]
     assert not SignalRule.objects.exists()
+
+
+def test_signal_rule_case_opens_on_the_preferred_channel(ana_message, connector_a, burst_rule,
+                                                         django_capture_on_commit_callbacks):
+    """An agent chose WhatsApp for Ana: the proactive case lives there, on her newest WhatsApp
+    thread, although she was seen last on the web."""
+    from listening.models import Contact, Conversation
+
+    customer = ana_message.author.customer
+    earlier = timezone.now() - timedelta(days=3)
+    whatsapp = Contact.objects.create(channel="whatsapp", external_id="+351900000001", customer=customer,
+                                      last_seen_at=earlier)
+    for n, days in enumerate((5, 3)):
+        Conversation.objects.create(connector=connector_a, channel="whatsapp", external_id=f"wa-{n}", contact=whatsapp,
+                                    started_at=timezone.now() - timedelta(days=days),
+                                    last_message_at=timezone.now() - timedelta(days=days))
+    customer.channel_override = "whatsapp"
+    customer.save(update_fields=["channel_override"])
+    send(10, 30, capture=django_capture_on_commit_callbacks)
+    case = SignalRuleFiring.objects.get().case
+    assert case.channel == "whatsapp" and case.conversation.contact == whatsapp
+    assert case.conversation.connector_id == connector_a.pk and case.conversation.external_id.startswith("proactive:")
