@@ -264,7 +264,7 @@ def run_traffic(events, connector, rate: int, base: datetime, database_url: str)
     cpu: dict[str, float] = {}
     ctx = multiprocessing.get_context("spawn")
     results, ready = ctx.Queue(), ctx.Event()
-    seconds = len(events) / rate + 60
+    seconds = 5 * len(events) / rate + 120  # room for a lagging subscriber on a loaded machine
     subscriber = ctx.Process(target=_subscriber_main, args=(database_url, topic_filter,
                                                             f"bench-sub-{uuid.uuid4().hex[:6]}", len(mqtt_events),
                                                             seconds, ready, results))
