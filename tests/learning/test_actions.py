@@ -169,3 +169,37 @@ def test_corrections_are_validated_and_become_examples(loaded, make_connector, d
             actions.record_correction(message, field, value, agent)
         assert err.value.status_code == 400
     assert Correction.objects.count() == 2
+
+
+BAD_INPUT = {
+    "empty": "",
+    "emoji": "😡😡😡🔥🔥🙏",
+    "long": "my router keeps dropping the connection " * 500,  # 20,000 characters
+    "mixed": "Mi pedido 注文 не пришёл, my order never came",
+    "rtl": "وصل الطلب مكسوراً، أريد استرداد المبلغ",
+    "rtl_override": "\u202eevil override\u202c my refund is late",
+    # Invalid UTF-8 as a connector's decoder hands it over (errors="replace"), and a NUL.
+    "invalid": b"broken \xff\xfe bytes from a bad sender\x00".decode("utf-8", "replace"),
+}
+
+
+def test_bad_input_in_one_worker_batch_is_classified_or_flagged(loaded, make_connector):
+    """The issue's bad inputs, all in one batch as a worker receives it: each gets its own OK result,
+    what could not be read is flagged, and none is set aside as spam (a webhook is sent to the brand)."""
+    assert len(BAD_INPUT["long"]) == 20_000
+    connector = make_connector("webhook")
+    ingest_messages(connector, [inbound(key, text, author=key) for key, text in BAD_INPUT.items()])
+    ids = list(Message.objects.values_list("pk", flat=True))
+    assert len(ids) == len(BAD_INPUT)
+    outcome = actions.classify_messages(ids)
+    assert sorted(outcome.classified) == sorted(ids)
+    rows = {c.message.external_id: c for c in Classification.objects.select_related("message")}
+    assert set(rows) == set(BAD_INPUT)
+    for key, row in rows.items():
+        assert row.status == "ok" and row.is_current, key
+        assert row.lane and row.lane != "noise", (key, row.lane)
+        assert row.sentiment or {"empty", "not_scored"} & set(row.flags), key
+    assert rows["empty"].flags == ["empty"] and rows["empty"].lane == "triage"
+    assert "truncated" in rows["long"].flags
+    assert "invalid_unicode" in rows["invalid"].flags
+    assert rows["rtl"].language == "ar"
