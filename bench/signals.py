@@ -399,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
             "case_p95_ms": round(p95 * 1000, 1), "case_p50_ms": round(latencies[len(latencies) // 2] * 1000, 1)
             if latencies else None,
             "rules_fired": fired, "rules_expected": expected, "cases_opened": cases,
+            # Kept up with the offered rate: the last signal stored this long after the last was sent.
+            "stored_after_last_send_ms": round(1000 * (last_stored.timestamp() - max(sent.values())), 1)
+            if last_stored and sent else None,
             "fired_exact_ratio": round(fired / expected, 3) if expected else None,
             "mqtt_not_json": mqtt_stats.get("not_json"), "mqtt_received": mqtt_stats.get("received"),
             "mqtt_batches": mqtt_stats.get("batches"), "errors": len(errors),
