@@ -7,6 +7,7 @@ has no language to detect or is too short to tell. The confidence is the model's
 its best language (0.0 when nothing was detected).
 """
 
+import functools
 import logging
 import re
 import threading
@@ -64,6 +65,7 @@ def detect(texts: list[str]) -> list[tuple[str, float]]:
     return [_detect_one(text) for text in texts]
 
 
+@functools.cache  # read for every classified batch; a package's metadata lookup costs ~1 ms
 def model_name() -> str:
     try:
         return f"py3langid {version('py3langid')}"

@@ -18,6 +18,7 @@ Heads are stored in safetensors (never pickle), with the labels, figures and rec
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -58,7 +59,7 @@ class Encoder:
         self._lock = threading.Lock()  # guards loading
         self._calls = threading.Lock()  # one call into the engine at a time
 
-    @property
+    @functools.cached_property  # read for every batch that has text in another language
     def version(self) -> str:
         from importlib.metadata import version
 
