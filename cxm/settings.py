@@ -214,8 +214,8 @@ CXM_CLASSIFY_COALESCE = env_bool("CXM_CLASSIFY_COALESCE", True)
 # shared machine 1 avoids threads spin-waiting on each other.
 CXM_TORCH_THREADS = env_int("CXM_TORCH_THREADS", 0, minimum=0)
 # int8 dynamic quantisation of the encoder's weights (per channel on ONNX Runtime, per tensor on
-# torch). Off: on ONNX Runtime fp32 already costs less CPU than torch's int8 and keeps every lane
-# of torch fp32, where int8 moves 7% of them (bench/classify.py).
+# torch). Off: fp32 keeps every lane of the model; int8 is ~1.5x faster but moves 6% of lanes on
+# ONNX Runtime, 13% on torch (bench/classify.py, bench/README.md).
 CXM_QUANTIZE = env_bool("CXM_QUANTIZE", False)
 # Where the encoder runs: "onnx" (ONNX Runtime, the model exported once per version into
 # VAR_DIR/onnx-cache; falls back to torch if it cannot) or "torch".
