@@ -340,10 +340,11 @@
     if (setup) setup.open = open;
   }
   // The Setup menu closes like any menu: a click elsewhere or Escape (not on a phone, where it is a list).
-  function closeSetupMenu(event) {
+  function closeSetupMenu(domEvent) {
     const setup = $("#setup-menu");
     if (!setup || !setup.open || setup.closest(".topbar.nav-open")) return;
-    if (event.type === "keydown" ? event.key === "Escape" : !setup.contains(event.target)) setup.open = false;
+    const leave = domEvent instanceof KeyboardEvent ? domEvent.key === "Escape" : !setup.contains(domEvent.target);
+    if (leave) setup.open = false;
   }
   document.addEventListener("click", closeSetupMenu);
   document.addEventListener("keydown", closeSetupMenu);
