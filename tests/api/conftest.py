@@ -20,6 +20,7 @@ from tests.responses.conftest import (  # noqa: F401 (fixtures)
     team_a,
     team_b,
 )
+from tests.responses.test_proactive import graph, whatsapp  # noqa: F401 (the fake Graph API and its WhatsApp source)
 
 ALL_SCOPES = list(tokens.SCOPES)
 

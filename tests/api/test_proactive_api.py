@@ -7,47 +7,24 @@ channel can be chosen, and lists show status and stay within the token's teams."
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
-from django.utils import timezone
 
-from listening.actions import ingest_messages
-from listening.connectors.base import InboundAuthor, InboundMessage
 from listening.models import Customer, Message
 from responses.models import ACTIVE_STATUSES, Case, CaseActivity, ProactiveMessage, Reply
 from responses.routing import route_messages
 from tests.api.conftest import Api, token_for
-from tests.fakes.meta import FakeGraph
 from tests.responses.conftest import classify, open_case
-from tests.responses.test_proactive import ACCESS_TOKEN, CREDENTIALS, NUMBER_ID, TEMPLATES, WA_ID
+from tests.responses.test_proactive import WA_ID, wrote_on_whatsapp
 
 TEMPLATE = {"template": "device_help", "values": ["Ana", "thermostat"]}
 
 
-@pytest.fixture
-def graph(fake_provider):
-    return FakeGraph(fake_provider, token=ACCESS_TOKEN)
-
-
-@pytest.fixture
-def whatsapp(team_a, make_connector, graph):
-    connector = make_connector("meta", slug="acme-whatsapp", credentials=CREDENTIALS,
-                               config={"api_base": graph.url, "phone_number_id": NUMBER_ID, "templates": TEMPLATES})
-    team_a.connectors.add(connector)
-    return connector
-
-
 def ana_wrote(connector, hours_ago: float, *, resolve: bool = True) -> Customer:
     """Ana wrote on WhatsApp `hours_ago`; her case is resolved (so nothing is active)."""
-    ingest_messages(connector, [InboundMessage(
-        external_id=f"wamid.{hours_ago}", text="Thermostat looks odd", channel="whatsapp",
-        sent_at=timezone.now() - timedelta(hours=hours_ago), thread_id=f"{NUMBER_ID}:{WA_ID}",
-        author=InboundAuthor(external_id=WA_ID, display_name="Ana Lima", email="ana@example.com",
-                             email_verified=True))])
+    customer = wrote_on_whatsapp(connector, hours_ago)
     if resolve:
         Case.objects.update(status="resolved")
-    return Customer.objects.get(email="ana@example.com")
+    return customer
 
 
 @pytest.fixture
