@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -115,6 +116,21 @@ def _reset_router() -> None:
     app._after_fork()
     app.amqp.flush_routes()
     app.amqp.__dict__.pop("router", None)
+
+
+def kill_worker_once(queue: str, redis_url: str, working, describe, *, timeout: float,
+                     concurrency: int, extra_env: dict[str, str] | None = None) -> None:
+    """Start a threaded worker, SIGKILL it as soon as `working()` holds (it has done some work and
+    still holds tasks), and fail with `describe()` if it never does."""
+    worker = start_worker(queue, redis_url, pool="threads", concurrency=concurrency, extra_env=extra_env)
+    try:
+        started = wait_for(working, timeout=timeout, interval=0.02)
+        assert started, (describe(), worker.poll())
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            stop_worker(worker)
 
 
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.25):

@@ -7,9 +7,6 @@ environment variable production reads)."""
 
 from __future__ import annotations
 
-import os
-import signal
-
 import pytest
 import redis
 from django.db import connection
@@ -20,7 +17,7 @@ from listening.models import Conversation, Message
 from responses.models import Case, ConsoleEvent, Team
 from responses.teams import ensure_default_queues
 from tests.listening.helpers import signed_webhook_post
-from tests.reliability.conftest import start_worker, stop_worker, wait_for
+from tests.reliability.conftest import kill_worker_once, start_worker, stop_worker, wait_for
 
 MESSAGES, CUSTOMERS, BATCH = 240, 60, 4
 VISIBILITY_SECONDS = 10
@@ -71,18 +68,11 @@ def test_a_worker_killed_mid_batch_leaves_every_task_done_exactly_once(celery_qu
     _deliver(client, connector)
     assert Message.objects.count() == MESSAGES and Conversation.objects.count() == CUSTOMERS
 
-    first = start_worker(queue, redis_url, pool="threads", concurrency=4, extra_env=WORKER_ENV)
-    try:
-        # Kill it while it works: some messages classified, tasks still in hand. (The worker loads
-        # the model first: over 180 s at a load average of 20 on 2 shared cores.)
-        started = wait_for(lambda: Classification.objects.count() >= 3 * BATCH and broker.hlen("unacked") > 0,
-                           timeout=600, interval=0.02)
-        assert started, (Classification.objects.count(), first.poll())
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait(10)
-    finally:
-        if first.poll() is None:
-            stop_worker(first)
+    # Kill it while it works: some messages classified, tasks still in hand. (The worker loads
+    # the model first: over 180 s at a load average of 20 on 2 shared cores.)
+    kill_worker_once(queue, redis_url,
+                     lambda: Classification.objects.count() >= 3 * BATCH and broker.hlen("unacked") > 0,
+                     Classification.objects.count, timeout=600, concurrency=4, extra_env=WORKER_ENV)
     done_at_kill = Classification.objects.count()
     held = broker.hlen("unacked")
     assert done_at_kill < MESSAGES, "the worker finished before it was killed: the test proved nothing"

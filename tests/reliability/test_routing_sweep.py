@@ -8,9 +8,6 @@ visibility timeout is an hour: only the sweep can route what the killed worker h
 
 from __future__ import annotations
 
-import os
-import signal
-
 import pytest
 import redis
 from django.db import connection
@@ -21,7 +18,7 @@ from responses.models import AgentProfile, Case, ConsoleEvent, Presence, Role, R
 from responses.tasks import route_messages, sweep_unrouted
 from responses.teams import ensure_default_queues
 from tests.listening.helpers import signed_webhook_post
-from tests.reliability.conftest import start_worker, stop_worker, wait_for
+from tests.reliability.conftest import kill_worker_once, start_worker, stop_worker, wait_for
 
 MESSAGES, PER_TASK = 150, 3
 WORKER_ENV = {"CXM_BROKER_VISIBILITY_TIMEOUT": "3600"}
@@ -75,16 +72,8 @@ def test_routing_held_by_a_killed_worker_is_swept_and_routed_once(celery_queue, 
     _classify(ids)
     _enqueue(ids)
 
-    first = start_worker(queue, redis_url, pool="threads", concurrency=2, extra_env=WORKER_ENV)
-    try:
-        started = wait_for(lambda: Case.objects.count() >= 2 * PER_TASK and broker.hlen("unacked") > 0,
-                           timeout=180, interval=0.02)
-        assert started, (Case.objects.count(), first.poll())
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait(10)
-    finally:
-        if first.poll() is None:
-            stop_worker(first)
+    kill_worker_once(queue, redis_url, lambda: Case.objects.count() >= 2 * PER_TASK and broker.hlen("unacked") > 0,
+                     Case.objects.count, timeout=180, concurrency=2, extra_env=WORKER_ENV)
     held = broker.hlen("unacked")
     assert held > 0, "the killed worker held no task: the test proved nothing"
     assert Case.objects.count() < MESSAGES, "the worker routed everything before it was killed"
