@@ -9,10 +9,12 @@ from django.urls import reverse
 from responses import proactive
 from responses.views.inbox import proactive_reasons, row_queryset, with_rows
 from tests.api import test_proactive_api as api_tests
+from tests.responses import test_proactive as console_tests
 from tests.responses.conftest import open_case
 from tests.responses.test_proactive import proactive_case
 
-graph, whatsapp, ana_wrote = api_tests.graph, api_tests.whatsapp, api_tests.ana_wrote  # fixtures and a builder
+graph, whatsapp = console_tests.graph, console_tests.whatsapp  # fixtures
+ana_wrote = api_tests.ana_wrote
 
 
 def row_of(client, case) -> str:
