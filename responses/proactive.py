@@ -186,23 +186,39 @@ def _case_on_channel(user, customer: Customer, channel: str, connectors: set[int
 
 
 def _open_case(latest: Conversation, user) -> Case:
-    """A proactive case of its own conversation on the connector where the customer wrote, in its
-    team's Care queue: where the customer's answer lands and the team sees what was sent."""
+    from responses.teams import team_for_connector
+
+    return open_proactive_case(
+        latest, thread=f"{PROACTIVE_THREAD_PREFIX}api-{uuid.uuid4().hex}",
+        subject=f"Proactive message from {user.get_full_name() or user.get_username()}",
+        team=team_for_connector(latest.connector_id))
+
+
+def open_proactive_case(latest: Conversation, *, thread: str, subject: str, team, priority: float = 0.5,
+                        reach_out_within_sla: bool = False, preview: str = "", proactive: dict | None = None) -> Case:
+    """A proactive case on a conversation of its own, on the connector where the customer last wrote,
+    in the team's Care queue: where the customer's answer lands and the team sees why. With
+    `reach_out_within_sla` (a rule fired and nothing was sent yet) care owes the customer a first
+    message within the queue's SLA; `preview` and `proactive` go with the case.created event."""
     from responses import assignment
-    from responses.teams import queue_for, team_for_connector
+    from responses.teams import queue_for
 
     now = timezone.now()
     conversation = Conversation.objects.create(
-        connector_id=latest.connector_id, channel=latest.channel,
-        external_id=f"{PROACTIVE_THREAD_PREFIX}api-{uuid.uuid4().hex}", contact_id=latest.contact_id,
-        subject=f"Proactive message from {user.get_full_name() or user.get_username()}"[:300],
-        started_at=now, last_message_at=now)
-    team = team_for_connector(latest.connector_id)
+        connector_id=latest.connector_id, channel=latest.channel, external_id=thread, contact_id=latest.contact_id,
+        subject=subject[:300], started_at=now, last_message_at=now)
     queue = queue_for(team, "issue", "care")
+    minutes = queue.sla_minutes if queue else None
+    due = now + timedelta(minutes=minutes) if minutes and reach_out_within_sla else None
     case = Case.objects.create(conversation=conversation, connector_id=latest.connector_id, channel=latest.channel,
-                               team=team, queue=queue, status=CaseStatus.NEW, lane="issue", priority=0.5,
-                               tags=[PROACTIVE_TAG], opened_at=now, sla_minutes=queue.sla_minutes if queue else None)
-    events.emit(event_types.CASE_CREATED, {"case": case_summary(case)}, team_id=team.pk, case_id=case.pk)
+                               team=team, queue=queue, status=CaseStatus.NEW, lane="issue",
+                               priority=min(1.0, max(0.0, priority)), tags=[PROACTIVE_TAG], opened_at=now,
+                               sla_minutes=minutes, sla_due_at=due, sla_state=SlaState.OK if due else SlaState.NONE)
+    summary = case_summary(case)
+    if preview:
+        summary["preview"] = preview
+    payload = {"case": summary, **({"proactive": proactive} if proactive else {})}
+    events.emit(event_types.CASE_CREATED, payload, team_id=team.pk, case_id=case.pk)
     if queue is not None and queue.auto_assign:
         assignment.auto_assign(case)
     return case

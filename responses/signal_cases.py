@@ -12,35 +12,27 @@ never heard on any channel gets no case, and the team is alerted instead.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import Case as DbCase, IntegerField, Q, Value, When
-from django.utils import timezone
 
 from cxm.exceptions import CXMError
 from listening.models import Conversation, Customer, CustomerTag
-from responses import assignment, event_types, events
+from responses import event_types, events
 from responses.models import (
     ACTIVE_STATUSES,
     Case,
     CaseActivity,
-    CaseStatus,
     SignalRule,
     SignalRuleFiring,
     SignalRuleState,
-    SlaState,
 )
-from responses.proactive import send_for_rule
+from responses.proactive import PROACTIVE_TAG, PROACTIVE_THREAD_PREFIX, open_proactive_case, send_for_rule
 from responses.replies import render_canned
 from responses.summaries import case_summary
-from responses.teams import default_team, queue_for, team_for_connector
+from responses.teams import default_team, team_for_connector
 
 log = logging.getLogger(__name__)
-
-PROACTIVE_TAG = "proactive"
-CARE_QUEUE = "care"
-CARE_LANE = "issue"
 
 
 def fire(rule: SignalRule, state: SignalRuleState, signal_ids: list[int], reason: str, at,
@@ -107,30 +99,14 @@ def _open_or_join(rule: SignalRule, firing: SignalRuleFiring, case: Case | None,
         _raise(case, priority, firing)
         return case, False
     latest = _latest_conversation(firing.customer_id, customer.preferred_channel if customer is not None else "")
-    contact = latest.contact if latest is not None else None
     if latest is None:
         log.info("rule %s fired for customer %s, who has no channel to open a case on", rule.pk, firing.customer_id)
         return None, False
-    now = timezone.now()
-    conversation = Conversation.objects.create(
-        connector_id=latest.connector_id, channel=latest.channel, external_id=f"proactive:{firing.pk}",
-        subject=f"Proactive: {rule.name}"[:300], contact=contact, started_at=now, last_message_at=now)
-    team = rule.team or team_for_connector(latest.connector_id)
-    queue = queue_for(team, CARE_LANE, CARE_QUEUE)
-    minutes = queue.sla_minutes if queue else None
-    case = Case.objects.create(
-        conversation=conversation, connector_id=latest.connector_id, channel=latest.channel, team=team,
-        queue=queue, status=CaseStatus.NEW, lane=CARE_LANE, priority=min(1.0, max(0.0, priority)),
-        tags=[PROACTIVE_TAG], opened_at=now, sla_minutes=minutes,
+    case = open_proactive_case(
+        latest, thread=f"{PROACTIVE_THREAD_PREFIX}{firing.pk}", subject=f"Proactive: {rule.name}",
+        team=rule.team or team_for_connector(latest.connector_id), priority=priority,
         # Nobody is waiting on a proactive case, but care should reach out within the queue's SLA.
-        sla_due_at=now + timedelta(minutes=minutes) if minutes else None,
-        sla_state=SlaState.OK if minutes else SlaState.NONE)
-    summary = case_summary(case)
-    summary["preview"] = firing.reason
-    events.emit(event_types.CASE_CREATED, {"case": summary, "proactive": {"rule": rule.name, "reason": firing.reason}},
-                team_id=team.pk, case_id=case.pk)
-    if queue is not None and queue.auto_assign:
-        assignment.auto_assign(case)
+        reach_out_within_sla=True, preview=firing.reason, proactive={"rule": rule.name, "reason": firing.reason})
     return case, True
 
 
@@ -138,7 +114,7 @@ def _latest_conversation(customer_id: int, channel: str) -> Conversation | None:
     """The newest conversation of the customer's contact on their preferred channel (chosen by an
     agent, or learned from where they answer), else of the contact seen last: one query (it was a
     contact query per choice and a conversation query)."""
-    conversations = Conversation.objects.filter(contact__customer_id=customer_id).select_related("contact")
+    conversations = Conversation.objects.filter(contact__customer_id=customer_id)
     order = ["-contact__last_seen_at", "-contact_id", "-last_message_at", "-id"]
     if channel:
         conversations = conversations.annotate(

@@ -17,7 +17,7 @@ from listening.models import Signal
 from listening.signal_types import SIGNAL_TYPES
 from responses import proactive
 from responses.models import ProactiveMessage, SignalRuleFiring
-from responses.signal_cases import PROACTIVE_TAG
+from responses.proactive import PROACTIVE_TAG
 
 register = template.Library()
 
