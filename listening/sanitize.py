@@ -4,7 +4,12 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+
+# U+FFFD, not the "?" that str.encode("utf-8", "replace") writes: the classifier flags text holding
+# the replacement character as invalid_unicode, so agents can tell a damaged message from a "?".
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def clean_text(value: Any, max_chars: int | None = None) -> str:
@@ -16,7 +21,7 @@ def clean_text(value: Any, max_chars: int | None = None) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        text = text.encode("utf-8", "replace").decode("utf-8")
+        text = _LONE_SURROGATE.sub("\ufffd", text)
     if max_chars is not None and len(text) > max_chars:
         text = text[:max_chars]
     return text

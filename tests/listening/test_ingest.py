@@ -89,7 +89,15 @@ def test_ingest_cleans_text_postgres_cannot_store(connector):
     nasty = "nul\x00 and lone surrogate \ud800 end"
     ingest_messages(connector, [inbound("n1", nasty)])
     stored = Message.objects.get(external_id="n1")
-    assert "\x00" not in stored.text and stored.text.startswith("nul and lone surrogate")
+    assert stored.text == "nul and lone surrogate \ufffd end"
+
+
+def test_a_lone_surrogate_stays_flagged_as_invalid_unicode_after_storage(connector):
+    from learning.ml.text import normalize
+
+    ingest_messages(connector, [inbound("s1", "refund \udcff please")])
+    _, flags = normalize(Message.objects.get(external_id="s1").text)
+    assert flags == ["invalid_unicode"]
 
 
 def test_ingest_rejects_ids_longer_than_the_column(connector):
