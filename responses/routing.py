@@ -20,7 +20,7 @@ from learning.actions import customer_key, negative_history
 from learning.models import Classification
 from listening.models import Direction, Message
 from responses import assignment, business_time, event_types, events, snooze
-from responses.models import CannedResponse, Case, CaseStatus, RoutingClaim, RoutingRule, SlaState, Team
+from responses.models import CannedResponse, Case, CaseStatus, MergeRecord, RoutingClaim, RoutingRule, SlaState, Team
 from responses.replies import send_automatic_reply
 from responses.rules import Facts, apply, history_windows
 from responses.summaries import case_summary, message_dict
@@ -127,8 +127,9 @@ class _Batch:
 
 def _route_batch(groups: list[list[Message]], batch: _Batch) -> list[int]:
     conversation_ids = [g[0].conversation_id for g in groups]
-    cases = {c.conversation_id: c for c in Case.objects.select_for_update(of=("self",))
-             .filter(conversation_id__in=conversation_ids).select_related("queue", "assignee").order_by("pk")}
+    cases = _merge_targets({c.conversation_id: c for c in Case.objects.select_for_update(of=("self",))
+                            .filter(conversation_id__in=conversation_ids).select_related("queue", "assignee")
+                            .order_by("pk")})
     claimed = _claim([m for g in groups for m in g], batch)
     touched = []
     for conversation_messages in groups:
@@ -146,6 +147,8 @@ def _route_conversation(messages: list[Message], batch: _Batch) -> int | None:
             with transaction.atomic():
                 case = (Case.objects.select_for_update(of=("self",)).select_related("queue", "assignee")
                         .filter(conversation_id=messages[0].conversation_id).first())
+                if case is not None:
+                    case = _merge_targets({case.conversation_id: case})[case.conversation_id]
                 claimed = _claim(messages, batch)
                 todo = [m for m in messages if m.pk in claimed]
                 return _route_locked(todo, batch, case) if todo else None
@@ -154,6 +157,25 @@ def _route_conversation(messages: list[Message], batch: _Batch) -> int | None:
             if attempt:
                 raise
     return None
+
+
+def _merge_targets(cases: dict[int, Case]) -> dict[int, Case]:
+    """A conversation whose case an agent merged into another: the customer's next message belongs
+    to the case that now shows that conversation's timeline (the merge's target), not to the
+    closed source, which would reopen beside it and split the story again. Targets are locked too."""
+    sources = {case.pk: conversation for conversation, case in cases.items()}
+    targets = dict(MergeRecord.objects.filter(source_id__in=sources, undone_at__isnull=True)
+                   .values_list("source_id", "target_id"))
+    if not targets:
+        return cases
+    locked = {c.pk: c for c in cases.values()}  # one object per row, when a batch holds both threads
+    missing = set(targets.values()) - set(locked)
+    locked.update((c.pk, c) for c in Case.objects.select_for_update(of=("self",))
+                  .select_related("queue", "assignee").filter(pk__in=missing).order_by("pk"))
+    for source_id, target_id in targets.items():
+        if target_id in locked:
+            cases[sources[source_id]] = locked[target_id]
+    return cases
 
 
 def _claim(messages: list[Message], batch: _Batch) -> set[int]:
@@ -180,7 +202,8 @@ def _route_locked(messages: list[Message], batch: _Batch, case: Case | None) -> 
     classifications, rules, negatives = batch.classifications, batch.rules, batch.negatives
     if case is not None:
         case.team = batch.team(case.team_id)
-        case.conversation = messages[0].conversation
+        if case.conversation_id == messages[0].conversation_id:  # not a merge target's other thread
+            case.conversation = messages[0].conversation
     created = reopened = False
     previous_team = case.team_id if case else None
     actions: dict = {}

@@ -115,3 +115,36 @@ def test_merge_bad_input_gets_4xx_with_a_reason(client, agent_a, agent_b, connec
     response = post(client, reverse("console:merge-undo", kwargs={"merge_id": record.pk}), {})
     assert response.status_code == 404
     assert MergeRecord.objects.get().undone_at is None
+
+
+def test_the_customer_writing_again_on_a_merged_thread_lands_on_the_merge_target(client, agent_a, connector_a):
+    from listening.models import Message
+    from responses.routing import route_messages
+    from tests.responses.conftest import classify, store_message
+
+    target, source = two_threads(connector_a)
+    client.force_login(agent_a)
+    assert post(client, merge_url(target), {"source": f"#{source.pk}"}).status_code == 200
+    Case.objects.filter(pk=target.pk).update(status=CaseStatus.RESOLVED)
+
+    later = store_message(connector_a, "Still no corrected invoice", author="cust-m", thread="t-two")
+    same_batch = store_message(connector_a, "And the parcel?", author="cust-m", thread="t-one")
+    for message in (later, same_batch):
+        classify(message)
+    assert route_messages([later.pk, same_batch.pk]) == [target.pk, target.pk]
+
+    source.refresh_from_db()
+    target.refresh_from_db()
+    assert source.status == CaseStatus.CLOSED  # not reopened beside the case that holds its thread
+    assert target.status == CaseStatus.OPEN and target.last_message_id in (later.pk, same_batch.pk)
+    assert target.conversation_id != later.conversation_id  # the target keeps its own thread
+    assert Message.objects.get(pk=later.pk).conversation_id == source.conversation_id
+    page = client.get(reverse("console:case", kwargs={"case_id": target.pk})).content.decode()
+    assert "Still no corrected invoice" in page
+
+    post(client, reverse("console:merge-undo", kwargs={"merge_id": MergeRecord.objects.get().pk}), {})
+    again = store_message(connector_a, "Hello? Invoice?", author="cust-m", thread="t-two")
+    classify(again)
+    route_messages([again.pk])
+    source.refresh_from_db()
+    assert source.status == CaseStatus.OPEN  # undone: its thread is its own case again
