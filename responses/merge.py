@@ -2,7 +2,9 @@
 
 The source case is closed and its conversation's messages, replies and notes show on the
 target's timeline (nothing is moved between threads: each stays on its channel, so replies go
-out where the target's customer wrote, and undo has nothing to move back). When the two
+out where the target's customer wrote, and undo has nothing to move back). While the merge
+stands, the customer's new messages on the source's thread update the target
+(responses.routing._merge_targets). When the two
 conversations belong to two customer records of the same person, the agent says so and the
 records are merged too, with listening.actions.merge_customers. A MergeRecord keeps what the
 merge changed, so undo restores it exactly: the source case's fields, and the removed customer
