@@ -1,12 +1,18 @@
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cxm.settings")
 
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)  # as django.core.asgi.get_asgi_application does
 
 # Imported after Django is set up: they load models.
+from cxm.middleware import WebhookASGIHandler  # noqa: E402
+
+# Django's ASGI handler, with webhook deliveries served on the event loop and stored by group
+# commit (listening.group_commit).
+django_asgi_app = WebhookASGIHandler()
+
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402

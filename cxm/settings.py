@@ -243,6 +243,10 @@ except (ValueError, ZoneInfoNotFoundError):
 # --- Ingestion limits -------------------------------------------------------------------------
 WEBHOOK_MAX_BYTES = env_int("CXM_WEBHOOK_MAX_BYTES", 1_000_000, minimum=1024)
 RAW_PAYLOAD_MAX_BYTES = env_int("CXM_RAW_PAYLOAD_MAX_BYTES", 64_000, minimum=1024)
+# Under ASGI, concurrent webhook deliveries are stored in one transaction (listening.group_commit):
+# at most this many, a lone delivery waiting this many ms for company. 1 turns grouping off.
+WEBHOOK_GROUP_COMMIT_MAX = env_int("CXM_WEBHOOK_GROUP_COMMIT_MAX", 64, minimum=1)
+WEBHOOK_GROUP_COMMIT_WAIT_MS = env_int("CXM_WEBHOOK_GROUP_COMMIT_WAIT_MS", 2, minimum=0)
 MESSAGE_TEXT_MAX_CHARS = env_int("CXM_MESSAGE_TEXT_MAX_CHARS", 100_000, minimum=1000)
 PROVIDER_HTTP_TIMEOUT = float(env_int("CXM_PROVIDER_HTTP_TIMEOUT", 15, minimum=1))
 # A provider's answer is read with this cap, and refused as it passes it (listening.http.read_capped).

@@ -81,6 +81,58 @@ def ingest_messages(connector: Connector, messages: Iterable[InboundMessage]) ->
     return result
 
 
+def validate_messages(messages: Iterable[InboundMessage]) -> None:
+    """Raise PayloadInvalid (or the parser-shape errors the webhook maps to it) for what
+    ingest_messages would refuse before writing."""
+    _dedupe_and_validate(messages)
+
+
+def ingest_deliveries(deliveries: Sequence[tuple[Connector, Sequence[InboundMessage]]]) -> list[IngestResult]:
+    """Several deliveries' messages stored in ONE transaction (listening.group_commit): one set of
+    lookups and inserts per connector and one commit, where ingest_messages per delivery pays
+    them all each time. Returns one IngestResult per delivery, in order: a message counts as
+    created for the first delivery in the list that carried it, and as a duplicate anywhere else
+    (stored before, repeated within a delivery, or carried by an earlier delivery of the batch),
+    so each delivery gets the answer ingest_messages would have given it in that order.
+    Raises whatever a statement raises, having stored nothing: the caller then stores each
+    delivery on its own, so one delivery's bad item does not cost the others."""
+    results = [IngestResult() for _ in deliveries]
+    by_connector: dict[int, list[int]] = defaultdict(list)
+    for i, (connector, _) in enumerate(deliveries):
+        by_connector[connector.pk].append(i)
+    size = CHUNK_POSTGRESQL if connection.vendor == "postgresql" else CHUNK
+    with transaction.atomic():
+        # Connectors in id order, each batch's rows sorted as in ingest_messages: concurrent group
+        # commits take their locks in the same order.
+        for connector_id in sorted(by_connector):
+            indexes = by_connector[connector_id]
+            connector = deliveries[indexes[0]][0]
+            unique = _dedupe_and_validate(m for i in indexes for m in deliveries[i][1])
+            group = IngestResult(duplicates=unique.duplicates)
+            tallies = ingest_sql.Tallies()
+            for start in range(0, len(unique.messages), size):
+                group.merge(_ingest_chunk(connector, unique.messages[start : start + size], tallies))
+            tallies.write(connector, group)  # the connector's tally alone when nothing was new
+            created = {row[1]: row[0] for row in tallies.created}  # external id -> message id
+            facts = {row[0]: row for row in group.profile}
+            for i in indexes:
+                result = results[i]
+                for message in deliveries[i][1]:
+                    message_id = created.pop(message.external_id, None)
+                    if message_id is None:
+                        result.duplicates += 1
+                        continue
+                    result.created_ids.append(message_id)
+                    if message_id in facts:
+                        result.profile.append(facts[message_id])
+            if group.created_ids:
+                # One announcement per connector for the whole batch: classification gets the
+                # batch's ids in one task, as for a batched delivery.
+                ids, profile = list(group.created_ids), list(group.profile)
+                transaction.on_commit(lambda ids=ids, pk=connector_id, profile=profile: _announce(ids, pk, profile))
+    return results
+
+
 def _announce(ids: list[int], connector_id: int, profile: list[tuple] | None = None) -> None:
     """Tell receivers (classification) about stored messages. The messages are committed, so a
     receiver's failure (say, the broker is down) is logged, not raised into the delivery: the

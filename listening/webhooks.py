@@ -7,7 +7,10 @@ import copy
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import DataError
@@ -16,9 +19,9 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from listening import signal_webhook
-from listening.actions import IngestResult, ingest_messages
+from listening.actions import IngestResult, ingest_messages, validate_messages
 from listening.connectors import UnknownConnectorKind
-from listening.connectors.base import WebhookRequest
+from listening.connectors.base import InboundMessage, WebhookRequest
 from listening.crypto import CredentialsUnreadable
 from listening.exceptions import (
     ConnectorDisabled,
@@ -97,6 +100,26 @@ def _connectors_changed(sender, **kwargs) -> None:
 def receive_webhook(ref: str, request: WebhookRequest) -> WebhookOutcome:
     """Handle one delivery to /hooks/<ref>/. Raises a DeliveryRejected subclass (4xx) for
     anything unknown, unsigned, oversized or malformed, having stored nothing."""
+    prepared = prepare_webhook(ref, request)
+    if isinstance(prepared, WebhookOutcome):
+        return prepared
+    return finish_webhook(prepared)
+
+
+@dataclass
+class PreparedDelivery:
+    """A verified, parsed delivery whose messages are not stored yet (listening.group_commit
+    stores several of them in one transaction; finish_webhook stores one)."""
+
+    connector: Connector
+    backend: Any
+    statuses: list
+    messages: list[InboundMessage]
+
+
+def prepare_webhook(ref: str, request: WebhookRequest) -> PreparedDelivery | WebhookOutcome:
+    """Everything of receive_webhook before storing: find the connector, answer a handshake or a
+    signal delivery (a WebhookOutcome), else verify and parse. Raises DeliveryRejected (4xx)."""
     if len(request.body) > settings.WEBHOOK_MAX_BYTES:
         raise PayloadTooLarge(f"body is over the {settings.WEBHOOK_MAX_BYTES}-byte limit")
     connector = find_connector(ref)
@@ -106,7 +129,7 @@ def receive_webhook(ref: str, request: WebhookRequest) -> WebhookOutcome:
         raise ConnectorNotFound("this connector's kind is not installed") from None
     if not backend.receives_webhooks:
         raise MethodNotAllowed(f"{connector.kind} connectors do not receive webhooks")
-    try:
+    with _rejections(connector):
         handshake = backend.handshake(request)
         if handshake is not None:
             status, content_type, body = handshake
@@ -117,8 +140,43 @@ def receive_webhook(ref: str, request: WebhookRequest) -> WebhookOutcome:
         if getattr(backend, "receives_signals", False) and signal_webhook.is_signal_delivery(request):
             return WebhookOutcome(200, "application/json", signal_webhook.receive(connector, request))
         statuses = backend.parse_statuses(request)
-        messages = backend.parse_webhook(request)
-        result = ingest_messages(connector, messages)
+        messages = list(backend.parse_webhook(request))
+    return PreparedDelivery(connector, backend, statuses, messages)
+
+
+def finish_webhook(prepared: PreparedDelivery) -> WebhookOutcome:
+    """Store one prepared delivery in its own transaction and answer it."""
+    with _rejections(prepared.connector):
+        result = ingest_messages(prepared.connector, prepared.messages)
+    return answer_webhook(prepared, result)
+
+
+def check_delivery(prepared: PreparedDelivery) -> None:
+    """What finish_webhook would refuse before writing (an id too long, a NUL, a payload shape
+    the parser let through), raised as the same 4xx: a group commit checks each delivery with
+    this first, so one delivery's bad item is its own 4xx, not its neighbours' rollback."""
+    with _rejections(prepared.connector):
+        validate_messages(prepared.messages)
+
+
+def answer_webhook(prepared: PreparedDelivery, result: IngestResult) -> WebhookOutcome:
+    """The answer to a delivery whose messages are committed."""
+    statuses, connector = prepared.statuses, prepared.connector
+    if statuses:  # outside the try: a receiver's bug is ours, not a malformed delivery
+        delivery_status.send(sender=Connector, connector_id=connector.pk, statuses=statuses)
+    answer = prepared.backend.acknowledge(result.created, result.duplicates)
+    if answer is not None:
+        return WebhookOutcome(*answer, result=result)
+    return WebhookOutcome(
+        200, "application/json", {"stored": result.created, "duplicates": result.duplicates}, result
+    )
+
+
+@contextmanager
+def _rejections(connector: Connector) -> Iterator[None]:
+    """Map what a malformed or unsigned delivery raises to a 4xx, counted on the connector."""
+    try:
+        yield
     except CredentialsUnreadable:
         _count_rejection(connector)
         raise SecretNotConfigured("this connector's secret cannot be read; re-enter it") from None
@@ -131,14 +189,6 @@ def receive_webhook(ref: str, request: WebhookRequest) -> WebhookOutcome:
         logger.warning("connector %s: unparseable delivery: %r", connector.pk, exc)
         _count_rejection(connector)
         raise PayloadInvalid(f"payload has an unexpected shape ({type(exc).__name__})") from None
-    if statuses:  # outside the try: a receiver's bug is ours, not a malformed delivery
-        delivery_status.send(sender=Connector, connector_id=connector.pk, statuses=statuses)
-    answer = backend.acknowledge(result.created, result.duplicates)
-    if answer is not None:
-        return WebhookOutcome(*answer, result=result)
-    return WebhookOutcome(
-        200, "application/json", {"stored": result.created, "duplicates": result.duplicates}, result
-    )
 
 
 def _count_rejection(connector: Connector) -> None:
