@@ -3,10 +3,12 @@
 Each enabled SignalRule keeps a SignalRuleState per key (a customer, or a device) in the
 database, updated as signals arrive, so a rule never recounts the signal table:
 
-- count: the state holds the newest `threshold` timestamps inside the window (all a count of N
-  needs). A signal at t counts those in (max(t - window, fired_until), t]; at N the rule fires,
-  and the key is silenced until t + window, so one burst fires once and a later burst counts
-  afresh. A retried batch finds its signal ids in the state and adds nothing twice.
+- count: the state holds the key's signals within two windows of its newest (fewer than 2N while
+  it has not fired). A signal at t counts those in (max(t - window, fired_until), t]; at N the
+  rule fires, and the key is silenced until t + window, so one burst fires once and a later burst
+  counts afresh. Signals may be evaluated out of time order (concurrent workers, late devices): a
+  late one is also counted in the windows of the newer signals kept, and the earliest window that
+  reaches N fires. A retried batch finds its signal ids in the state and adds nothing twice.
 - followed_by_negative: the state holds the last matching signal; a negative message from the
   customer within the window fires once for that signal (evaluate_messages).
 - absence: the state holds the last matching signal; beat (check_absence) fires once per silence.
@@ -22,7 +24,7 @@ import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -295,20 +297,36 @@ def _step(rule: SignalRule, state: SignalRuleState, row: dict) -> _Fire | None:
     silenced_until = state.fired_until.timestamp() if state.fired_until else None
     if silenced_until is not None and t <= silenced_until:
         return None  # part of the burst that already fired
-    floor = t - rule.window_minutes * 60
-    if silenced_until is not None:
-        floor = max(floor, silenced_until)
-    recent = sorted([entry for entry in state.recent if entry[0] > floor] + [[t, row["id"]]])
-    state.recent = recent[-rule.threshold:]
-    counted = [signal_id for stamp, signal_id in state.recent if floor < stamp <= t]
-    if len(counted) < rule.threshold:
+    window = rule.window_minutes * 60
+    recent = sorted([*state.recent, [t, row["id"]]])
+    # Signals of one key are not evaluated in time order: concurrent workers take the deliveries
+    # of one burst in any order, and a device may send late. So the state keeps every signal
+    # within two windows of the newest (a signal up to one window late still finds all of its
+    # own window), and a signal is counted in its own window and in the windows of the newer
+    # signals already kept; the earliest window that reaches N fires. Kept at the newest
+    # `threshold` entries, a late signal found its older neighbours dropped and a burst never
+    # fired (bench/signals.py against the deployment: 196 of 200).
+    newest = recent[-1][0]
+    recent = [entry for entry in recent if entry[0] > newest - 2 * window
+              and (silenced_until is None or entry[0] > silenced_until)]
+    # Unfired, no window holds N signals, so two windows hold fewer than 2N: a bound, not a cut.
+    state.recent = recent[-2 * rule.threshold:]
+    for end, _ in state.recent:
+        if end < t:
+            continue
+        floor = end - window if silenced_until is None else max(end - window, silenced_until)
+        counted = [signal_id for stamp, signal_id in state.recent if floor < stamp <= end]
+        if len(counted) >= rule.threshold:
+            break
+    else:
         return None
-    state.fired_at = at
-    state.fired_until = at + timedelta(minutes=rule.window_minutes)
+    fired_at = at if end == t else datetime.fromtimestamp(end, tz=at.tzinfo or UTC)
+    state.fired_at = fired_at
+    state.fired_until = fired_at + timedelta(minutes=rule.window_minutes)
     state.recent = []
     label = SIGNAL_TYPES[rule.signal_type].label.lower()
     reason = f"{len(counted)} × {label} within {_minutes(rule.window_minutes)}"
-    return _Fire(state, counted, at, reason)
+    return _Fire(state, counted, fired_at, reason)
 
 
 def _minutes(minutes: int) -> str:

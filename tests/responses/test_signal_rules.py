@@ -85,6 +85,28 @@ def test_signal_rule_later_burst_fires_again_and_slow_trickle_never(ana_message,
     assert first.done[0] == "case_opened" and second.done[0] == "case_joined" and first.case == second.case
 
 
+def test_signal_rule_burst_evaluated_out_of_order_fires_once(ana_message, burst_rule,
+                                                             django_capture_on_commit_callbacks):
+    """Concurrent workers take one burst's deliveries in any order. Newest first, then the tenth
+    last: kept at the newest ten, the state had dropped the first error and the burst never fired.
+    Whatever the order, eleven errors within the hour fire once."""
+    import random
+
+    def stored_only(execute):  # evaluated below, in the order a test picks
+        return django_capture_on_commit_callbacks(execute=False)
+
+    for seed in range(4):
+        created = send(11, 60, device=f"dev-{seed}", prefix=f"o{seed}-", capture=stored_only).created_ids
+        by_time = sorted(created, key=lambda pk: Signal.objects.get(pk=pk).occurred_at)
+        order = [by_time[10], *by_time[:9], by_time[9]] if seed == 0 else random.Random(seed).sample(by_time, 11)
+        for pk in order:
+            evaluate_signals([pk])
+        firing = SignalRuleFiring.objects.get(key=f"d:dev-{seed}")
+        assert len(firing.signal_ids) >= 10 and set(firing.signal_ids) <= set(by_time)
+        if seed == 0:  # once ten were known (the ninth came): the newest's window held them
+            assert sorted(firing.signal_ids) == sorted([*by_time[:9], by_time[10]])
+
+
 def test_signal_rule_needs_a_type_a_window_and_an_action(team_a):
     empty = SignalRule(name="Everything", signal_type="", actions={})
     with pytest.raises(ValidationError) as caught:
