@@ -96,12 +96,13 @@ class Worker:
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen | None = None
+    root: Path = REPO  # the checkout it runs (bench/signals.py's BENCH_ROOT); Celery imports from its cwd
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", "celery", "-A", "cxm", "worker", "-n", f"{self.name}@%h", "-l", "warning",
                "--without-heartbeat", "--without-mingle", "--without-gossip", *self.args]
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(cmd, cwd=REPO, env={**self.env, "DJANGO_SETTINGS_MODULE": "cxm.settings"},
+            self.proc = subprocess.Popen(cmd, cwd=self.root, env={**self.env, "DJANGO_SETTINGS_MODULE": "cxm.settings"},
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     @property
