@@ -55,22 +55,25 @@ class Stats:
 
 
 class GroupCommit:
-    def __init__(self, max_batch: int, wait_s: float) -> None:
+    def __init__(self, max_batch: int, wait_s: float, threads: int = 1) -> None:
         self.max_batch = max_batch
         self.wait_s = wait_s
+        self.threads = threads
         self.stats = Stats()
         self._pending: list[_Delivery] = []
         self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     async def submit(self, ref: str, request: WebhookRequest) -> webhooks.WebhookOutcome:
         """Answer one delivery once it is committed (or raise its DeliveryRejected)."""
         loop = asyncio.get_running_loop()
         delivery = _Delivery(ref, request, loop, loop.create_future())
         with self._cond:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="webhook-group-commit", daemon=True)
-                self._thread.start()
+            if len(self._threads) < self.threads:
+                for i in range(len(self._threads), self.threads):
+                    thread = threading.Thread(target=self._run, name=f"webhook-group-commit-{i}", daemon=True)
+                    thread.start()
+                    self._threads.append(thread)
             self._pending.append(delivery)
             self._cond.notify()
         return await delivery.future
@@ -179,6 +182,7 @@ def group_commit() -> GroupCommit:
     global _group_commit
     with _lock:
         if _group_commit is None:
-            _group_commit = GroupCommit(settings.WEBHOOK_GROUP_COMMIT_MAX, settings.WEBHOOK_GROUP_COMMIT_WAIT_MS / 1000)
+            _group_commit = GroupCommit(settings.WEBHOOK_GROUP_COMMIT_MAX, settings.WEBHOOK_GROUP_COMMIT_WAIT_MS / 1000,
+                                        settings.WEBHOOK_GROUP_COMMIT_THREADS)
         return _group_commit
 
