@@ -163,9 +163,7 @@ def key_for(rule: SignalRule, customer_id: int, device_id: str) -> str:
 def evaluate_signals(signal_ids) -> list[int]:
     """Update every enabled rule's state with these stored signals; fire where a rule is met.
     Returns the ids of the firings."""
-    fields = ("id", "type", "customer_id", "device_id", "occurred_at")
-    rows = [dict(zip(fields, row, strict=True)) for row in Signal.objects.filter(pk__in=list(signal_ids))
-            .order_by("occurred_at", "id").values_list(*fields)]
+    rows = _signal_rows(list(signal_ids))
     if not rows:
         return []
     rules = list(SignalRule.objects.filter(enabled=True, signal_type__in={r["type"] for r in rows})
@@ -179,8 +177,24 @@ def evaluate_signals(signal_ids) -> list[int]:
     return fired
 
 
+SIGNAL_FIELDS = ("id", "type", "customer_id", "device_id", "occurred_at")
+
+
+def _signal_rows(ids: list[int]) -> list[dict]:
+    """The signals in time order. PostgreSQL: one statement whose text does not change with the
+    batch's size (psycopg converts a new text again, and Django compiles the query each time)."""
+    if connection.vendor != "postgresql":
+        return [dict(zip(SIGNAL_FIELDS, row, strict=True)) for row in Signal.objects.filter(pk__in=ids)
+                .order_by("occurred_at", "id").values_list(*SIGNAL_FIELDS)]
+    table = connection.ops.quote_name(Signal._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(SIGNAL_FIELDS)} FROM {table} WHERE id = ANY(%s::bigint[]) "  # noqa: S608
+                       "ORDER BY occurred_at, id", [ids])
+        return [dict(zip(SIGNAL_FIELDS, row, strict=True)) for row in cursor.fetchall()]
+
+
 def _evaluate_rule(rule: SignalRule, rows: list[dict]) -> list[int]:
-    from responses.signal_cases import fire
+    from responses.signal_cases import FireContext, fire
 
     with transaction.atomic():
         by_key: dict[str, list[dict]] = defaultdict(list)
@@ -195,7 +209,10 @@ def _evaluate_rule(rule: SignalRule, rows: list[dict]) -> list[int]:
                 if outcome:
                     fires.append(outcome)
         _write_states([states[key] for key in sorted(by_key)])
-        return [fire(rule, f.state, f.signal_ids, f.reason, f.at).pk for f in fires]
+        if not fires:
+            return []
+        context = FireContext.read(rule, [f.state.customer_id for f in fires])
+        return [fire(rule, f.state, f.signal_ids, f.reason, f.at, context=context).pk for f in fires]
 
 
 def _lock_states(rule: SignalRule, customers: dict[str, int]) -> dict[str, SignalRuleState]:
@@ -245,26 +262,37 @@ def _lock_states_pg(rule: SignalRule, keys: list[str], customers: dict[str, int]
 
 
 def _states_from(rows, rule: SignalRule, into: dict[str, SignalRuleState]) -> None:
+    # Positional values in the model's field order: Django's fast path (keyword arguments and
+    # the rule object made building the states most of locking them).
     for pk, key, customer_id, recent, last_at, last_signal_id, fired_until, fired_at in rows:
-        state = SignalRuleState(id=pk, rule=rule, key=key, customer_id=customer_id,
-                                recent=json.loads(recent) if isinstance(recent, str) else recent, last_at=last_at,
-                                last_signal_id=last_signal_id, fired_until=fired_until, fired_at=fired_at)
+        recent = json.loads(recent) if isinstance(recent, str) else recent
+        state = SignalRuleState(pk, rule.pk, key, customer_id, recent, last_at, last_signal_id, fired_until, fired_at)
         state._state.adding, state._state.db = False, connection.alias
+        state._state.fields_cache["rule"] = rule
         into[key] = state
 
 
 def _write_states(states: list[SignalRuleState]) -> None:
-    """One UPDATE ... FROM (VALUES ...) for the batch's states: Django's bulk_update builds a CASE
-    per field and row, which took most of a batch's time (bench/signals.py)."""
+    """One UPDATE for the batch's states (FROM unnest(arrays) on PostgreSQL, FROM (VALUES ...)
+    elsewhere): Django's bulk_update builds a CASE per field and row, which took most of a batch's
+    time (bench/signals.py)."""
     if not states:
         return
     quote, adapt = connection.ops.quote_name, connection.ops.adapt_datetimefield_value
     table = quote(SignalRuleState._meta.db_table)
     if connection.vendor == "postgresql":
-        row = ("(CAST(%s AS bigint), CAST(%s AS jsonb), CAST(%s AS timestamptz), CAST(%s AS bigint), "
-               "CAST(%s AS timestamptz), CAST(%s AS timestamptz))")
-    else:
-        row = "(%s, %s, %s, %s, %s, %s)"
+        # Arrays, one per column: the same text whatever the batch's size. A VALUES row per state
+        # made a new text each time, which psycopg parsed again (a quarter of the write's time).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET recent = v.recent, last_at = v.last_at, last_signal_id = v.last_signal_id, "  # noqa: S608
+                "fired_until = v.fired_until, fired_at = v.fired_at FROM unnest(%s::bigint[], %s::jsonb[], "
+                "%s::timestamptz[], %s::bigint[], %s::timestamptz[], %s::timestamptz[]) "
+                f"AS v(id, recent, last_at, last_signal_id, fired_until, fired_at) WHERE {table}.id = v.id",
+                [[s.pk for s in states], [json.dumps(s.recent) for s in states], [s.last_at for s in states],
+                 [s.last_signal_id for s in states], [s.fired_until for s in states], [s.fired_at for s in states]])
+        return
+    row = "(%s, %s, %s, %s, %s, %s)"
     # Identifiers come from model metadata; values are parameters.
     sql = (f"UPDATE {table} SET recent = v.column2, last_at = v.column3, last_signal_id = v.column4, "  # noqa: S608
            f"fired_until = v.column5, fired_at = v.column6 FROM (VALUES {', '.join([row] * len(states))}) AS v "
