@@ -73,6 +73,7 @@ from bench.ingest import (  # noqa: E402
     BenchTimeout,
     LeanHTTP,
     LeanHTTPError,
+    Profiler,
     Servers,
     bench_env,
     create_database,
@@ -411,6 +412,11 @@ async def run_traffic(args, events, base: datetime, port: int, fixture, deployme
     roles_before = CpuSnapshot.take()
     start.value = time.time() + 0.5
     go.set()
+    spy = None
+    if args.profile:
+        pid = {"worker": deployment.workers[0].proc.pid, "daphne": deployment.daphne.pids[0],
+               "subscriber": subscriber.pid}[args.profile]
+        spy = Profiler.start(pid, deployment.log_dir, seconds=max(1, int(args.seconds)))
     errors: list[str] = []
     sent: dict[str, float] = {}
     cpu: dict[str, float] = {}
@@ -448,6 +454,10 @@ async def run_traffic(args, events, base: datetime, port: int, fixture, deployme
             last_change, last_state = time.time(), state
         await asyncio.sleep(0.2)
     drained = time.time() - start.value
+    if spy:
+        # The worker's own plumbing (celery, kombu, click) wraps every sample: leave it out.
+        args.profile_lines = [line for line in spy.finish(top=300) if not any(
+            f"({lib}/" in line for lib in ("celery", "kombu", "click", "billiard", "vine"))][:45]
     roles_after = CpuSnapshot.take()
     roles = {"daphne": deployment.daphne.pids, "default_worker": deployment.workers[0].pids(),
              "mqtt_subscriber": [subscriber.pid], "postgres": _postgres_pids(args.db_name),
@@ -504,7 +514,7 @@ def measure(args, events, rule, sent: dict[str, float], start: float, console: C
     """What the database says: stored per second in the steady window, firings, cases; the
     console's arrival times against the send times."""
     from listening.models import Signal
-    from responses.models import SignalRuleFiring
+    from responses.models import ConsoleEvent, SignalRuleFiring
 
     received = [(at.timestamp() - start) for at in Signal.objects.values_list("received_at", flat=True)]
     window_from, window_to = STEADY_SKIP_S, args.seconds - STEADY_TAIL_S
@@ -518,18 +528,29 @@ def measure(args, events, rule, sent: dict[str, float], start: float, console: C
         if window_from <= t < window_to:
             per_second[int(t)] = per_second.get(int(t), 0) + 1
     seconds_sorted = sorted(per_second.get(s, 0) for s in range(int(window_from), int(window_to)))
-    by_id = dict(Signal.objects.values_list("id", "external_id"))
-    occurred = dict(Signal.objects.values_list("id", "occurred_at"))
+    rows = {pk: (ext, at, got) for pk, ext, at, got in Signal.objects.values_list("id", "external_id", "occurred_at",
+                                                                                   "received_at")}
+    emitted = dict(ConsoleEvent.objects.filter(type="case.created").values_list("case_id", "created_at"))
     latencies, unseen = [], 0
+    # Where the time goes, per firing: send -> stored (ingest), stored -> case.created written (the
+    # task's queue and the rule's work), written -> on the console (the doorbell and the websocket).
+    stages: dict[str, list[float]] = {"ingest": [], "rules": [], "console": []}
     firings = list(SignalRuleFiring.objects.filter(rule=rule).values_list("signal_ids", "case_id"))
     for signal_ids, case_id in firings:
-        trigger = max((i for i in signal_ids if i in occurred), key=lambda i: (occurred[i], i), default=None)
+        trigger = max((i for i in signal_ids if i in rows), key=lambda i: (rows[i][1], i), default=None)
         seen = console.arrivals.get(case_id)
-        if trigger is None or seen is None or by_id[trigger] not in sent:
+        if trigger is None or seen is None or rows[trigger][0] not in sent:
             unseen += 1
             continue
-        latencies.append(seen - sent[by_id[trigger]])
+        sent_at, stored_at = sent[rows[trigger][0]], rows[trigger][2].timestamp()
+        latencies.append(seen - sent_at)
+        if case_id in emitted:
+            stages["ingest"].append(stored_at - sent_at)
+            stages["rules"].append(emitted[case_id].timestamp() - stored_at)
+            stages["console"].append(seen - emitted[case_id].timestamp())
     latencies.sort()
+    for values in stages.values():
+        values.sort()
     last = max(received) if received else float("nan")
     return {
         "signals_stored": len(received),
@@ -548,6 +569,8 @@ def measure(args, events, rule, sent: dict[str, float], start: float, console: C
         "case_p50_ms": round(1000 * pct(latencies, 0.5), 1),
         "case_p95_ms": round(1000 * pct(latencies, 0.95), 1),
         "case_max_ms": round(1000 * latencies[-1], 1) if latencies else None,
+        **{f"stage_{name}_p{q}_ms": round(1000 * pct(values, q / 100), 1) for name, values in stages.items()
+           for q in (50, 95)},
     }
 
 
@@ -561,6 +584,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL),
                         help="flushed before and after: not one anything else uses")
     parser.add_argument("--timeout", type=int, default=900, help="the whole run, seconds")
+    parser.add_argument("--profile", choices=("worker", "daphne", "subscriber"),
+                        help="py-spy that process during the traffic (py-spy on PATH)")
     args = parser.parse_args(argv)
     if urlsplit(args.redis_url).path.strip("/") in ("", "0"):
         parser.error("--redis-url must name a database other than 0 (it is flushed)")
@@ -654,6 +679,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{1000 * per_signal:.2f} ms/signal ("
               + ", ".join(f"{k} {1000 * cpu[k] / max(1, stored):.2f}" for k in server_parts if k in cpu)
               + f"); load average {load_before[0]:.2f} -> {load_after[0]:.2f}")
+        for line in getattr(args, "profile_lines", []):
+            print(f"  {line}")
         print("BENCH signals " + json.dumps(figures, sort_keys=True))
         ok = not errors and stored == len(events) and figures["rules_fired"] == expected \
             and figures["cases_seen_on_console"] == expected
