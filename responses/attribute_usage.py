@@ -68,6 +68,24 @@ def references(key: str) -> list[Reference]:
     return found
 
 
+def routing_rule_keys(conditions) -> list[str]:
+    """The attribute keys a routing rule's conditions test."""
+    return [c["value"]["key"] for c in conditions or [] if isinstance(c, dict) and c.get("field") == "attribute"
+            and isinstance(c.get("value"), dict) and isinstance(c["value"].get("key"), str)]
+
+
+def lock_read_keys(keys) -> None:
+    """Lock the definitions of the attributes a reader about to be saved tests, until its
+    transaction ends: a deletion (listening.attributes.delete_definition locks the same row) waits
+    for the save, then sees the reader and refuses. Without it, a reader saved while a deletion
+    checked would not be seen by the check, and would test an attribute that no longer exists."""
+    from listening.models import AttributeDefinition
+
+    keys = sorted({key for key in keys if isinstance(key, str)})
+    if keys:
+        list(AttributeDefinition.objects.select_for_update().filter(key__in=keys).order_by("pk"))
+
+
 def refuse_if_read(name: str, key: str) -> None:
     """Conflict (409) naming what still reads the attribute; nothing when nothing does."""
     found = references(key)

@@ -18,6 +18,7 @@ from django.utils.text import slugify
 from learning.models import Intent, IntentExample, Lane
 from listening.models import Connector
 from responses import access
+from responses.attribute_usage import lock_read_keys, routing_rule_keys
 from responses.exceptions import CaseNotFound, Conflict, InvalidRequest
 from responses.models import Queue, RoutingRule, Team
 from responses.rules import validate_rule
@@ -197,8 +198,12 @@ def create_rule(by, **fields) -> RoutingRule:
     """A rule, evaluated from the next message routed (workers read the rules per batch)."""
     access.require_admin(by)
     rule = RoutingRule(**{k: v for k, v in fields.items() if k in RULE_FIELDS})
-    _check_rule(rule)
-    rule.save()
+    with transaction.atomic():
+        # The attributes it tests stay locked until it is saved, as a segment's do: a deletion
+        # of one waits, then sees this rule and refuses (responses.attribute_usage).
+        lock_read_keys(routing_rule_keys(rule.conditions))
+        _check_rule(rule)
+        rule.save()
     return rule
 
 
@@ -208,8 +213,10 @@ def update_rule(by, rule_id, **changes) -> RoutingRule:
     for field in RULE_FIELDS:
         if field in changes:
             setattr(rule, field, changes[field])
-    _check_rule(rule)
-    rule.save()
+    with transaction.atomic():
+        lock_read_keys(routing_rule_keys(rule.conditions))
+        _check_rule(rule)
+        rule.save()
     return rule
 
 

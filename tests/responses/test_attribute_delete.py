@@ -4,6 +4,8 @@ rule, a canned reply, a macro or a signal rule reads the key the deletion is ref
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.urls import reverse
 
@@ -131,3 +133,52 @@ def test_attribute_delete_checks_readers_with_the_definition_locked_and_a_refusa
     # A segment testing a deleted attribute is refused with the reason.
     with pytest.raises(Exception, match="no attribute with key 'plan'"):
         save_segment(admin_user, "Gold again", {"attributes": [{"key": "plan", "in": ["gold"]}]})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_attribute_delete_waits_for_a_routing_rule_the_admin_api_is_saving(admin_user):
+    """The admin API's routing rule (responses.organisation.create_rule) locks the attributes it
+    tests while it saves, as a segment does: a deletion that comes meanwhile waits, then sees the
+    rule and refuses. Unlocked, the check ran before the rule committed, missed it, and deleted
+    the attribute the rule still tested."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from responses import organisation
+    from responses.attribute_usage import refuse_if_read
+    from responses.exceptions import Conflict
+
+    definition = attributes.save_definition({"key": "plan", "name": "Plan", "kind": "text"})
+    saved, outcome = threading.Event(), {}
+
+    def save_rule() -> None:
+        try:
+            with transaction.atomic():
+                organisation.create_rule(admin_user, name="Gold first", conditions=[
+                    {"field": "attribute", "op": "matches", "value": {"key": "plan", "in": ["gold"]}}],
+                    actions={"priority_boost": 0.2})
+                saved.set()
+                time.sleep(1.0)  # still uncommitted while the deletion starts
+        finally:
+            connection.close()
+
+    def delete() -> None:
+        saved.wait(10)
+        try:
+            attributes.delete_definition(definition, actor=admin_user,
+                                         check=lambda key: refuse_if_read("Plan", key))
+            outcome["deleted"] = True
+        except Conflict as exc:
+            outcome["refused"] = exc.reason
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=save_rule), threading.Thread(target=delete)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert "Plan is still read by 1 routing rule (Gold first)" in outcome.get("refused", ""), outcome
+    assert AttributeDefinition.objects.filter(key="plan").exists()
+    assert RoutingRule.objects.filter(name="Gold first").exists()
