@@ -188,8 +188,6 @@ class TunedEncoder:
     """multilingual-e5-small in torch with fine-tuned top layers for sentiment beside the base ones:
     one pass through the shared bottom, then both tops (layers [cut, 12) twice)."""
 
-    name = "multilingual-e5-small (torch fp32, tuned top layers)"
-
     def __init__(self, path: Path, threads: int | None = None):
         self.path = path
         self.meta = json.loads((path / TUNED_META).read_text())
@@ -202,6 +200,10 @@ class TunedEncoder:
     def version(self) -> str:
         digest = hashlib.sha256((self.path / TUNED_FILE).read_bytes()).hexdigest()[:8]
         return f"tuned-{digest}"
+
+    @property
+    def name(self) -> str:  # stored with each classification: says which tuned layers read it
+        return f"multilingual-e5-small (torch fp32, top layers {self.version})"
 
     def _loaded(self):
         if self._model is None:

