@@ -221,7 +221,7 @@ def assess(result, intents: dict, weights, followers=None, recent_negative: int 
     context = lanes.Context(
         flags=tuple(result.flags), conversation_lane=conversation_lane, addressed=addressed,
         corrected_lane=remembered.lane if remembered else "", correction_reason=remembered.reason if remembered else "",
-        lane_mass=lane_mass,
+        lane_mass=lane_mass, text=result.text,
     )
     decision = lanes.decide(result.sentiment_scores, result.emotion_scores, result.intent, intent_conf,
                             intent.lane if intent else "", context)

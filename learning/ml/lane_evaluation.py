@@ -15,6 +15,10 @@ tweet that also asks something ("thanks for the quick reply! when is the next fl
 one a care lead wants answered, so the issue lane is right for it, and the case shows its positive
 sentiment; that share is reported beside it (airline_praise_answered_positive) and is not counted as
 found, so the goal's figure keeps its meaning.
+
+The lane rules are tuned on their own hand-written dev set (learning/eval/lane_dev_set.jsonl,
+care_eval.LANE_DEV_SET; `evaluate_models --care-set` reads it like the care set), never on what is
+measured here.
 """
 
 from __future__ import annotations
