@@ -80,6 +80,19 @@ class Target:
     def channel_name(self) -> str:
         return presentation(self.channel).label
 
+    @property
+    def channel_why(self) -> str:
+        """Why the message goes on this channel, for the case page: a proactive case opens on the
+        customer's preferred channel (responses.signal_cases), and a message goes on the case's."""
+        customer = self.customer
+        if customer.channel_override == self.channel:
+            return "their preferred channel, chosen by an agent"
+        if not customer.channel_override and customer.learned_channel == self.channel:
+            return "their preferred channel, learned from where they last answered"
+        if customer.preferred_channel:
+            return f"this case's channel; they prefer {presentation(customer.preferred_channel).label}"
+        return "this case's channel: no preferred channel is known yet"
+
     def window_open(self, now) -> bool:
         if self.rules.window_hours is None:
             return True

@@ -202,3 +202,11 @@ def test_proactive_case_page_shows_the_reason_the_timeline_and_the_template_pick
     assert "Send proactive message" in html and 'data-template="device_help"' in html
     assert "only an approved template can start the conversation" in html
     assert 'name="text"' not in html.split('id="proactive"')[1].split("</section>")[0]  # no free text: window closed
+    # Which channel, and why: none learned yet here; then learned from her answers; then an agent's choice.
+    assert "on WhatsApp <span" in html and "(this case&#x27;s channel: no preferred channel is known yet)" in html
+    for changes, why in (
+            ({"learned_channel": "whatsapp"}, "their preferred channel, learned from where they last answered"),
+            ({"channel_override": "whatsapp"}, "their preferred channel, chosen by an agent"),
+            ({"channel_override": "sms"}, "this case&#x27;s channel; they prefer SMS")):
+        Customer.objects.update(**changes)
+        assert f"({why})" in client.get(f"/console/cases/{case.pk}/").content.decode()
