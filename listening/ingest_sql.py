@@ -4,6 +4,7 @@ fallbacks. Profiled in bench/README.md ("Where the time goes")."""
 
 from __future__ import annotations
 
+import operator
 from collections import defaultdict
 from datetime import datetime
 from typing import Any, Protocol
@@ -231,19 +232,40 @@ def insert_or_get(objs: list, unique: list[str]) -> list:
         return model.objects.bulk_create(objs, update_conflicts=True, unique_fields=names, update_fields=names[:1])
     fields = [field for field in model._meta.concrete_fields if not field.primary_key]
     quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
     columns = ", ".join(quote(field.column) for field in fields)
-    # One array per column, not a placeholder per value: the statement stays small whatever the
-    # row count (a 1,000-contact VALUES list was 15,000 placeholders to build, send and parse).
-    arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
-    params = [[getattr(obj, field.attname) for obj in objs] for field in fields]
     keys = ", ".join(quote(model._meta.get_field(name).column) for name in unique)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {quote(model._meta.db_table)} ({columns}) SELECT * FROM unnest({arrays}) "  # noqa: S608
-            f"ON CONFLICT ({keys}) DO NOTHING RETURNING id, {keys}",
-            params,
-        )
-        ids = {tuple(row[1:]): row[0] for row in cursor.fetchall()}
+        if len(objs) >= COPY_MIN_ROWS and not any(f.get_internal_type() == "JSONField" for f in fields):
+            # Many rows (a file import's batch): COPY, whose rows psycopg formats in C, where the
+            # arrays below are dumped element by element in Python (17 us per contact, 4 here).
+            # The temp table keeps COPY's order, the callers' sorted one, for the INSERT.
+            stage = quote(f"ingest_{model._meta.db_table}")
+            cursor.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "  # noqa: S608
+                f"SELECT {columns} FROM {table} WITH NO DATA"
+            )
+            row_of = operator.attrgetter(*(field.attname for field in fields))
+            with cursor.cursor.copy(f"COPY {stage} ({columns}) FROM STDIN") as copy:  # noqa: S608
+                for obj in objs:
+                    copy.write_row(row_of(obj))
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage} "  # noqa: S608
+                f"ON CONFLICT ({keys}) DO NOTHING RETURNING id, {keys}"
+            )
+            ids = {tuple(row[1:]): row[0] for row in cursor.fetchall()}
+            cursor.execute(f"TRUNCATE {stage}")
+        else:
+            # One array per column, not a placeholder per value: the statement stays small whatever
+            # the row count (a 1,000-contact VALUES list was 15,000 placeholders to build and parse).
+            arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
+            params = [[getattr(obj, field.attname) for obj in objs] for field in fields]
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays}) "  # noqa: S608
+                f"ON CONFLICT ({keys}) DO NOTHING RETURNING id, {keys}",
+                params,
+            )
+            ids = {tuple(row[1:]): row[0] for row in cursor.fetchall()}
         inserted, raced = [], []
         for obj in objs:
             key = tuple(getattr(obj, name) for name in unique)

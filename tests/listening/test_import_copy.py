@@ -168,3 +168,24 @@ def test_a_storage_failure_stops_the_reader_thread(make_connector, tmp_path, mon
     with pytest.raises(RuntimeError, match="database gone"):
         import_file(make_connector("import", slug="stopped"), thread_csv(tmp_path / "t.csv", 300), batch_size=50)
     assert not [t for t in threading.enumerate() if t.name == "cxm-import-reader"]
+
+
+@pytest.mark.django_db
+def test_insert_or_get_by_copy_returns_stored_rows_for_keys_another_call_inserted_first():
+    """Sets of COPY_MIN_ROWS or more go through COPY; rows already there (a concurrent call's)
+    come back with their stored ids and values, the others with the ids just inserted."""
+    stored = {n: Contact.objects.create(channel="import", external_id=f"k{n:03d}", display_name="Stored",
+                                        first_seen_at=T0, last_seen_at=T0) for n in range(0, 60, 6)}
+    objs = [Contact(channel="import", external_id=f"k{n:03d}", display_name="New", first_seen_at=T0,
+                    last_seen_at=T0) for n in range(60)]
+    assert len(objs) >= ingest_sql.COPY_MIN_ROWS
+    got = {contact.external_id: contact for contact in ingest_sql.insert_or_get(objs, ["channel", "external_id"])}
+    assert len(got) == 60
+    for n in range(60):
+        contact = got[f"k{n:03d}"]
+        if n in stored:
+            assert (contact.pk, contact.display_name) == (stored[n].pk, "Stored")
+        else:
+            assert contact.display_name == "New"
+            assert Contact.objects.get(pk=contact.pk).external_id == f"k{n:03d}"
+    assert Contact.objects.filter(channel="import").count() == 60
