@@ -20,7 +20,8 @@ Times are wall clock. A team with a business calendar needs business time, case 
 care panel computes the times of such teams from raw cases (insight.panels.care).
 
 PostgreSQL only; on SQLite the panel reads raw cases. `rebuild()` recomputes every row from the
-raw tables (set-based, one statement) and records the reporting time zone the buckets were cut in;
+raw tables (set-based: the day rows in one pass over cases and replies, the other slots summed
+from them, into a new table swapped in) and records the reporting time zone the buckets were cut in;
 `learning.rollups.rebuild` sends `rollups_rebuilt`, so `manage.py rebuild_rollups` rebuilds this too.
 """
 
@@ -235,19 +236,55 @@ DROP FUNCTION IF EXISTS insight_care_bin(double precision);
 DROP INDEX IF EXISTS insight_care_unanswered_idx;
 """
 
-# Every row from the raw tables in one statement (cases and their replies).
-_REBUILD = _UPSERT.format(rows="""
-  SELECT c.team_id, s.*, m.*, 1 AS d
-  FROM responses_case AS c,
-       insight_care_slots(c.connector_id, c.channel, c.lane, c.opened_at, %(tz)s) AS s,
-       insight_care_metrics(c.assignee_id, c.opened_at, c.first_response_at, c.resolved_at, c.sla_minutes) AS m
+# The rebuild from the raw tables. First the detail rows per reporting day, each case read once:
+# the metrics insight_care_metrics gives, written out as a VALUES list (a set-returning SQL
+# function with a UNION is not inlined: one function call per case), and the replies per case
+# and author. The day rows summed over connector, channel and lane, and both kinds of month rows,
+# are sums of those (insight_care_slots' four slots), not four passes over the cases.
+_REBUILD_DAYS = """
+CREATE TEMPORARY TABLE care_rebuild ON COMMIT DROP AS
+SELECT team_id, bucket, connector_id, channel, lane, metric, user_id, bin, sum(n) AS n
+FROM (
+  SELECT c.team_id, date_trunc('day', c.opened_at AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s AS bucket,
+         coalesce(c.connector_id, 0) AS connector_id, coalesce(c.channel, '') AS channel,
+         coalesce(c.lane, '') AS lane, m.metric, m.user_id, m.bin, 1 AS n
+  FROM responses_case AS c
+  CROSS JOIN LATERAL (VALUES
+    ('cases', coalesce(c.assignee_id, 0), 0),
+    (CASE WHEN c.first_response_at IS NOT NULL THEN 'frs' END, 0,
+     insight_care_bin(date_part('epoch', c.first_response_at - c.opened_at))),
+    (CASE WHEN c.resolved_at IS NOT NULL THEN 'rs' END, 0,
+     insight_care_bin(date_part('epoch', c.resolved_at - c.opened_at))),
+    (CASE WHEN c.sla_minutes IS NOT NULL AND c.first_response_at IS NOT NULL THEN
+       CASE WHEN c.first_response_at <= c.opened_at + c.sla_minutes * interval '1 minute' THEN 'met' ELSE 'late' END
+     END, 0, 0)
+  ) AS m(metric, user_id, bin)
+  WHERE m.metric IS NOT NULL
   UNION ALL
-  SELECT c.team_id, s.*, 'replies', a.author, 0, a.n
+  SELECT c.team_id, date_trunc('day', c.opened_at AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s,
+         coalesce(c.connector_id, 0), coalesce(c.channel, ''), coalesce(c.lane, ''), 'replies', a.author, 0, a.n
   FROM (SELECT case_id, coalesce(author_id, 0) AS author, count(*) AS n FROM responses_reply
         WHERE NOT automatic GROUP BY 1, 2) AS a
-  JOIN responses_case AS c ON c.id = a.case_id,
-       insight_care_slots(c.connector_id, c.channel, c.lane, c.opened_at, %(tz)s) AS s
-""")
+  JOIN responses_case AS c ON c.id = a.case_id
+) AS x
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+"""
+
+_REBUILD = """
+INSERT INTO {table} (grain, bucket, detail, team_id, connector_id, channel, lane, metric, user_id, bin, n)
+SELECT 'd', bucket, true, team_id, connector_id, channel, lane, metric, user_id, bin, n FROM care_rebuild
+UNION ALL
+SELECT 'd', bucket, false, team_id, 0, '', '', metric, user_id, bin, sum(n)
+  FROM care_rebuild GROUP BY bucket, team_id, metric, user_id, bin
+UNION ALL
+SELECT 'm', month, true, team_id, connector_id, channel, lane, metric, user_id, bin, sum(n)
+  FROM (SELECT *, date_trunc('month', bucket AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s AS month FROM care_rebuild) AS d
+  GROUP BY month, team_id, connector_id, channel, lane, metric, user_id, bin
+UNION ALL
+SELECT 'm', month, false, team_id, 0, '', '', metric, user_id, bin, sum(n)
+  FROM (SELECT *, date_trunc('month', bucket AT TIME ZONE %(tz)s) AT TIME ZONE %(tz)s AS month FROM care_rebuild) AS d
+  GROUP BY month, team_id, metric, user_id, bin
+"""
 
 
 def kept() -> bool:
@@ -269,12 +306,15 @@ def rebuild() -> dict:
     with transaction.atomic(), connection.cursor() as cursor:
         # Writers wait while the rows are recounted, so no change falls between the count and the swap.
         cursor.execute("LOCK TABLE responses_case, responses_reply IN SHARE MODE")
-        cursor.execute("DELETE FROM insight_carerollup")
+        cursor.execute("SET LOCAL work_mem = '256MB'")  # the sums stay in memory
+        cursor.execute("DROP TABLE IF EXISTS pg_temp.care_rebuild")  # a second rebuild in one transaction
+        cursor.execute(_REBUILD_DAYS, {"tz": tz})
+        # A new table swapped in (learning.rollups.replace_table): its indexes built once, after the rows.
+        rows = rollups.replace_table(cursor, "insight_carerollup", _REBUILD, {"tz": tz})
+        cursor.execute("DROP TABLE pg_temp.care_rebuild")
         cursor.execute("DELETE FROM insight_carerollupstate")
-        cursor.execute(_REBUILD, {"tz": tz})
         cursor.execute("INSERT INTO insight_carerollupstate (id, time_zone, built_at) VALUES (1, %s, now())", [tz])
-        cursor.execute("SELECT count(*) FROM insight_carerollup")
-        return {"care_rows": cursor.fetchone()[0]}
+        return {"care_rows": rows}
 
 
 @receiver(rollups.rollups_rebuilt, dispatch_uid="insight.care_rollup")
