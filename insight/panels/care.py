@@ -199,9 +199,10 @@ def _periods(f: Filters) -> list[Filters]:
     return [f, f.previous()] if f.compare else [f]
 
 
-def _rollup_where(f: Filters, periods: list[Filters]) -> tuple[str, list]:
+def _rollup_where(f: Filters, periods: list[Filters], detail: bool | None = None) -> tuple[str, list]:
     """The WHERE clause of the rollup rows counted for these periods, with a CASE giving each
-    row's period (0 the first)."""
+    row's period (0 the first). `detail`: read the rows per connector, channel and lane (by
+    default only when the filters narrow by one of them)."""
     params: list = []
     ranges, labels = [], []
     for index, period in enumerate(periods):
@@ -209,7 +210,8 @@ def _rollup_where(f: Filters, periods: list[Filters]) -> tuple[str, list]:
             ranges.append("(grain = %s AND bucket >= %s AND bucket < %s)")
             params += [grain, since, until]
         labels.append(index)
-    detail = bool(f.connectors_chosen or f.channels or f.lanes)
+    if detail is None:
+        detail = bool(f.connectors_chosen or f.channels or f.lanes)
     where = ["detail = %s", "team_id = ANY(%s)", "(" + " OR ".join(ranges) + ")"]
     params = [detail, list(f.team_ids), *params]
     if f.connectors_chosen:
@@ -335,7 +337,8 @@ def _side_by_side(calls: dict) -> dict:
         finally:
             connections.close_all()  # this thread's connection goes back to the pool
 
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+    # At most 4 at once: each holds a connection, and a dozen segments must not take a dozen.
+    with ThreadPoolExecutor(max_workers=min(len(calls), 4)) as pool:
         futures = {name: pool.submit(run, fn, arg) for name, (fn, arg) in calls.items()}
         return {name: future.result() for name, future in futures.items()}
 

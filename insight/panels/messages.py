@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
+from django.db import connection
 from django.db.models import Sum
 
 from insight.filters import SENTIMENTS, Filters, bucket_index, buckets
+from insight.panels.care import _side_by_side
 from insight.panels.registry import Panel, register
 from learning import rollups
 from learning.models import Intent, Rollup, Term
@@ -17,28 +21,83 @@ RISING_MIN_MENTIONS = 5
 # --- Message panels (rollups) ------------------------------------------------------------------
 
 
-def _rows(f: Filters, dim: str, *group: str, grain: str = rollups.DAY, terms: str = "one"):
-    """Summed rollup counts for the filters, grouped by `group`. `terms`: "one" counts every
-    message (or those of the chosen term), "each" the rows of every term."""
-    start_at = rollups.hour_bucket(f.start_at) if grain == rollups.HOUR else f.start_at
-    rows = Rollup.objects.filter(grain=grain, dim=dim, bucket__gte=start_at, bucket__lt=f.end_at,
-                                 connector_id__in=f.connector_ids)
-    if terms == "each":
-        # A list, not "term_id <> 0": PostgreSQL then probes the index once per term, each a range
-        # of buckets, instead of reading every term row of all time.
-        ids = [f.term] if f.term else list(Term.objects.values_list("id", flat=True))
-        rows = rows.filter(term_id__in=ids)
+SPANS, WEEKS = "spans", "weeks"  # `_rows` grains: the fewest rows, or no month (a weekly series)
+_GROUPABLE = frozenset({"bucket", "value", "channel", "lane", "language", "term_id", "connector_id"})
+
+
+def _rows(f: Filters, dim: str, *group: str, grain: str = SPANS, terms: str = "one") -> list[dict]:
+    """Summed rollup counts for the filters, grouped by `group` (dicts of the group's fields and
+    `n`). `grain`: HOUR or DAY rows, or SPANS (sentiment: whole months, weeks and days, the fewest
+    rows; a total, no bucket) or WEEKS (whole weeks and days: a weekly series). `terms`: "one"
+    counts every message (or those of the chosen term), "each" the rows of every term.
+
+    One statement: a UNION ALL of one branch per span, each an index range on the rollup key
+    (whose index carries the count: index-only), summed outside. OR-ing the spans in one WHERE
+    makes PostgreSQL combine bitmaps and read the table instead."""
+    assert _GROUPABLE.issuperset(group)
+    if grain in (SPANS, WEEKS) and dim not in rollups.DIMS_BY_GRAIN[rollups.MONTH]:
+        grain = rollups.DAY  # intents and emotions are kept per day only
+    if grain == SPANS:
+        spans = rollups.spans(f.start, f.end)
+    elif grain == WEEKS:
+        spans = rollups.spans(f.start, f.end, months=False)
+    elif grain == rollups.HOUR:
+        spans = [(grain, rollups.hour_bucket(f.start_at), f.end_at)]
     else:
-        rows = rows.filter(term_id=f.term or rollups.ALL_TERMS)
+        spans = [(grain, f.start_at, f.end_at)]
+    # A list, not "term_id <> 0": PostgreSQL then probes the index once per term, each a range
+    # of buckets, instead of reading every term row of all time.
+    term_ids = ([f.term] if f.term else list(Term.objects.values_list("id", flat=True))) if terms == "each" else None
+    if connection.vendor != "postgresql":
+        return _rows_per_span(f, dim, group, spans, term_ids)
+    where, params = ["dim = %s", "connector_id = ANY(%s)"], [dim, list(f.connector_ids)]
+    if term_ids is not None:
+        where.append("term_id = ANY(%s)")
+        params.append(term_ids)
+    else:
+        where.append("term_id = %s")
+        params.append(f.term or rollups.ALL_TERMS)
     for name, values in (("channel", f.channels), ("lane", f.lanes), ("language", f.languages)):
         if values:
-            rows = rows.filter(**{f"{name}__in": values})
+            where.append(f"{name} = ANY(%s)")
+            params.append(list(values))
+    columns = ", ".join(group)
+    select = (f"SELECT {columns}{', ' if group else ''}count FROM {Rollup._meta.db_table} WHERE "  # noqa: S608
+              + " AND ".join([*where, "grain = %s", "bucket >= %s", "bucket < %s"]))
+    branches, all_params = [], []
+    for span_grain, since, until in spans:
+        branches.append(select)
+        all_params += [*params, span_grain, since, until]
+    if not branches:
+        return []
     # Re-classification can leave rows at 0: a group summing to 0 is no group at all.
-    return rows.values(*group).annotate(n=Sum("count")).filter(n__gt=0).order_by()
+    sql = (f"SELECT {columns}{', ' if group else ''}sum(count) FROM ({' UNION ALL '.join(branches)}) AS r"  # noqa: S608
+           f"{' GROUP BY ' + columns if group else ''} HAVING sum(count) > 0")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, all_params)
+        return [{**dict(zip(group, row[:-1], strict=True)), "n": row[-1]} for row in cursor.fetchall()]
+
+
+def _rows_per_span(f: Filters, dim: str, group: tuple, spans: list, term_ids: list | None) -> list[dict]:
+    """`_rows` through the ORM, one query per span, summed here (SQLite: no ANY, no typed rows
+    from a raw cursor)."""
+    sums: Counter = Counter()
+    for grain, since, until in spans:
+        rows = Rollup.objects.filter(grain=grain, dim=dim, bucket__gte=since, bucket__lt=until,
+                                     connector_id__in=f.connector_ids)
+        rows = rows.filter(term_id__in=term_ids) if term_ids is not None else rows.filter(
+            term_id=f.term or rollups.ALL_TERMS)
+        for name, values in (("channel", f.channels), ("lane", f.lanes), ("language", f.languages)):
+            if values:
+                rows = rows.filter(**{f"{name}__in": values})
+        for row in rows.values(*group).annotate(n=Sum("count")).order_by():
+            sums[tuple(row[g] for g in group)] += row["n"]
+    return [{**dict(zip(group, key, strict=True)), "n": n} for key, n in sums.items() if n > 0]
 
 
 def _grain(f: Filters) -> str:
-    return rollups.HOUR if f.granularity == "hour" else rollups.DAY
+    """The rows a series reads: hours, days, or (weekly) whole weeks and the days around them."""
+    return {"hour": rollups.HOUR, "week": WEEKS}.get(f.granularity, rollups.DAY)
 
 
 def _net(counts: dict) -> float | None:
@@ -57,12 +116,23 @@ def _sentiment_totals(f: Filters) -> dict:
     return {**counts, "total": sum(counts.values()), "net": _net(counts), "not_scored": not_scored}
 
 
+def _series_and_previous(f: Filters, *group: str, previous) -> tuple[list[dict], dict | None]:
+    """The series' rows and the previous period's totals: two reads, side by side (care's
+    _side_by_side: each on its own connection), so the panel waits for the slower, not both."""
+    calls = {"series": (lambda g: _rows(g, "sentiment", "bucket", *group, grain=_grain(g)), f)}
+    if f.compare:
+        calls["previous"] = (previous, f.previous())
+    done = _side_by_side(calls)
+    return done["series"], done.get("previous")
+
+
 def sentiment(f: Filters) -> dict:
     starts, labels = buckets(f)
     index = bucket_index(f, starts)
     series = {s: [0] * len(starts) for s in SENTIMENTS}
     not_scored = [0] * len(starts)  # sentiment "": a language the models do not read
-    for row in _rows(f, "sentiment", "bucket", "value", grain=_grain(f)):
+    rows, previous = _series_and_previous(f, "value", previous=_sentiment_totals)
+    for row in rows:
         i = index(row["bucket"])
         if i is not None and row["value"] in series:
             series[row["value"]][i] += row["n"]
@@ -73,8 +143,7 @@ def sentiment(f: Filters) -> dict:
     # Shares and the net score are of the scored messages; the others are counted, not guessed.
     totals = {**totals, "total": sum(totals.values()), "net": _net(totals), "not_scored": sum(not_scored)}
     return {"buckets": labels, "bucket_starts": [s.isoformat() for s in starts], "series": series, "net": net,
-            "not_scored": not_scored, "totals": totals,
-            "previous": _sentiment_totals(f.previous()) if f.compare else None, "ignored": []}
+            "not_scored": not_scored, "totals": totals, "previous": previous, "ignored": []}
 
 
 def _volume_totals(f: Filters) -> dict:
@@ -90,7 +159,8 @@ def volume(f: Filters) -> dict:
     index = bucket_index(f, starts)
     by_channel: dict[str, list[int]] = {}
     by_lane: dict[str, list[int]] = {}
-    for row in _rows(f, "sentiment", "bucket", "channel", "lane", grain=_grain(f)):
+    rows, previous = _series_and_previous(f, "channel", "lane", previous=_volume_totals)
+    for row in rows:
         i = index(row["bucket"])
         if i is None:
             continue
@@ -100,8 +170,7 @@ def volume(f: Filters) -> dict:
               "by_channel": {k: sum(v) for k, v in by_channel.items()},
               "by_lane": {k: sum(v) for k, v in by_lane.items()}}
     return {"buckets": labels, "bucket_starts": [s.isoformat() for s in starts], "by_channel": by_channel,
-            "by_lane": by_lane, "totals": totals, "previous": _volume_totals(f.previous()) if f.compare else None,
-            "ignored": []}
+            "by_lane": by_lane, "totals": totals, "previous": previous, "ignored": []}
 
 
 def _distribution(f: Filters, dim: str, labels: dict, leave_out: frozenset = frozenset()) -> dict:
@@ -157,10 +226,13 @@ def rising_order(t: dict) -> tuple:
 
 def topics(f: Filters) -> dict:
     counts: dict[int, dict] = {}
-    for row in _rows(f, "sentiment", "term_id", "value", terms="each"):
+    calls = {"now": (lambda g: _rows(g, "sentiment", "term_id", "value", terms="each"), f)}
+    if f.compare:
+        calls["before"] = (lambda g: _rows(g, "sentiment", "term_id", terms="each"), f.previous())
+    done = _side_by_side(calls)  # the two periods side by side
+    for row in done["now"]:
         counts.setdefault(row["term_id"], {s: 0 for s in SENTIMENTS})[row["value"]] = row["n"]
-    before = ({row["term_id"]: row["n"] for row in _rows(f.previous(), "sentiment", "term_id", terms="each")}
-              if f.compare else {})
+    before = {row["term_id"]: row["n"] for row in done.get("before", [])}
     known = {t.pk: t for t in Term.objects.filter(pk__in=set(counts) | set(before))}
     terms = []
     for term_id, by_sentiment in counts.items():

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.db.models import Count, Q
 
 from insight.filters import Filters
+from insight.panels.care import _side_by_side
 from insight.panels.registry import Panel, register
 from learning.models import ConversationMood
 
@@ -39,8 +40,11 @@ def _recovery(f: Filters) -> dict:
 def recovered(f: Filters) -> dict:
     """Conversations whose first customer message (in the range) was negative; of those the
     customer wrote in again, the share whose latest message is neutral or positive."""
-    now = _recovery(f)
-    previous = _recovery(f.previous()) if f.compare else None
+    calls = {"now": (_recovery, f)}
+    if f.compare:
+        calls["previous"] = (_recovery, f.previous())
+    done = _side_by_side(calls)  # the two periods side by side, each on its own connection
+    now, previous = done["now"], done.get("previous")
     if previous:
         previous.pop("by_channel")
     return {**now, "previous": previous, "ignored": ["lane", "term"]}

@@ -1,16 +1,25 @@
 """Segment sentiment: each saved segment's net sentiment (positive minus negative, in % of its
 scored messages) next to everyone's, over the messages the filters select. A segment is read as
 it stands now (responses.segments): "premium customers with 3+ device errors this week" compares
-how those customers feel with how all customers feel in the period."""
+how those customers feel with how all customers feel in the period.
+
+Everyone's row is summed from the sentiment rollup (learning.rollups: the same messages, counted
+when classified). A segment's row stays exact and follows its definition as it stands: its
+members are asked now (one query), and only their contacts' messages in the range are read,
+through the (author, sent_at) index, so a segment costs in proportion to its own messages, not to
+everyone's. No per-segment counts are stored: a customer's tier or attributes can change at any
+moment, and a stored membership would lag them."""
 
 from __future__ import annotations
 
 from django.db.models import Count
 
 from insight.filters import SENTIMENTS, Filters
+from insight.panels.care import _side_by_side
+from insight.panels.messages import _rows as _rollup_rows
 from insight.panels.registry import Panel, register
 from learning.models import Classification
-from listening.models import Direction, Segment
+from listening.models import Contact, Direction, Segment
 from responses import segments
 
 MAX_SEGMENTS = 12
@@ -32,11 +41,24 @@ def _classified(f: Filters):
     return rows
 
 
-def _row(key: str, label: str, rows) -> dict | None:
+def _counted(rows) -> dict[str, int]:
     counts = {s: 0 for s in SENTIMENTS}
     for value, n in rows.order_by().values_list("sentiment").annotate(n=Count("id")):
         if value in counts:
             counts[value] = n
+    return counts
+
+
+def _everyone(f: Filters) -> dict[str, int]:
+    """Everyone's counts from the rollup's daily sentiment rows (the filters' messages exactly)."""
+    counts = {s: 0 for s in SENTIMENTS}
+    for row in _rollup_rows(f, "sentiment", "value"):
+        if row["value"] in counts:
+            counts[row["value"]] += row["n"]
+    return counts
+
+
+def _row(key: str, label: str, counts: dict[str, int]) -> dict | None:
     total = sum(counts.values())
     if not total:
         return None
@@ -45,11 +67,18 @@ def _row(key: str, label: str, rows) -> dict | None:
 
 
 def segment_sentiment(f: Filters) -> dict:
-    classified = _classified(f)
-    found = [_row(EVERYONE, "Everyone", classified)]
-    for segment in Segment.objects.order_by("name")[:MAX_SEGMENTS]:
+    def members_counts(segment: Segment) -> dict[str, int]:
         members = segments.customers(segment.definition, now=f.now).values("pk")
-        found.append(_row(str(segment.pk), segment.name, classified.filter(message__author__customer_id__in=members)))
+        # From the members' contacts to their messages (message_author_sent_idx), not from every
+        # classified message in the range to its author's customer.
+        contacts = Contact.objects.filter(customer_id__in=members).values("pk")
+        return _counted(_classified(f).filter(message__author_id__in=contacts))
+
+    chosen = list(Segment.objects.order_by("name")[:MAX_SEGMENTS])
+    # Every row on its own connection, side by side (care's _side_by_side).
+    done = _side_by_side({EVERYONE: (_everyone, f), **{str(s.pk): (members_counts, s) for s in chosen}})
+    found = [_row(EVERYONE, "Everyone", done[EVERYONE])]
+    found += [_row(str(s.pk), s.name, done[str(s.pk)]) for s in chosen]
     # Rows are segments, not channels: the "bars" renderer names its columns from these, draws
     # no "Slowest"/"Fastest" and opens no channel drill-down.
     return {"rows": [r for r in found if r], "unit": "%", "value_label": "Net sentiment (positive − negative)",

@@ -82,7 +82,7 @@ def test_a_team_without_a_calendar_keeps_wall_clock_time(week, admin_user, team_
     tolerance = care_rollup.tolerance(65 * 3600.0) if care["approximate"] else 0
     assert abs(care["first_response"]["median_seconds"] - 65 * 3600.0) <= tolerance
     assert care["sla"]["breached"] == 1
-    assert PANELS["first_response_by_channel"].query(f)["rows"][0]["value"] == 65 * 3600.0
+    assert abs(PANELS["first_response_by_channel"].query(f)["rows"][0]["value"] - 65 * 3600.0) <= tolerance
     # Both teams at once: each case by its own team's clock.
     both = PANELS["care"].query(filters.parse_filters(week["query"], admin_user))
     assert both["first_response"]["count"] == 4 and both["first_response"]["median_seconds"] == (1200 + 3600) / 2

@@ -139,6 +139,11 @@ def feelings(connector_a, people):
                   sentiment=sentiment)
     for n, sentiment in enumerate(("positive", "positive", "neutral", "negative")):
         open_case(connector_a, f"someone {n}", author=f"someone-{n}", sentiment=sentiment)
+    # open_case writes classifications directly; the workers count theirs into the rollups as they
+    # classify, and everyone's row is read from there.
+    from learning import rollups
+
+    rollups.rebuild()
     return Segment.objects.create(name="Premium trouble", definition=PREMIUM_TROUBLE)
 
 
