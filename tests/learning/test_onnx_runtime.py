@@ -153,3 +153,32 @@ def test_without_onnx_runtime_the_classifier_runs_on_torch_and_says_why(tmp_path
 def test_an_unknown_runtime_is_refused(tmp_path):
     with pytest.raises(ValueError, match="onnx, torch"):
         Classifier(_tiny(tmp_path / "m"), runtime="tensorrt", multilingual_heads="")
+
+
+def test_micro_batches_are_cut_where_padding_costs_more_than_a_call():
+    """Engine.run's cut points: the fewest padded tokens plus a cost per call, at most `cap` rows."""
+    import itertools
+    import random
+
+    from learning.ml.engine import split
+
+    assert split([5] * 10 + [50] * 10, cap=32, call_cost=12) == [(0, 10), (10, 20)]
+    same = split([7] * 70, cap=32, call_cost=12)  # equal lengths: as few calls as the cap allows
+    assert len(same) == 3 and all(j - i <= 32 for i, j in same)
+    assert split([], cap=8) == []
+
+    def cost(runs, lengths, call_cost):
+        return sum((j - i) * lengths[j - 1] + call_cost for i, j in runs)
+
+    rng = random.Random(3)
+    for _ in range(30):  # the dynamic programme is optimal: no other set of cut points costs less
+        lengths = sorted(rng.randint(3, 60) for _ in range(rng.randint(1, 9)))
+        runs = split(lengths, cap=4, call_cost=10)
+        assert runs[0][0] == 0 and runs[-1][1] == len(lengths) and all(j - i <= 4 for i, j in runs)
+        best = min(
+            cost(list(zip((0, *cuts), (*cuts, len(lengths)), strict=True)), lengths, 10)
+            for k in range(len(lengths))
+            for cuts in itertools.combinations(range(1, len(lengths)), k)
+            if all(j - i <= 4 for i, j in zip((0, *cuts), (*cuts, len(lengths)), strict=True))
+        )
+        assert cost(runs, lengths, 10) == best
