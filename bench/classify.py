@@ -44,11 +44,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import torch
-
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+# As cxm/__init__.py does for every process, before torch loads: idle OpenMP threads sleep instead of
+# spinning on cores other processes need.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 SAMPLE = Path("twcs_spotifycares_sample") / "support_requests.csv"
 GOAL_MSGS_PER_S = 250  # issue 13
