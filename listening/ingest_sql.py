@@ -4,6 +4,7 @@ fallbacks. Profiled in bench/README.md ("Where the time goes")."""
 
 from __future__ import annotations
 
+import json
 import operator
 from collections import defaultdict
 from datetime import datetime
@@ -310,6 +311,21 @@ def bump_sql(model: type, rows: list[tuple[int, datetime]], latest_field: str) -
     ids = sorted(counts)
     set_clause = (f"UPDATE {table} SET message_count = message_count + v.column2, "  # noqa: S608
                   f"{column} = CASE WHEN {column} < v.column3 THEN v.column3 ELSE {column} END ")
+    if connection.vendor == "postgresql" and len(ids) >= COPY_MIN_ROWS:
+        # Many ids (a file import's batch): psycopg spent 20 us of Python per message parsing and
+        # adapting the VALUES list below (~3,000 placeholders). One JSON parameter instead, and
+        # the rows locked first by a SELECT ... ORDER BY id FOR NO KEY UPDATE: its locks are taken
+        # as the sort emits them, in id order, and the UPDATE only touches rows already locked,
+        # so concurrent calls still wait for each other in the same order, whatever the join plan.
+        payload = json.dumps([[pk, counts[pk], latest[pk].isoformat()] for pk in ids])
+        locked = (
+            "WITH v AS MATERIALIZED (SELECT (e->>0)::bigint AS column1, (e->>1)::integer AS column2, "  # noqa: S608
+            "(e->>2)::timestamptz AS column3 FROM json_array_elements(%s::json) AS e), "
+            f"locked AS (SELECT {table}.id FROM {table} WHERE {table}.id IN (SELECT column1 FROM v) "
+            f"ORDER BY {table}.id FOR NO KEY UPDATE) "
+        )
+        where = f"FROM v WHERE {table}.id = v.column1 AND {table}.id IN (SELECT id FROM locked)"  # noqa: S608
+        return locked + set_clause + where, [payload]
     if connection.vendor == "postgresql":
         # A VALUES row per id in sorted order, as before: the join then drives from the sorted
         # list and concurrent deliveries lock the same rows in the same order. (unnest arrays let

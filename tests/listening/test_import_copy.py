@@ -189,3 +189,41 @@ def test_insert_or_get_by_copy_returns_stored_rows_for_keys_another_call_inserte
             assert contact.display_name == "New"
             assert Contact.objects.get(pk=contact.pk).external_id == f"k{n:03d}"
     assert Contact.objects.filter(channel="import").count() == 60
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_large_batches_sharing_contacts_count_every_message_without_deadlock(make_connector):
+    """Counters of 50 or more rows are locked in id order before the UPDATE (ingest_sql.bump_sql):
+    two threads storing overlapping authors' batches in opposite orders wait, never deadlock,
+    and every message is counted once on its contact and conversation."""
+    import threading
+
+    from django.db import close_old_connections
+
+    connectors = [make_connector("import", slug=f"side{n}") for n in range(2)]
+    authors = [InboundAuthor(external_id=f"shared{n:03d}") for n in range(120)]
+    errors: list[BaseException] = []
+
+    def store(side: int) -> None:
+        try:
+            order = authors if side == 0 else authors[::-1]
+            for round_ in range(4):
+                ingest_messages(connectors[side], [
+                    InboundMessage(external_id=f"s{side}-r{round_}-{n}", text="hello", author=author,
+                                   sent_at=T0 + timedelta(seconds=n), channel="import", thread_id=f"t{n % 60}")
+                    for n, author in enumerate(order)
+                ])
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+        finally:
+            close_old_connections()
+
+    threads = [threading.Thread(target=store, args=(side,)) for side in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert set(Contact.objects.filter(channel="import").values_list("message_count", flat=True)) == {8}
+    assert sum(Conversation.objects.values_list("message_count", flat=True)) == 2 * 4 * 120
+    assert Message.objects.count() == 2 * 4 * 120
