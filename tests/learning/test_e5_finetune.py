@@ -115,3 +115,14 @@ def test_a_heads_folder_with_tuned_layers_reads_sentiment_through_them_in_one_pa
     (folder / TUNED_META).write_text(json.dumps({"cut": 11, "labels": ["positive", "neutral", "negative"]}))
     with pytest.raises(ValueError, match="labels"):
         Reader(folder)
+
+
+def test_the_shipped_tuned_reader_matches_its_heads_and_card():
+    from learning.ml.multilingual import TUNED_META, Reader, default_heads_dir
+
+    folder = default_heads_dir().parent / "cxm-e5-tuned"
+    reader = Reader(folder)  # refuses tuned labels that differ from the heads' own
+    meta = json.loads((folder / TUNED_META).read_text())
+    assert reader.tuned is not None and reader.tuned.cut == meta["cut"] == 10
+    assert f"{meta['metrics']['umsab_mean_macro_f1']:.3f}" in (folder / "README.md").read_text()
+    assert reader.heads.version != Reader(default_heads_dir()).heads.version
