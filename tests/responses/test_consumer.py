@@ -321,3 +321,24 @@ def test_console_cursor_watches_the_newest_ids_of_a_long_gap():
     assert cursor._safe_boundary([10_000, 10_001]) == 10_001
     late = cursor.late
     assert 9_999 in late and len(late) == LATE_WATCH_MAX and 1 not in late and not cursor.gaps
+
+
+def test_console_cursor_waits_out_gaps_seen_together_once_not_one_after_another():
+    """Three rolled-back transactions leave three gaps: a console that sees them at once waits
+    GAP_WAIT_SECONDS once for all of them, then moves past every one and watches them."""
+    from responses.events import GAP_WAIT_SECONDS, Cursor
+
+    cursor = Cursor(position=0)
+    ids = [1, 3, 4, 6, 9, 10]  # 2, 5, 7 and 8 not visible
+    assert cursor._safe_boundary(ids) == 1  # up to the first gap, whose clock starts now
+    assert set(cursor.gaps) == {2, 5, 7}  # every gap in sight started its clock too
+    cursor.position = 1
+    for start in cursor.gaps:
+        cursor.gaps[start] -= GAP_WAIT_SECONDS + 0.1
+    assert cursor._safe_boundary(ids[1:]) == 10  # all of them over at once
+    assert {2, 5, 7, 8} <= set(cursor.late) and not cursor.gaps
+
+    cursor = Cursor(position=0)
+    cursor._safe_boundary(ids)
+    cursor.gaps[2] -= GAP_WAIT_SECONDS + 0.1  # only the first gap's wait is over (say it was seen earlier)
+    assert cursor._safe_boundary(ids) == 4  # past it, and held at the next one still waited on
