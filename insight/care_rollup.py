@@ -36,6 +36,13 @@ from django.dispatch import receiver
 from learning import rollups
 
 RATIO = 1.05  # each bin is 5% wider than the one before
+# Every case a team opens in a day counts in that day's and month's summed rows. Written by one
+# row per key, those rows were held by each routing transaction until it committed, so routing
+# workers took turns (bench/e2e.py at 50 msgs/s: 4 routing threads at 23% of a core, a case 20 s
+# late, each INSERT waiting on another's rollup row). A transaction writes its counts into one of
+# SHARDS copies of each key, by its transaction id; readers sum over them (they sum anyway), and a
+# rebuild folds them back into shard 0.
+SHARDS = 8
 GRAINS = ("d", "m")
 METRICS = ("cases", "replies", "met", "late", "frs", "rs")
 
@@ -113,18 +120,21 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 """  # noqa: S608 - constants only
 
-_UPSERT = """
+def _upsert(rows: str, sharded: bool = True) -> str:
+    shard = (f", (txid_current() % {SHARDS})::smallint", ", shard") if sharded else ("", "")
+    return f"""
 INSERT INTO insight_carerollup AS r (grain, bucket, detail, team_id, connector_id, channel, lane, metric, user_id,
-                                     bin, n)
-SELECT grain, bucket, detail, team_id, connector_id, channel, lane, metric, user_id, bin, sum(d)
+                                     bin{shard[1]}, n)
+SELECT grain, bucket, detail, team_id, connector_id, channel, lane, metric, user_id, bin{shard[0]}, sum(d)
 FROM ({rows}) AS x
 GROUP BY grain, bucket, detail, team_id, connector_id, channel, lane, metric, user_id, bin
 HAVING sum(d) <> 0
 -- one order for every writer: two transactions touching the same rows never deadlock
 ORDER BY grain, detail, team_id, bucket, connector_id, channel, lane, metric, user_id, bin
-ON CONFLICT (grain, detail, team_id, bucket, connector_id, channel, lane, metric, user_id, bin)
+ON CONFLICT (grain, detail, team_id, bucket, connector_id, channel, lane, metric, user_id, bin{shard[1]})
 DO UPDATE SET n = r.n + excluded.n
-"""
+"""  # noqa: S608 - constants only
+
 
 # A case's own rows, and its replies' rows when the case moves to other slots (team, connector,
 # channel, lane, opening day): o and nw are the old and new row (NULL on insert and delete).
@@ -165,7 +175,9 @@ _REPLY_ROWS = """
 _CASE_KEY = ("team_id", "connector_id", "channel", "lane", "opened_at")
 _CASE_FIELDS = (*_CASE_KEY, "assignee_id", "first_response_at", "resolved_at", "sla_minutes")
 
-TRIGGERS = f"""
+def triggers_sql(sharded: bool = True) -> str:
+    """The functions and triggers (`sharded`: writing shards, as since insight 0005)."""
+    return f"""
 {_FUNCTIONS}
 
 CREATE OR REPLACE FUNCTION insight_care_case_changed() RETURNS trigger LANGUAGE plpgsql AS $body$
@@ -182,7 +194,7 @@ BEGIN
   IF TG_OP = 'UPDATE' THEN
     moved := ({" OR ".join(f"o.{f} IS DISTINCT FROM nw.{f}" for f in _CASE_KEY)});
   END IF;
-  {_UPSERT.format(rows=_CASE_ROWS)};
+  {_upsert(_CASE_ROWS, sharded)};
   RETURN NULL;
 END
 $body$;
@@ -197,7 +209,7 @@ BEGIN
   IF tz IS NULL THEN RETURN NULL; END IF;
   IF TG_OP <> 'INSERT' THEN o := OLD; END IF;
   IF TG_OP <> 'DELETE' THEN nw := NEW; END IF;
-  {_UPSERT.format(rows=_REPLY_ROWS)};
+  {_upsert(_REPLY_ROWS, sharded)};
   RETURN NULL;
 END
 $body$;
@@ -222,6 +234,9 @@ CREATE TRIGGER insight_care_reply_updated AFTER UPDATE ON responses_reply
 CREATE INDEX IF NOT EXISTS insight_care_unanswered_idx ON responses_case (opened_at)
   WHERE first_response_at IS NULL AND sla_minutes IS NOT NULL;
 """  # noqa: S608 - constants only
+
+
+TRIGGERS = triggers_sql()
 
 DROP_TRIGGERS = """
 DROP TRIGGER IF EXISTS insight_care_case_written ON responses_case;

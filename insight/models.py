@@ -123,7 +123,7 @@ class Alert(models.Model):
 class CareRollup(models.Model):
     """The care panel's counts, kept by PostgreSQL triggers on cases and replies (insight.care_rollup).
 
-    One row per (grain, bucket, detail, team, connector, channel, lane, metric, user, bin). Grain "d"
+    One row per (grain, bucket, detail, team, connector, channel, lane, metric, user, bin, shard). Grain "d"
     rows start at midnight of the reporting time zone, grain "m" rows at the first of its month. A
     `detail` row keeps the case's connector, channel and lane; the others sum over them (connector
     0, channel and lane ""), for the unnarrowed panel. Metrics: "cases" (user: the assignee, 0 for
@@ -142,13 +142,16 @@ class CareRollup(models.Model):
     metric = models.CharField(max_length=8)
     user_id = models.IntegerField()
     bin = models.SmallIntegerField()
+    # Which of care_rollup.SHARDS copies of the key a writing transaction used (0 after a rebuild):
+    # concurrent routing transactions do not queue on one row. Readers sum over it.
+    shard = models.SmallIntegerField(db_default=0)
     n = models.IntegerField(default=0)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
                 fields=["grain", "detail", "team_id", "bucket", "connector_id", "channel", "lane", "metric",
-                        "user_id", "bin"],
+                        "user_id", "bin", "shard"],
                 name="care_rollup_key",
             ),
         ]

@@ -24,8 +24,12 @@ pytestmark = pytest.mark.skipif(connection.vendor != "postgresql", reason="the c
 
 
 def _rows() -> dict:
+    """The rollup's counts per key, summed over the shards that writers spread them across."""
+    from django.db.models import Sum
+
     fields = ("grain", "bucket", "detail", "team_id", "connector_id", "channel", "lane", "metric", "user_id", "bin")
-    return {tuple(row[:-1]): row[-1] for row in CareRollup.objects.values_list(*fields, "n") if row[-1]}
+    summed = CareRollup.objects.values_list(*fields).annotate(total=Sum("n")).order_by()
+    return {tuple(row[:-1]): row[-1] for row in summed if row[-1]}
 
 
 def _recount() -> dict:
@@ -148,3 +152,65 @@ def test_a_rollup_cut_in_another_time_zone_is_not_read(world, settings):  # noqa
     assert answer["approximate"] is False  # read from the cases: exact
     raw = insight_raw.reference(PANELS["care"])(f)
     assert answer["first_response"] == raw["first_response"] and answer["resolution"] == raw["resolution"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_transactions_counting_one_teams_day_do_not_wait_on_each_other(make_connector):
+    """Two routing transactions opening cases for one team on one day both count in that day's
+    summed rows: each writes its own shard, so the second does not wait for the first's commit."""
+    import threading
+
+    from django.db import OperationalError, transaction
+
+    from responses.models import Team
+
+    connector = make_connector("webhook", slug="shards", name="shards")
+    team = Team.objects.create(name="Shards", slug="shards")
+    care_rollup.rebuild()
+    now = timezone.now()
+
+    def open_case(thread: str) -> Case:
+        conversation = Conversation.objects.create(connector=connector, channel="web", external_id=thread,
+                                                   started_at=now, last_message_at=now)
+        return Case.objects.create(conversation=conversation, connector=connector, channel="web", team=team,
+                                   lane="issue", opened_at=now)
+
+    def txid_shard() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT txid_current() %% %s", [care_rollup.SHARDS])
+            return cursor.fetchone()[0]
+
+    holding, release, first = threading.Event(), threading.Event(), {}
+
+    def first_router():
+        try:
+            with transaction.atomic():
+                first["shard"] = txid_shard()
+                open_case("first")
+                holding.set()
+                release.wait(20)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=first_router)
+    worker.start()
+    try:
+        assert holding.wait(20)
+        for _ in range(care_rollup.SHARDS + 1):  # a transaction id in another shard than the first's
+            with transaction.atomic():
+                if txid_shard() != first["shard"]:
+                    with connection.cursor() as cursor:
+                        cursor.execute("SET LOCAL lock_timeout = '3s'")
+                    try:
+                        open_case("second")
+                    except OperationalError as exc:  # lock timeout: waited on the first's rows
+                        pytest.fail(f"the second router waited on the first's rollup rows: {exc}")
+                    break
+    finally:
+        release.set()
+        worker.join(20)
+    assert Case.objects.count() == 2
+    rows = _rows()
+    assert rows == _recount()
+    assert sum(n for key, n in rows.items() if key[0] == "d" and not key[2] and key[7] == "cases") == 2
+    assert CareRollup.objects.filter(grain="d", detail=False, metric="cases").count() == 2  # two shards
