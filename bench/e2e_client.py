@@ -76,14 +76,18 @@ class Console:
             for event in message["events"]:
                 self.events += 1
                 self.last_id = max(self.last_id, event["id"])
-                if event["type"] != "message.created":
-                    continue
-                match = MARKER_RE.search((event.get("message") or {}).get("text", ""))
-                if match:
-                    self.arrivals[match.group(1)].append(now)
-                    self.event_at.setdefault(match.group(1), event.get("at", ""))
+                self.on_event(event, now)
         elif kind == "bye":
             self.failure = f"the server said bye: {message.get('reason')}"
+
+    def on_event(self, event: dict, now: float) -> None:
+        """What this console keeps of an event: when each marked message.created arrived."""
+        if event["type"] != "message.created":
+            return
+        match = MARKER_RE.search((event.get("message") or {}).get("text", ""))
+        if match:
+            self.arrivals[match.group(1)].append(now)
+            self.event_at.setdefault(match.group(1), event.get("at", ""))
 
     def missing(self, markers) -> list[str]:
         return [m for m in markers if m not in self.arrivals]

@@ -57,6 +57,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 # The bench's helpers come from this checkout, the product from BENCH_ROOT's (inserted after).
+from bench.e2e_client import Console  # noqa: E402
 from bench.e2e_deploy import (  # noqa: E402
     CpuSnapshot,
     Deployment,
@@ -273,47 +274,18 @@ def _webhook_main(port: int, schedule: list[tuple[float, list[str], bytes]], rea
 
 
 # --- The console --------------------------------------------------------------------------------
-class CaseConsole:
-    """An agent's console on the websocket: when each case.created event arrives, by case id.
-    Reconnects from its last event id (the product's catch-up) if the connection drops."""
+class CaseConsole(Console):
+    """An agent's console on the websocket (bench.e2e_client's, which reconnects from its last
+    event id, the product's catch-up): when each case.created event arrives, by case id."""
 
     def __init__(self, url: str, origin: str, cookie: str):
-        self.url, self.origin, self.cookie = url, origin, cookie
+        super().__init__(url, origin, cookie)
         self.arrivals: dict[int, float] = {}
-        self.last_id = self.connects = 0
-        self.welcomed = asyncio.Event()
-        self.failure = ""
 
-    async def run(self) -> None:
-        from websockets.asyncio.client import connect
-        from websockets.exceptions import ConnectionClosed, InvalidStatus
-
-        while True:
-            try:
-                async with connect(self.url, origin=self.origin, additional_headers={"Cookie": self.cookie},
-                                   max_size=64 * 2**20, open_timeout=20) as ws:
-                    self.connects += 1
-                    await ws.send(json.dumps({"type": "hello", "last_event_id": self.last_id}))
-                    async for raw in ws:
-                        self._handle(json.loads(raw), time.time())
-            except InvalidStatus as exc:
-                self.failure = f"websocket refused: {exc}"
-                return
-            except (ConnectionClosed, OSError, TimeoutError):
-                pass
-            await asyncio.sleep(0.2)
-
-    def _handle(self, message: dict, now: float) -> None:
-        if message.get("type") == "welcome":
-            self.welcomed.set()
-        elif message.get("type") == "events":
-            for event in message["events"]:
-                self.last_id = max(self.last_id, event["id"])
-                case_id = (event.get("case") or {}).get("id")
-                if event["type"] == "case.created" and case_id:
-                    self.arrivals.setdefault(case_id, now)
-        elif message.get("type") == "bye":
-            self.failure = f"the server said bye: {message.get('reason')}"
+    def on_event(self, event: dict, now: float) -> None:
+        case_id = (event.get("case") or {}).get("id")
+        if event["type"] == "case.created" and case_id:
+            self.arrivals.setdefault(case_id, now)
 
 
 # --- The deployment -----------------------------------------------------------------------------
