@@ -263,3 +263,41 @@ def test_a_classified_batch_is_routed_in_one_transaction_with_bounded_queries(co
     assert len(sql) <= 12 + 11 * 20, len(sql)
     assert ConsoleEvent.objects.filter(type="case.updated").count() == 0
     assert ConsoleEvent.objects.filter(type="case.created").count() == 20
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_routers_with_one_conversation_take_turns_instead_of_rolling_back(connector_a, caplog):
+    """A router still holding a conversation's new case: a second router whose batch holds a later
+    message of it waits, then updates that case; its batch is not rolled back and re-routed."""
+    import logging
+    import threading
+
+    from django.db import connection, transaction
+
+    first = store_message(connector_a, "My parcel is late", author="cust-t", thread="t-1")
+    later = store_message(connector_a, "Hello??", author="cust-t", thread="t-1")
+    other = store_message(connector_a, "Wrong size", author="cust-u", thread="t-2")
+    for message in (first, later, other):
+        classify(message)
+    holding, release = threading.Event(), threading.Event()
+
+    def first_router():
+        try:
+            with transaction.atomic():
+                route_messages([first.pk])
+                holding.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=first_router)
+    worker.start()
+    assert holding.wait(10)
+    threading.Timer(1.0, release.set).start()
+    with caplog.at_level(logging.INFO, logger="responses.routing"):
+        touched = route_messages([later.pk, other.pk])
+    worker.join(10)
+    assert "one by one" not in caplog.text
+    assert len(touched) == 2
+    assert Case.objects.filter(conversation=first.conversation).count() == 1
+    assert Case.objects.get(conversation=first.conversation).last_message_id == later.pk
