@@ -17,6 +17,7 @@ from django.db import connection
 from listening import group_commit as group_commit_module
 from listening.connectors.webhook import sign
 from listening.models import Connector, Message
+from tests.listening.test_ingest import announced  # noqa: F401 - the announcements fixture
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -35,21 +36,11 @@ def batcher(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def announced(settings):
+def classification_off(settings, announced):  # noqa: F811
     """The announcements of stored messages, with classification off: in tests Celery runs
     eagerly, and the first classification (loading the model) would outlast a delivery's
     timeout; what is announced is what these tests check."""
-    from listening.signals import messages_ingested
-
     settings.CXM_CLASSIFY_ON_INGEST = False
-    seen: list[list[int]] = []
-
-    def receiver(sender, message_ids, connector_id, **kwargs):
-        seen.append(list(message_ids))
-
-    messages_ingested.connect(receiver)
-    yield seen
-    messages_ingested.disconnect(receiver)
 
 
 @pytest.fixture
@@ -133,7 +124,7 @@ def slow_commit():
 
 
 def test_concurrent_deliveries_share_one_commit_and_are_answered_after_it(application, connector, batcher,
-                                                                          slow_commit, announced):
+                                                                          slow_commit, announced):  # noqa: F811
     payloads = [_message(f"g{i}", author=f"a{i % 3}") for i in range(8)]
     answers = _deliver_all(application, connector.slug, payloads)
 
